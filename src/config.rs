@@ -1,0 +1,426 @@
+//! One typed [`Config`] read from TOML, validated once at start-up.
+//!
+//! Unknown keys are rejected (serde `deny_unknown_fields`), and toml's errors carry the line and a
+//! caret excerpt, so an admin sees exactly which line is wrong.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+/// Why a config file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// A duration written as `"90s"`, `"15m"`, `"10h"`, `"2d"` or `"250ms"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span(pub Duration);
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_span(&text).map(Span).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `"<number><unit>"` with unit `ms`, `s`, `m`, `h` or `d`.
+pub fn parse_span(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like \"90s\", \"15m\" or \"10h\""))?;
+    let secs = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => {
+            return Err(format!(
+                "`{text}` has no known unit: use ms, s, m, h or d (e.g. \"15m\")"
+            ));
+        }
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the plain-HTTP listener binds.
+    pub listen: SocketAddr,
+    /// The URL phones use to reach hotdesk; every generated link starts with it.
+    pub base_url: String,
+    #[serde(default)]
+    pub server: ServerConfig,
+    pub directory: DirectoryConfig,
+    pub store: StoreConfig,
+    /// Address sets a phone can register through, keyed `internal` / `external` (any key works).
+    pub networks: BTreeMap<String, NetworkConfig>,
+    #[serde(default)]
+    pub login: LoginConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub reload: ReloadConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// A connection that has not sent a full request head in this time is closed.
+    pub header_timeout: Span,
+    /// A request whose answer takes longer gets a 503 screen.
+    pub request_timeout: Span,
+    /// Connections above this are closed at once.
+    pub max_connections: usize,
+    /// Request bodies above this get 413.
+    pub max_body_bytes: usize,
+    /// Request heads above this get 431.
+    pub max_header_bytes: usize,
+    /// How long in-flight requests may take to finish on shutdown.
+    pub shutdown_grace: Span,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            header_timeout: Span(Duration::from_secs(10)),
+            request_timeout: Span(Duration::from_secs(8)),
+            max_connections: 1024,
+            max_body_bytes: 64 * 1024,
+            max_header_bytes: 16 * 1024,
+            shutdown_grace: Span(Duration::from_secs(10)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// The embedded directory: a TOML file of `[[user]]` tables, re-read when it changes.
+    pub file: PathBuf,
+    /// How long a looked-up user is kept in memory.
+    #[serde(default = "default_cache_ttl")]
+    pub cache_ttl: Span,
+    /// How often the file's modification time is checked.
+    #[serde(default = "default_poll")]
+    pub poll_interval: Span,
+}
+
+fn default_cache_ttl() -> Span {
+    Span(Duration::from_secs(60))
+}
+fn default_poll() -> Span {
+    Span(Duration::from_secs(2))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// SQLite file for logins and the audit trail; created on first start.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// What the phone shows for this choice.
+    pub label: String,
+    /// The SIP server a phone on this network registers with.
+    pub sip_server: String,
+    /// Phones whose source address is in one of these see this network first.
+    #[serde(default)]
+    pub cidrs: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// A second login of the same extension logs the first phone out.
+    Exclusive,
+    /// Up to `max_devices` phones per extension.
+    Concurrent,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginConfig {
+    /// Accepted only for users without a voicemail PIN.
+    pub user_password: Option<Secret>,
+    /// argon2id PHC string (`hotdesk hash-password`); logs in any existing extension.
+    pub admin_password_hash: Option<String>,
+    pub policy: Policy,
+    pub max_devices: usize,
+    /// Failed attempts per extension, or per phone, before a lockout.
+    pub max_failures: u32,
+    /// The window failures are counted in, and how long a lockout lasts.
+    pub lockout: Span,
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        Self {
+            user_password: None,
+            admin_password_hash: None,
+            policy: Policy::Exclusive,
+            max_devices: 4,
+            max_failures: 5,
+            lockout: Span(Duration::from_secs(15 * 60)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Bearer keys for the admin API.
+    #[serde(default)]
+    pub api_keys: Vec<Secret>,
+}
+
+/// How each vendor's phone is made to load its new configuration after a login or logout.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadConfig {
+    pub aastra: ReloadMethod,
+    pub yealink: ReloadMethod,
+    pub htek: ReloadMethod,
+    pub snom: ReloadMethod,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self {
+            aastra: ReloadMethod::FastReboot,
+            yealink: ReloadMethod::Reboot,
+            htek: ReloadMethod::Reboot,
+            snom: ReloadMethod::Reboot,
+        }
+    }
+}
+
+/// The vendor-neutral reload choices; each dialect maps them to its own command
+/// (see `vendor-xml/<vendor>/README.md` for which are verified).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReloadMethod {
+    /// Aastra `Command: FastReboot` where the firmware has it, else `Command: Reset`.
+    FastReboot,
+    /// A full reboot (Aastra `Command: Reset`).
+    Reboot,
+    /// Re-fetch the configuration without a reboot (Yealink/Htek `Command: AutoP`).
+    Resync,
+    /// Do nothing; the admin reloads phones another way (e.g. SIP check-sync from the PBX).
+    None,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+impl Config {
+    /// Reads, parses and validates `path`. Relative paths inside are taken from the
+    /// current directory, as `make run` and services expect.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let base = self.base_url.trim_end_matches('/');
+        let rest = base
+            .strip_prefix("http://")
+            .or_else(|| base.strip_prefix("https://"))
+            .ok_or_else(|| {
+                format!(
+                    "base_url `{}` must start with http:// or https:// (it is the address phones use)",
+                    self.base_url
+                )
+            })?;
+        if rest.is_empty() || rest.contains(['?', '#', ' ']) {
+            return Err(format!(
+                "base_url `{}` must be scheme://host[:port][/path] with no query",
+                self.base_url
+            ));
+        }
+        if self.networks.is_empty() {
+            return Err(
+                "[networks] needs at least one network, e.g. [networks.internal] label = \"Internal\""
+                    .into(),
+            );
+        }
+        for (key, net) in &self.networks {
+            if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(format!(
+                    "network key `{key}` may only hold letters, digits, - and _"
+                ));
+            }
+            if net.label.trim().is_empty() {
+                return Err(format!("[networks.{key}] label must not be empty"));
+            }
+            if net.sip_server.trim().is_empty() {
+                return Err(format!("[networks.{key}] sip_server must not be empty"));
+            }
+        }
+        if self.login.max_failures == 0 {
+            return Err("[login] max_failures must be at least 1".into());
+        }
+        if self.login.max_devices == 0 {
+            return Err("[login] max_devices must be at least 1".into());
+        }
+        if let Some(hash) = &self.login.admin_password_hash {
+            crate::auth::check_phc(hash).map_err(|e| {
+                format!("[login] admin_password_hash is not an argon2 PHC string ({e}); make one with `hotdesk hash-password`")
+            })?;
+        }
+        if self.server.max_connections == 0 {
+            return Err("[server] max_connections must be at least 1".into());
+        }
+        if self.server.max_header_bytes < 8192 {
+            return Err("[server] max_header_bytes must be at least 8192".into());
+        }
+        for (i, key) in self.admin.api_keys.iter().enumerate() {
+            if key.expose().len() < 16 {
+                return Err(format!(
+                    "[admin] api_keys[{i}] is shorter than 16 characters; use a long random key"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `base_url` without a trailing slash.
+    pub fn base(&self) -> &str {
+        self.base_url.trim_end_matches('/')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+listen = "127.0.0.1:0"
+base_url = "http://127.0.0.1:8080/"
+[directory]
+file = "d.toml"
+[store]
+path = "s.sqlite"
+[networks.internal]
+label = "Internal"
+sip_server = "10.0.0.5"
+"#;
+
+    #[test]
+    fn spans() {
+        let cases = [
+            ("90s", Some(90)),
+            ("15m", Some(900)),
+            ("10h", Some(36_000)),
+            ("2d", Some(172_800)),
+            ("15", None),
+            ("m", None),
+            ("-5s", None),
+            ("5 years", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                parse_span(text).ok().map(|d| d.as_secs()),
+                want,
+                "{text:?}"
+            );
+        }
+        assert_eq!(parse_span("250ms").unwrap(), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse(MINIMAL, Path::new("x.toml")).unwrap();
+        assert_eq!(c.base(), "http://127.0.0.1:8080");
+        assert_eq!(c.login.policy, Policy::Exclusive);
+        assert_eq!(c.login.max_devices, 4);
+        assert_eq!(c.login.lockout.0, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn unknown_key_names_the_line() {
+        let text = MINIMAL.replace("[store]", "[store]\npaht = \"x\"");
+        let err = Config::parse(&text, Path::new("x.toml")).unwrap_err().to_string();
+        assert!(err.contains("line 7"), "{err}");
+        assert!(err.contains("paht"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_explained() {
+        let cases = [
+            (MINIMAL.replace("http://127.0.0.1:8080/", "ftp://x"), "base_url"),
+            (
+                MINIMAL.replace("sip_server = \"10.0.0.5\"", "sip_server = \"\""),
+                "sip_server",
+            ),
+            (
+                format!("{MINIMAL}[login]\nmax_failures = 0\n"),
+                "max_failures",
+            ),
+            (
+                format!("{MINIMAL}[login]\nadmin_password_hash = \"plain\"\n"),
+                "hash-password",
+            ),
+            (format!("{MINIMAL}[login]\nlockout = \"soon\"\n"), "duration"),
+            (format!("{MINIMAL}[admin]\napi_keys = [\"short\"]\n"), "16"),
+        ];
+        for (text, needle) in cases {
+            let err = Config::parse(&text, Path::new("x.toml")).unwrap_err().to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The Aastra XML object model (TextMenu, InputScreen, TextScreen, Execute), rendered under
+//! three root spellings: `AastraIPPhone*` (Aastra/Mitel), `YealinkIPPhone*` (Yealink) and
+//! unprefixed (Htek, Sangoma S-series). Differences between them are data in [`Flavor`].
+
+use std::io;
+
+use quick_xml::Writer;
+
+use super::text::display;
+use super::{Limits, Rendered, Target, document, leaf};
+use crate::config::ReloadMethod;
+use crate::phone::Caps;
+use crate::screen::{Action, Apply, Input, Menu, Message, Screen, Tone};
+
+/// What differs between the vendors that share the Aastra object model.
+pub(super) struct Flavor {
+    prefix: &'static str,
+    /// Aastra's schema allows softkeys inside each `InputField` but not at the root of an
+    /// InputScreen; Yealink's and Htek's samples put them at the root.
+    softkeys_in_fields: bool,
+    /// `SoftKey:BackSpace` is documented for Aastra only.
+    backspace_key: bool,
+    /// `triggerDestroyOnExit` on Execute (Aastra, AXAPI p.191).
+    trigger_destroy: bool,
+    commands: fn(Action, ReloadMethod, &Caps) -> &'static [&'static str],
+}
+
+pub(super) const AASTRA: Flavor = Flavor {
+    prefix: "AastraIPPhone",
+    softkeys_in_fields: true,
+    backspace_key: true,
+    trigger_destroy: true,
+    commands: aastra_commands,
+};
+
+pub(super) const YEALINK: Flavor = Flavor {
+    prefix: "YealinkIPPhone",
+    softkeys_in_fields: false,
+    backspace_key: false,
+    trigger_destroy: false,
+    commands: yealink_commands,
+};
+
+pub(super) const HTEK: Flavor = Flavor {
+    prefix: "",
+    softkeys_in_fields: false,
+    backspace_key: false,
+    trigger_destroy: false,
+    commands: yealink_commands,
+};
+
+/// Aastra Execute commands (AXAPI p.151-152; the Aastra scripts' logout.php).
+fn aastra_commands(action: Action, reload: ReloadMethod, caps: &Caps) -> &'static [&'static str] {
+    match (action, reload) {
+        (Action::ClearCallLists, _) => &["Command: ClearCallersList", "Command: ClearRedialList"],
+        (Action::Reload, ReloadMethod::None) => &[],
+        (Action::Reload, ReloadMethod::FastReboot | ReloadMethod::Resync) if caps.fast_reboot => {
+            &["Command: FastReboot"]
+        }
+        (Action::Reload, _) => &["Command: Reset"],
+    }
+}
+
+/// Yealink/Htek Execute commands. Unverified by a primary source: see the vendor README.
+fn yealink_commands(action: Action, reload: ReloadMethod, _: &Caps) -> &'static [&'static str] {
+    match (action, reload) {
+        // No documented Execute URI clears Yealink call lists.
+        (Action::ClearCallLists, _) => &[],
+        (Action::Reload, ReloadMethod::None) => &[],
+        (Action::Reload, ReloadMethod::Resync) => &["Command: AutoP"],
+        (Action::Reload, _) => &["Command: Reboot"],
+    }
+}
+
+struct Key {
+    index: u8,
+    label: &'static str,
+    uri: String,
+}
+
+pub(super) fn render(f: &Flavor, screen: &Screen, t: Target<'_>, lim: Limits) -> Rendered {
+    let mut refresh = None;
+    let body = match screen {
+        Screen::Menu(m) => document(|w| menu(f, w, m, t, lim)),
+        Screen::Input(i) => document(|w| input(f, w, i, t, lim)),
+        Screen::Message(m) => {
+            refresh = m
+                .next
+                .as_ref()
+                .filter(|n| n.after_secs > 0)
+                .map(|n| (n.after_secs, n.link.absolute(t.base)));
+            document(|w| message(f, w, m, t, lim))
+        }
+        Screen::Apply(a) => document(|w| execute(f, w, a, t)),
+    };
+    Rendered { body, refresh }
+}
+
+fn root(f: &Flavor, object: &str) -> String {
+    format!("{}{object}", f.prefix)
+}
+
+fn softkeys(w: &mut Writer<Vec<u8>>, caps: &Caps, keys: &[Key]) -> io::Result<()> {
+    for key in keys.iter().filter(|k| k.index <= caps.softkeys) {
+        w.create_element("SoftKey")
+            .with_attribute(("index", key.index.to_string().as_str()))
+            .write_inner_content(|w| {
+                leaf(w, "Label", key.label)?;
+                leaf(w, "URI", &key.uri)
+            })?;
+    }
+    Ok(())
+}
+
+fn exit_key(caps: &Caps, label: &'static str) -> Key {
+    Key {
+        index: caps.exit_key,
+        label,
+        uri: "SoftKey:Exit".into(),
+    }
+}
+
+fn menu(f: &Flavor, w: &mut Writer<Vec<u8>>, m: &Menu, t: Target<'_>, lim: Limits) -> io::Result<()> {
+    let caps = &t.handset.caps;
+    // Never more items than the phone takes (30 on current Aastra firmware, AXSD maxOccurs).
+    let items = &m.items[..m.items.len().min(caps.max_menu_items)];
+    let default_index = m.default_index.clamp(1, items.len().max(1)).to_string();
+    w.create_element(root(f, "TextMenu").as_str())
+        .with_attribute(("destroyOnExit", "yes"))
+        .with_attribute(("defaultIndex", default_index.as_str()))
+        .write_inner_content(|w| {
+            leaf(w, "Title", &display(&m.title, lim.title, false))?;
+            for item in items {
+                w.create_element("MenuItem").write_inner_content(|w| {
+                    leaf(w, "Prompt", &display(&item.label, lim.label, false))?;
+                    leaf(w, "URI", &item.link.absolute(t.base))
+                })?;
+            }
+            let keys = [
+                Key {
+                    index: 1,
+                    label: "Select",
+                    uri: "SoftKey:Select".into(),
+                },
+                exit_key(caps, "Exit"),
+            ];
+            softkeys(w, caps, &keys)
+        })?;
+    Ok(())
+}
+
+fn input(f: &Flavor, w: &mut Writer<Vec<u8>>, i: &Input, t: Target<'_>, lim: Limits) -> io::Result<()> {
+    let caps = &t.handset.caps;
+    let mut keys = Vec::new();
+    if f.backspace_key && caps.submit_key != 1 {
+        keys.push(Key {
+            index: 1,
+            label: "Backspace",
+            uri: "SoftKey:BackSpace".into(),
+        });
+    }
+    keys.push(Key {
+        index: caps.submit_key,
+        label: "Submit",
+        uri: "SoftKey:Submit".into(),
+    });
+    keys.push(exit_key(caps, "Cancel"));
+    let title = display(&i.title, lim.title, false);
+    let url = i.submit.absolute(t.base);
+    let field_type = |numeric: bool| if numeric { "number" } else { "string" };
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+
+    if let [field] = i.fields.as_slice() {
+        // The single-field form every model understands (AXAPI p.109); Aastra phones
+        // supply their own Backspace/Submit keys for it.
+        w.create_element(root(f, "InputScreen").as_str())
+            .with_attribute(("type", field_type(field.numeric)))
+            .with_attribute(("password", yes_no(field.secret)))
+            .with_attribute(("destroyOnExit", "yes"))
+            .write_inner_content(|w| {
+                leaf(w, "Title", &title)?;
+                leaf(w, "Prompt", &display(&field.prompt, lim.label, false))?;
+                leaf(w, "URL", &url)?;
+                leaf(w, "Parameter", field.param)?;
+                leaf(w, "Default", "")?;
+                if !f.softkeys_in_fields {
+                    softkeys(w, caps, &keys)?;
+                }
+                Ok(())
+            })?;
+        return Ok(());
+    }
+
+    // Several fields on one screen (AXAPI p.123): the phone appends each Parameter to URL.
+    w.create_element(root(f, "InputScreen").as_str())
+        .with_attribute(("type", "string"))
+        .with_attribute(("destroyOnExit", "yes"))
+        .write_inner_content(|w| {
+            leaf(w, "Title", &title)?;
+            leaf(w, "URL", &url)?;
+            for field in &i.fields {
+                w.create_element("InputField")
+                    .with_attribute(("type", field_type(field.numeric)))
+                    .with_attribute(("password", yes_no(field.secret)))
+                    .write_inner_content(|w| {
+                        leaf(w, "Prompt", &display(&field.prompt, lim.label, false))?;
+                        leaf(w, "Parameter", field.param)?;
+                        leaf(w, "Default", "")?;
+                        if f.softkeys_in_fields {
+                            softkeys(w, caps, &keys)?;
+                        }
+                        Ok(())
+                    })?;
+            }
+            if !f.softkeys_in_fields {
+                softkeys(w, caps, &keys)?;
+            }
+            Ok(())
+        })?;
+    Ok(())
+}
+
+fn message(f: &Flavor, w: &mut Writer<Vec<u8>>, m: &Message, t: Target<'_>, lim: Limits) -> io::Result<()> {
+    let caps = &t.handset.caps;
+    let next = m.next.as_ref().map(|n| n.link.absolute(t.base));
+    let name = root(f, "TextScreen");
+    let mut el = w
+        .create_element(name.as_str())
+        .with_attribute(("destroyOnExit", "yes"));
+    if m.tone == Tone::Error {
+        el = el.with_attribute(("Beep", "yes"));
+    }
+    if let Some(next) = &next {
+        // doneAction: where the phone's own OK/Done key leads (AXAPI p.67).
+        el = el.with_attribute(("doneAction", next.as_str()));
+    }
+    el.write_inner_content(|w| {
+        leaf(w, "Title", &display(&m.title, lim.title, false))?;
+        leaf(w, "Text", &display(&m.text, lim.text, true))?;
+        let mut keys = Vec::new();
+        if let Some(next) = &next {
+            keys.push(Key {
+                index: 1,
+                label: "OK",
+                uri: next.clone(),
+            });
+        }
+        keys.push(exit_key(caps, "Close"));
+        softkeys(w, caps, &keys)
+    })?;
+    Ok(())
+}
+
+fn execute(f: &Flavor, w: &mut Writer<Vec<u8>>, a: &Apply, t: Target<'_>) -> io::Result<()> {
+    let commands: Vec<&str> = a
+        .actions
+        .iter()
+        .flat_map(|&action| (f.commands)(action, t.reload, &t.handset.caps).iter().copied())
+        .collect();
+    let name = root(f, "Execute");
+    let mut el = w.create_element(name.as_str());
+    if f.trigger_destroy {
+        el = el.with_attribute(("triggerDestroyOnExit", "yes"));
+    }
+    el.with_attribute(("Beep", "no")).write_inner_content(|w| {
+        if commands.is_empty() {
+            // An empty URI is the documented no-op.
+            w.create_element("ExecuteItem").with_attribute(("URI", "")).write_empty()?;
+        }
+        for c in commands {
+            w.create_element("ExecuteItem").with_attribute(("URI", c)).write_empty()?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! Making arbitrary directory text safe for a phone: XML-1.0-legal, single-line where the
+//! vendor wants it, and short enough for the screen and the byte limit.
+
+/// Keeps only characters XML 1.0 allows (quick-xml writes C0 controls unchanged, which
+/// strict phone parsers reject). Tabs and line breaks become spaces unless `multiline`.
+pub fn clean(text: &str, multiline: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' if multiline => out.push('\n'),
+            '\t' | '\n' | '\r' => out.push(' '),
+            '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}' => {
+                out.push(c)
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// At most `max` characters, ending in an ellipsis when cut.
+pub fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// `clean` then `clip`: the one call every dialect uses for display text.
+pub fn display(text: &str, max: usize, multiline: bool) -> String {
+    clip(clean(text, multiline).trim(), max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn drops_what_xml_forbids() {
+        assert_eq!(clean("a\u{0}b\u{7}c\u{1b}d\u{FFFE}e", false), "abcde");
+        assert_eq!(clean("a\tb\nc\rd", false), "a b c d");
+        assert_eq!(clean("a\nb", true), "a\nb");
+        assert_eq!(clean("Zoë 🦀 <&>", false), "Zoë 🦀 <&>");
+    }
+
+    #[test]
+    fn clips_on_characters() {
+        assert_eq!(clip("Ünïcödé", 4), "Ünï…");
+        assert_eq!(clip("abc", 3), "abc");
+    }
+
+    fn legal(c: char) -> bool {
+        matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
+    }
+
+    proptest! {
+        #[test]
+        fn output_is_always_legal(s in any::<String>(), max in 1usize..300, ml in any::<bool>()) {
+            let out = display(&s, max, ml);
+            prop_assert!(out.chars().all(legal));
+            prop_assert!(out.chars().count() <= max);
+        }
+    }
+}

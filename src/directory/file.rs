@@ -1,0 +1,163 @@
+//! The embedded directory: a TOML file of `[[user]]` tables, re-read when it changes.
+//! A broken edit is logged and the last good version stays in use.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use super::{BoxFuture, Directory, DirectoryError, User, valid_extension};
+
+type Users = Arc<HashMap<String, Arc<User>>>;
+
+pub struct FileDirectory {
+    users: Arc<RwLock<Users>>,
+    changes: watch::Receiver<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectoryFile {
+    #[serde(default)]
+    user: Vec<User>,
+}
+
+/// Reads and checks a directory file.
+pub fn load(path: &Path) -> Result<HashMap<String, Arc<User>>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file: DirectoryFile =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut users = HashMap::with_capacity(file.user.len());
+    for (i, user) in file.user.into_iter().enumerate() {
+        if !valid_extension(&user.extension) {
+            return Err(format!(
+                "{}: user #{} has extension `{}`; use up to 32 digits, letters or * # + _ - .",
+                path.display(),
+                i + 1,
+                user.extension.escape_debug()
+            ));
+        }
+        if let Some(previous) = users.insert(user.extension.clone(), Arc::new(user)) {
+            return Err(format!(
+                "{}: extension {} appears twice",
+                path.display(),
+                previous.extension
+            ));
+        }
+    }
+    Ok(users)
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+impl FileDirectory {
+    /// Loads `path` (an error stops start-up) and polls it every `poll` for changes.
+    pub fn open(path: PathBuf, poll: Duration) -> Result<Self, String> {
+        // Stamp before reading, so an edit racing the first load is still noticed.
+        let mut last = stamp(&path);
+        let users = Arc::new(RwLock::new(Arc::new(load(&path)?)));
+        let (tx, rx) = watch::channel(0u64);
+        let shared = users.clone();
+        tokio::spawn(async move {
+            let mut generation = 0u64;
+            let mut tick = tokio::time::interval(poll);
+            loop {
+                tick.tick().await;
+                if tx.is_closed() {
+                    return;
+                }
+                let now = stamp(&path);
+                if now == last {
+                    continue;
+                }
+                last = now;
+                let p = path.clone();
+                match tokio::task::spawn_blocking(move || load(&p)).await {
+                    Ok(Ok(fresh)) => {
+                        let count = fresh.len();
+                        *shared.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+                        generation += 1;
+                        let _ = tx.send(generation);
+                        tracing::info!(users = count, file = %path.display(), "directory reloaded");
+                    }
+                    Ok(Err(e)) => tracing::error!(error = %e, "directory file not reloaded; keeping the previous version"),
+                    Err(e) => tracing::error!(error = %e, "directory reload task failed"),
+                }
+            }
+        });
+        Ok(Self { users, changes: rx })
+    }
+
+    pub fn len(&self) -> usize {
+        self.snapshot().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn snapshot(&self) -> Users {
+        self.users.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Directory for FileDirectory {
+    fn lookup<'a>(
+        &'a self,
+        extension: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<User>>, DirectoryError>> {
+        let found = self.snapshot().get(extension).cloned();
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn changes(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.changes.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_duplicates_and_bad_extensions() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.toml");
+        let user = |ext: &str| format!("[[user]]\nextension = \"{ext}\"\nname = \"x\"\nsip_password = \"s\"\n");
+        std::fs::write(&p, user("1001") + &user("1001")).unwrap();
+        assert!(load(&p).unwrap_err().contains("twice"));
+        std::fs::write(&p, user("10 01")).unwrap();
+        assert!(load(&p).unwrap_err().contains("extension"));
+        std::fs::write(&p, user("1001").replace("name", "nmae")).unwrap();
+        assert!(load(&p).unwrap_err().contains("nmae"));
+        std::fs::write(&p, user("1001") + &user("*99")).unwrap();
+        assert_eq!(load(&p).unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn rereads_when_the_file_changes_and_keeps_the_last_good_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.toml");
+        let user = |ext: &str, name: &str| {
+            format!("[[user]]\nextension = \"{ext}\"\nname = \"{name}\"\nsip_password = \"s\"\n")
+        };
+        std::fs::write(&p, user("1001", "Ada")).unwrap();
+        let d = FileDirectory::open(p.clone(), Duration::from_millis(20)).unwrap();
+        let mut changes = d.changes().unwrap();
+        assert!(d.lookup("1002").await.unwrap().is_none());
+
+        std::fs::write(&p, user("1001", "Ada") + &user("1002", "Grace Hopper")).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), changes.changed()).await.unwrap().unwrap();
+        assert_eq!(d.lookup("1002").await.unwrap().unwrap().name, "Grace Hopper");
+
+        std::fs::write(&p, "not = [valid").unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(d.len(), 2, "a broken file keeps the previous users");
+    }
+}

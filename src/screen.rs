@@ -1,0 +1,132 @@
+//! The vendor-neutral screen model: what a phone should show or do. The flow builds these;
+//! the dialects turn them into each vendor's XML. Nothing here knows a vendor.
+
+/// A server link: a path and non-secret query pairs. Dialects make it absolute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub path: &'static str,
+    pub query: Vec<(&'static str, String)>,
+}
+
+impl Link {
+    pub fn new(path: &'static str) -> Self {
+        Self {
+            path,
+            query: Vec::new(),
+        }
+    }
+
+    pub fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.query.push((key, value.into()));
+        self
+    }
+
+    /// `base` + path + percent-encoded query.
+    pub fn absolute(&self, base: &str) -> String {
+        let mut url = format!("{base}{}", self.path);
+        if !self.query.is_empty() {
+            url.push('?');
+            let mut q = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in &self.query {
+                q.append_pair(k, v);
+            }
+            url.push_str(&q.finish());
+        }
+        url
+    }
+}
+
+/// What the phone shows (menu, input, message) or does (apply).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Screen {
+    Menu(Menu),
+    Input(Input),
+    Message(Message),
+    Apply(Apply),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Menu {
+    pub title: String,
+    pub items: Vec<MenuItem>,
+    /// 1-based item that starts highlighted.
+    pub default_index: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MenuItem {
+    pub label: String,
+    pub link: Link,
+}
+
+/// One or more fields submitted together to `submit`; each field's value arrives as
+/// the query parameter `param`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    pub title: String,
+    pub fields: Vec<Field>,
+    pub submit: Link,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    pub prompt: String,
+    pub param: &'static str,
+    /// Digits only (extensions and PINs are numeric on every phone keypad).
+    pub numeric: bool,
+    /// Shown masked.
+    pub secret: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Info,
+    Success,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub title: String,
+    pub text: String,
+    pub tone: Tone,
+    /// Where OK leads; followed by itself after `after_secs` where the phone can.
+    pub next: Option<Next>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Next {
+    pub link: Link,
+    pub after_secs: u32,
+}
+
+/// Commands for the phone itself, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Apply {
+    pub actions: Vec<Action>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Wipe the previous user's missed/received/dialled lists (privacy on logout).
+    ClearCallLists,
+    /// Make the phone load its new configuration, by the vendor's configured method.
+    Reload,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_absolute_and_encoded() {
+        let link = Link::new("/app/login")
+            .with("net", "internal")
+            .with("ext", "12 34&x=<y>");
+        assert_eq!(
+            link.absolute("http://hd.example.net:8080"),
+            "http://hd.example.net:8080/app/login?net=internal&ext=12+34%26x%3D%3Cy%3E"
+        );
+        assert_eq!(Link::new("/app").absolute("http://h"), "http://h/app");
+    }
+}

@@ -1,0 +1,127 @@
+//! Durable logins and the audit trail. [`Store`] is the storage contract (SQLite today, a
+//! shared PostgreSQL later); [`LoginBook`] keeps every login in memory for the hot path and
+//! writes through to the store before a phone is told anything.
+
+mod book;
+mod sqlite;
+
+pub use book::{BookError, LoginBook, LoginOutcome};
+pub use sqlite::SqliteStore;
+
+use time::OffsetDateTime;
+
+use crate::phone::Mac;
+
+/// "Extension E is on handset M via network N since T, with template X".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    pub mac: Mac,
+    pub extension: String,
+    pub name: String,
+    pub vendor: String,
+    pub model: String,
+    pub network: String,
+    pub template: Option<String>,
+    pub since: OffsetDateTime,
+    pub source_ip: String,
+    /// Which credential was used (`voicemail-pin`, `user-password`, `admin-password`).
+    pub credential: String,
+}
+
+/// One line of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// Assigned by the store; 0 before it is written.
+    pub id: i64,
+    pub at: OffsetDateTime,
+    pub kind: EventKind,
+    pub mac: Option<Mac>,
+    pub extension: Option<String>,
+    pub network: Option<String>,
+    pub source_ip: Option<String>,
+    /// Free text for humans: never a secret.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Login,
+    Logout,
+    /// Logged out because the extension logged in elsewhere (exclusive policy).
+    Takeover,
+    LoginFailed,
+    LockedOut,
+    /// An admin logged the phone out through the API.
+    AdminLogout,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Login => "login",
+            EventKind::Logout => "logout",
+            EventKind::Takeover => "takeover",
+            EventKind::LoginFailed => "login-failed",
+            EventKind::LockedOut => "locked-out",
+            EventKind::AdminLogout => "admin-logout",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            EventKind::Login,
+            EventKind::Logout,
+            EventKind::Takeover,
+            EventKind::LoginFailed,
+            EventKind::LockedOut,
+            EventKind::AdminLogout,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+impl AuditEvent {
+    pub fn new(kind: EventKind, detail: impl Into<String>) -> Self {
+        Self {
+            id: 0,
+            at: OffsetDateTime::now_utc(),
+            kind,
+            mac: None,
+            extension: None,
+            network: None,
+            source_ip: None,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn about(mut self, login: &Login) -> Self {
+        self.mac = Some(login.mac);
+        self.extension = Some(login.extension.clone());
+        self.network = Some(login.network.clone());
+        self
+    }
+}
+
+/// Everything one decision changes, committed atomically.
+#[derive(Debug, Clone, Default)]
+pub struct Change {
+    pub put: Vec<Login>,
+    pub remove: Vec<Mac>,
+    pub events: Vec<AuditEvent>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Db(String),
+}
+
+/// Durable storage. Calls block; [`LoginBook`] runs them on the blocking pool.
+pub trait Store: Send + Sync + 'static {
+    fn load_logins(&self) -> Result<Vec<Login>, StoreError>;
+    /// Applies the whole change in one transaction, durable when it returns.
+    fn commit(&self, change: &Change) -> Result<(), StoreError>;
+    /// Newest first.
+    fn audit(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
+}

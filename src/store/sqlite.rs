@@ -1,0 +1,271 @@
+//! The embedded store: one SQLite file, created on first start, migrated by
+//! `PRAGMA user_version`. WAL with `synchronous=FULL`: a commit survives `kill -9`.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::{AuditEvent, Change, EventKind, Login, Store, StoreError};
+
+/// Schema steps; step N brings `user_version` from N to N+1. Append, never edit.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE logins (
+        mac        TEXT PRIMARY KEY,
+        extension  TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        vendor     TEXT NOT NULL,
+        model      TEXT NOT NULL,
+        network    TEXT NOT NULL,
+        template   TEXT,
+        since      TEXT NOT NULL,
+        source_ip  TEXT NOT NULL,
+        credential TEXT NOT NULL
+     );
+     CREATE INDEX logins_extension ON logins(extension);
+     CREATE TABLE audit (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        at        TEXT NOT NULL,
+        kind      TEXT NOT NULL,
+        mac       TEXT,
+        extension TEXT,
+        network   TEXT,
+        source_ip TEXT,
+        detail    TEXT NOT NULL
+     );",
+];
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn db(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+fn ts(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+fn parse_ts(s: &str) -> OffsetDateTime {
+    OffsetDateTime::parse(s, &Rfc3339).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Db(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut conn = Connection::open(path)
+            .map_err(|e| StoreError::Db(format!("cannot open {}: {e}", path.display())))?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db)?;
+        migrate(&mut conn)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db)?;
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Db(format!(
+            "database schema version {version} is newer than this hotdesk ({}); upgrade hotdesk",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction().map_err(db)?;
+        tx.execute_batch(step).map_err(db)?;
+        tx.pragma_update(None, "user_version", i + 1).map_err(db)?;
+        tx.commit().map_err(db)?;
+    }
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn load_logins(&self) -> Result<Vec<Login>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT mac, extension, name, vendor, model, network, template, since, source_ip, credential
+                 FROM logins ORDER BY since",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    Login {
+                        mac: "000000000000".parse().expect("constant"),
+                        extension: r.get(1)?,
+                        name: r.get(2)?,
+                        vendor: r.get(3)?,
+                        model: r.get(4)?,
+                        network: r.get(5)?,
+                        template: r.get(6)?,
+                        since: parse_ts(&r.get::<_, String>(7)?),
+                        source_ip: r.get(8)?,
+                        credential: r.get(9)?,
+                    },
+                ))
+            })
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (mac, mut login) = row.map_err(db)?;
+            match mac.parse() {
+                Ok(m) => {
+                    login.mac = m;
+                    out.push(login);
+                }
+                Err(e) => tracing::warn!(error = %e, "skipping a stored login with a bad MAC"),
+            }
+        }
+        Ok(out)
+    }
+
+    fn commit(&self, change: &Change) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db)?;
+        for mac in &change.remove {
+            tx.execute("DELETE FROM logins WHERE mac = ?1", params![mac.to_string()])
+                .map_err(db)?;
+        }
+        for l in &change.put {
+            tx.execute(
+                "INSERT OR REPLACE INTO logins
+                 (mac, extension, name, vendor, model, network, template, since, source_ip, credential)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    l.mac.to_string(),
+                    l.extension,
+                    l.name,
+                    l.vendor,
+                    l.model,
+                    l.network,
+                    l.template,
+                    ts(l.since),
+                    l.source_ip,
+                    l.credential
+                ],
+            )
+            .map_err(db)?;
+        }
+        for e in &change.events {
+            tx.execute(
+                "INSERT INTO audit (at, kind, mac, extension, network, source_ip, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    ts(e.at),
+                    e.kind.as_str(),
+                    e.mac.map(|m| m.to_string()),
+                    e.extension,
+                    e.network,
+                    e.source_ip,
+                    e.detail
+                ],
+            )
+            .map_err(db)?;
+        }
+        tx.commit().map_err(db)
+    }
+
+    fn audit(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, at, kind, mac, extension, network, source_ip, detail
+                 FROM audit ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![limit as i64], |r| {
+                Ok(AuditEvent {
+                    id: r.get(0)?,
+                    at: parse_ts(&r.get::<_, String>(1)?),
+                    kind: EventKind::parse(&r.get::<_, String>(2)?).unwrap_or(EventKind::Logout),
+                    mac: r.get::<_, Option<String>>(3)?.and_then(|m| m.parse().ok()),
+                    extension: r.get(4)?,
+                    network: r.get(5)?,
+                    source_ip: r.get(6)?,
+                    detail: r.get(7)?,
+                })
+            })
+            .map_err(db)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    }
+}
+
+impl SqliteStore {
+    /// The schema version on disk (for tests and `check-config`).
+    pub fn schema_version(&self) -> Result<usize, StoreError> {
+        self.conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .optional()
+            .map_err(db)
+            .map(|v| v.unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login(mac: &str, ext: &str) -> Login {
+        Login {
+            mac: mac.parse().unwrap(),
+            extension: ext.into(),
+            name: "Zoë \"O'Neil\" <&>".into(),
+            vendor: "aastra".into(),
+            model: "6737i".into(),
+            network: "internal".into(),
+            template: None,
+            since: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
+            source_ip: "10.0.0.9".into(),
+            credential: "voicemail-pin".into(),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/hd.sqlite");
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
+            let a = login("00085d000001", "1001");
+            let change = Change {
+                put: vec![a.clone(), login("00085d000002", "1002")],
+                remove: vec![],
+                events: vec![AuditEvent::new(EventKind::Login, "pin").about(&a)],
+            };
+            s.commit(&change).unwrap();
+            s.commit(&Change {
+                remove: vec!["00085d000002".parse().unwrap()],
+                events: vec![AuditEvent::new(EventKind::Logout, "user")],
+                ..Change::default()
+            })
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let logins = s.load_logins().unwrap();
+        assert_eq!(logins, vec![login("00085d000001", "1001")]);
+        let audit = s.audit(10).unwrap();
+        assert_eq!(audit.len(), 2);
+        assert_eq!(audit[0].kind, EventKind::Logout, "newest first");
+        assert_eq!(audit[1].mac, Some("00085d000001".parse().unwrap()));
+    }
+}
