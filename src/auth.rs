@@ -38,7 +38,10 @@ impl Tier {
 pub fn check_phc(phc: &str) -> Result<(), String> {
     let parsed = PasswordHash::new(phc).map_err(|e| e.to_string())?;
     if !parsed.algorithm.as_str().starts_with("argon2") {
-        return Err(format!("algorithm `{}` is not argon2", parsed.algorithm.as_str()));
+        return Err(format!(
+            "algorithm `{}` is not argon2",
+            parsed.algorithm.as_str()
+        ));
     }
     Ok(())
 }
@@ -102,7 +105,11 @@ impl Verifier {
         let secret = Secret::new(secret);
         tokio::task::spawn_blocking(move || {
             PasswordHash::new(&phc)
-                .map(|h| Argon2::default().verify_password(secret.expose().as_bytes(), &h).is_ok())
+                .map(|h| {
+                    Argon2::default()
+                        .verify_password(secret.expose().as_bytes(), &h)
+                        .is_ok()
+                })
                 .unwrap_or(false)
         })
         .await
@@ -154,12 +161,18 @@ impl Lockouts {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_SUBJECTS {
             let window = self.window;
-            map.retain(|_, t| t.back().is_some_and(|&last| now.duration_since(last) < window));
+            map.retain(|_, t| {
+                t.back()
+                    .is_some_and(|&last| now.duration_since(last) < window)
+            });
         }
         let mut left = self.max;
         for s in subjects {
             let times = map.entry(s.clone()).or_default();
-            while times.front().is_some_and(|&t| now.duration_since(t) >= self.window) {
+            while times
+                .front()
+                .is_some_and(|&t| now.duration_since(t) >= self.window)
+            {
                 times.pop_front();
             }
             times.push_back(now);
@@ -254,7 +267,13 @@ mod tests {
         assert_eq!(wait, Duration::from_secs(50));
         assert!(l.check(&ext, t0 + Duration::from_secs(61)).is_ok());
         // Another extension from another phone is not affected.
-        assert!(l.check(&[Subject::Extension("1002".into())], t0 + Duration::from_secs(10)).is_ok());
+        assert!(
+            l.check(
+                &[Subject::Extension("1002".into())],
+                t0 + Duration::from_secs(10)
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -264,7 +283,10 @@ mod tests {
         let mac: Mac = "00085d000001".parse().unwrap();
         l.fail(&[Subject::Extension("1".into()), Subject::Handset(mac)], t0);
         l.fail(&[Subject::Extension("2".into()), Subject::Handset(mac)], t0);
-        assert!(l.check(&[Subject::Extension("3".into()), Subject::Handset(mac)], t0).is_err());
+        assert!(
+            l.check(&[Subject::Extension("3".into()), Subject::Handset(mac)], t0)
+                .is_err()
+        );
         l.clear(&[Subject::Handset(mac)]);
         assert!(l.check(&[Subject::Handset(mac)], t0).is_ok());
     }

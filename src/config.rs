@@ -3,11 +3,11 @@
 //! Unknown keys are rejected (serde `deny_unknown_fields`), and toml's errors carry the line and a
 //! caret excerpt, so an admin sees exactly which line is wrong.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use indexmap::IndexMap;
 use ipnet::IpNet;
 use serde::Deserialize;
 
@@ -34,7 +34,9 @@ pub struct Span(pub Duration);
 impl<'de> Deserialize<'de> for Span {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        parse_span(&text).map(Span).map_err(serde::de::Error::custom)
+        parse_span(&text)
+            .map(Span)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -75,8 +77,9 @@ pub struct Config {
     pub server: ServerConfig,
     pub directory: DirectoryConfig,
     pub store: StoreConfig,
-    /// Address sets a phone can register through, keyed `internal` / `external` (any key works).
-    pub networks: BTreeMap<String, NetworkConfig>,
+    /// Address sets a phone can register through, keyed `internal` / `external` (any key
+    /// works), shown in file order.
+    pub networks: IndexMap<String, NetworkConfig>,
     #[serde(default)]
     pub login: LoginConfig,
     #[serde(default)]
@@ -299,7 +302,11 @@ impl Config {
             );
         }
         for (key, net) in &self.networks {
-            if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            if key.is_empty()
+                || !key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
                 return Err(format!(
                     "network key `{key}` may only hold letters, digits, - and _"
                 ));
@@ -373,11 +380,7 @@ sip_server = "10.0.0.5"
             ("5 years", None),
         ];
         for (text, want) in cases {
-            assert_eq!(
-                parse_span(text).ok().map(|d| d.as_secs()),
-                want,
-                "{text:?}"
-            );
+            assert_eq!(parse_span(text).ok().map(|d| d.as_secs()), want, "{text:?}");
         }
         assert_eq!(parse_span("250ms").unwrap(), Duration::from_millis(250));
     }
@@ -394,7 +397,9 @@ sip_server = "10.0.0.5"
     #[test]
     fn unknown_key_names_the_line() {
         let text = MINIMAL.replace("[store]", "[store]\npaht = \"x\"");
-        let err = Config::parse(&text, Path::new("x.toml")).unwrap_err().to_string();
+        let err = Config::parse(&text, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 7"), "{err}");
         assert!(err.contains("paht"), "{err}");
     }
@@ -402,7 +407,10 @@ sip_server = "10.0.0.5"
     #[test]
     fn invalid_values_are_explained() {
         let cases = [
-            (MINIMAL.replace("http://127.0.0.1:8080/", "ftp://x"), "base_url"),
+            (
+                MINIMAL.replace("http://127.0.0.1:8080/", "ftp://x"),
+                "base_url",
+            ),
             (
                 MINIMAL.replace("sip_server = \"10.0.0.5\"", "sip_server = \"\""),
                 "sip_server",
@@ -415,11 +423,16 @@ sip_server = "10.0.0.5"
                 format!("{MINIMAL}[login]\nadmin_password_hash = \"plain\"\n"),
                 "hash-password",
             ),
-            (format!("{MINIMAL}[login]\nlockout = \"soon\"\n"), "duration"),
+            (
+                format!("{MINIMAL}[login]\nlockout = \"soon\"\n"),
+                "duration",
+            ),
             (format!("{MINIMAL}[admin]\napi_keys = [\"short\"]\n"), "16"),
         ];
         for (text, needle) in cases {
-            let err = Config::parse(&text, Path::new("x.toml")).unwrap_err().to_string();
+            let err = Config::parse(&text, Path::new("x.toml"))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(needle), "{needle}: {err}");
         }
     }

@@ -1,9 +1,85 @@
+//! hotdesk: turns shared desk phones into hot desks.
+//!
+//! # Architecture
+//! - [`server`] accepts connections (limits, timeouts, drain), routes, and answers.
+//! - [`phone`] turns User-Agent and `?vendor=`/`?mac=` into a [`phone::Handset`] with capabilities.
+//! - [`flow`] is the vendor-neutral state machine: network -> extension -> PIN -> login/logout.
+//! - [`auth`] checks credentials (admin password, voicemail PIN, user password) and lockouts.
+//! - [`directory`] is where users come from, behind a moka cache; [`store`] keeps logins
+//!   durable (SQLite) and in memory.
+//! - [`screen`] is the neutral screen model; [`dialect`] renders it as each vendor's XML.
+//!
+//! Dependencies point down: server -> flow -> (directory, auth, store); server -> dialect -> screen.
 #![forbid(unsafe_code)]
+
 pub mod auth;
 pub mod config;
 pub mod dialect;
 pub mod directory;
+pub mod flow;
 pub mod phone;
 pub mod screen;
 pub mod secret;
+pub mod server;
 pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use config::Config;
+use directory::{CachedDirectory, FileDirectory};
+use flow::Flow;
+use store::{LoginBook, SqliteStore};
+
+/// Everything a request needs, built once at start-up.
+pub struct App {
+    pub config: Arc<Config>,
+    pub flow: Flow,
+    pub directory: Arc<CachedDirectory>,
+}
+
+/// Why hotdesk could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("directory: {0}")]
+    Directory(String),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+impl App {
+    /// Opens the directory and the store. Must run inside a tokio runtime (the directory
+    /// watcher is a task).
+    pub fn open(config: Config) -> Result<Arc<Self>, StartError> {
+        let config = Arc::new(config);
+        let file = FileDirectory::open(
+            config.directory.file.clone(),
+            config.directory.poll_interval.0,
+        )
+        .map_err(StartError::Directory)?;
+        tracing::info!(users = file.len(), file = %config.directory.file.display(), "directory loaded");
+        let directory = CachedDirectory::new(Arc::new(file), config.directory.cache_ttl.0);
+        let store = Arc::new(SqliteStore::open(&config.store.path)?);
+        let book = Arc::new(LoginBook::open(store)?);
+        tracing::info!(logins = book.all().len(), store = %config.store.path.display(), "store opened");
+        let flow = Flow::new(config.clone(), directory.clone(), book);
+        Ok(Arc::new(Self {
+            config,
+            flow,
+            directory,
+        }))
+    }
+}
+
+/// Opens everything and serves on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let app = App::open(config)?;
+    server::serve(app, listener, shutdown).await;
+    Ok(())
+}

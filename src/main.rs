@@ -1,1 +1,121 @@
-fn main() {}
+//! The `hotdesk` command line: serve, check-config, hash-password.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use hotdesk::config::{Config, LogFormat};
+
+#[derive(Parser)]
+#[command(version, about = "Hot-desk server for shared desk phones")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Log format; overrides [log] format in the config.
+        #[arg(long, value_parser = ["text", "json"])]
+        log_format: Option<String>,
+    },
+    /// Check a config file (and the directory it names) and explain every problem.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Read a password from standard input and print its argon2id PHC string.
+    HashPassword,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Serve { config, log_format } => serve(config, log_format),
+        Command::CheckConfig { config } => check(config),
+        Command::HashPassword => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .context("reading standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!password.is_empty(), "no password on standard input");
+            println!(
+                "{}",
+                hotdesk::auth::hash_password(password).map_err(anyhow::Error::msg)?
+            );
+            Ok(())
+        }
+    }
+}
+
+fn check(path: PathBuf) -> anyhow::Result<()> {
+    let config = Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let users = hotdesk::directory::FileDirectory::open_once(&config.directory.file)
+        .map_err(|e| anyhow::anyhow!("directory: {e}"))?;
+    println!(
+        "{}: ok ({} network(s), {} user(s) in {})",
+        path.display(),
+        config.networks.len(),
+        users,
+        config.directory.file.display()
+    );
+    Ok(())
+}
+
+fn serve(path: PathBuf, log_format: Option<String>) -> anyhow::Result<()> {
+    let config = Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let json = match log_format.as_deref() {
+        Some("json") => true,
+        Some(_) => false,
+        None => config.log.format == LogFormat::Json,
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if json {
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        // One line on stdout that tests and scripts can read.
+        println!(
+            "hotdesk listening on http://{addr} (phones use {}/app)",
+            config.base()
+        );
+        hotdesk::run(config, listener, shutdown_signal())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -120,7 +120,13 @@ fn exit_key(caps: &Caps, label: &'static str) -> Key {
     }
 }
 
-fn menu(f: &Flavor, w: &mut Writer<Vec<u8>>, m: &Menu, t: Target<'_>, lim: Limits) -> io::Result<()> {
+fn menu(
+    f: &Flavor,
+    w: &mut Writer<Vec<u8>>,
+    m: &Menu,
+    t: Target<'_>,
+    lim: Limits,
+) -> io::Result<()> {
     let caps = &t.handset.caps;
     // Never more items than the phone takes (30 on current Aastra firmware, AXSD maxOccurs).
     let items = &m.items[..m.items.len().min(caps.max_menu_items)];
@@ -149,7 +155,13 @@ fn menu(f: &Flavor, w: &mut Writer<Vec<u8>>, m: &Menu, t: Target<'_>, lim: Limit
     Ok(())
 }
 
-fn input(f: &Flavor, w: &mut Writer<Vec<u8>>, i: &Input, t: Target<'_>, lim: Limits) -> io::Result<()> {
+fn input(
+    f: &Flavor,
+    w: &mut Writer<Vec<u8>>,
+    i: &Input,
+    t: Target<'_>,
+    lim: Limits,
+) -> io::Result<()> {
     let caps = &t.handset.caps;
     let mut keys = Vec::new();
     if f.backspace_key && caps.submit_key != 1 {
@@ -220,7 +232,13 @@ fn input(f: &Flavor, w: &mut Writer<Vec<u8>>, i: &Input, t: Target<'_>, lim: Lim
     Ok(())
 }
 
-fn message(f: &Flavor, w: &mut Writer<Vec<u8>>, m: &Message, t: Target<'_>, lim: Limits) -> io::Result<()> {
+fn message(
+    f: &Flavor,
+    w: &mut Writer<Vec<u8>>,
+    m: &Message,
+    t: Target<'_>,
+    lim: Limits,
+) -> io::Result<()> {
     let caps = &t.handset.caps;
     let next = m.next.as_ref().map(|n| n.link.absolute(t.base));
     let name = root(f, "TextScreen");
@@ -255,7 +273,11 @@ fn execute(f: &Flavor, w: &mut Writer<Vec<u8>>, a: &Apply, t: Target<'_>) -> io:
     let commands: Vec<&str> = a
         .actions
         .iter()
-        .flat_map(|&action| (f.commands)(action, t.reload, &t.handset.caps).iter().copied())
+        .flat_map(|&action| {
+            (f.commands)(action, t.reload, &t.handset.caps)
+                .iter()
+                .copied()
+        })
         .collect();
     let name = root(f, "Execute");
     let mut el = w.create_element(name.as_str());
@@ -265,10 +287,14 @@ fn execute(f: &Flavor, w: &mut Writer<Vec<u8>>, a: &Apply, t: Target<'_>) -> io:
     el.with_attribute(("Beep", "no")).write_inner_content(|w| {
         if commands.is_empty() {
             // An empty URI is the documented no-op.
-            w.create_element("ExecuteItem").with_attribute(("URI", "")).write_empty()?;
+            w.create_element("ExecuteItem")
+                .with_attribute(("URI", ""))
+                .write_empty()?;
         }
         for c in commands {
-            w.create_element("ExecuteItem").with_attribute(("URI", c)).write_empty()?;
+            w.create_element("ExecuteItem")
+                .with_attribute(("URI", c))
+                .write_empty()?;
         }
         Ok(())
     })?;

@@ -69,7 +69,10 @@ pub fn render(screen: &Screen, target: Target<'_>) -> Rendered {
     loop {
         let out = render_with(screen, target, limits);
         if out.body.len() <= max || limits.text < 16 {
-            debug_assert!(out.body.len() <= max, "minimal document still over the limit");
+            debug_assert!(
+                out.body.len() <= max,
+                "minimal document still over the limit"
+            );
             return out;
         }
         limits = Limits {
@@ -105,12 +108,17 @@ pub(crate) fn document(
 }
 
 /// Writes `<name>text</name>`; the text must already be cleaned.
-pub(crate) fn leaf(w: &mut quick_xml::Writer<Vec<u8>>, name: &str, text: &str) -> std::io::Result<()> {
+pub(crate) fn leaf(
+    w: &mut quick_xml::Writer<Vec<u8>>,
+    name: &str,
+    text: &str,
+) -> std::io::Result<()> {
     use quick_xml::events::BytesText;
     if text.is_empty() {
         w.create_element(name).write_empty()?;
     } else {
-        w.create_element(name).write_text_content(BytesText::new(text))?;
+        w.create_element(name)
+            .write_text_content(BytesText::new(text))?;
     }
     Ok(())
 }

@@ -30,16 +30,17 @@ pub(super) fn render(screen: &Screen, t: Target<'_>, lim: Limits) -> Rendered {
 
 fn menu(w: &mut Writer<Vec<u8>>, m: &Menu, t: Target<'_>, lim: Limits) -> io::Result<()> {
     let items = &m.items[..m.items.len().min(t.handset.caps.max_menu_items)];
-    w.create_element("SnomIPPhoneMenu").write_inner_content(|w| {
-        leaf(w, "Title", &display(&m.title, lim.title, false))?;
-        for item in items {
-            w.create_element("MenuItem").write_inner_content(|w| {
-                leaf(w, "Name", &display(&item.label, lim.label, false))?;
-                leaf(w, "URL", &item.link.absolute(t.base))
-            })?;
-        }
-        Ok(())
-    })?;
+    w.create_element("SnomIPPhoneMenu")
+        .write_inner_content(|w| {
+            leaf(w, "Title", &display(&m.title, lim.title, false))?;
+            for item in items {
+                w.create_element("MenuItem").write_inner_content(|w| {
+                    leaf(w, "Name", &display(&item.label, lim.label, false))?;
+                    leaf(w, "URL", &item.link.absolute(t.base))
+                })?;
+            }
+            Ok(())
+        })?;
     Ok(())
 }
 
@@ -53,45 +54,47 @@ fn input(w: &mut Writer<Vec<u8>>, i: &Input, t: Target<'_>, lim: Limits) -> io::
         url.push('=');
         url.push_str(token);
     }
-    w.create_element("SnomIPPhoneInput").write_inner_content(|w| {
-        leaf(w, "Title", &display(&i.title, lim.title, false))?;
-        leaf(w, "Url", &url)?;
-        for (field, token) in fields.iter().zip(TOKENS) {
-            // `pn`: numeric password, `n`: number (Snom wiki, SnomIPPhoneInput).
-            let flags = match (field.numeric, field.secret) {
-                (true, true) => "pn",
-                (true, false) => "n",
-                (false, true) => "p",
-                (false, false) => "a",
-            };
-            w.create_element("InputItem").write_inner_content(|w| {
-                leaf(w, "DisplayName", &display(&field.prompt, lim.label, false))?;
-                leaf(w, "InputToken", token)?;
-                leaf(w, "DefaultValue", "")?;
-                leaf(w, "InputFlags", flags)
-            })?;
-        }
-        Ok(())
-    })?;
+    w.create_element("SnomIPPhoneInput")
+        .write_inner_content(|w| {
+            leaf(w, "Title", &display(&i.title, lim.title, false))?;
+            leaf(w, "Url", &url)?;
+            for (field, token) in fields.iter().zip(TOKENS) {
+                // `pn`: numeric password, `n`: number (Snom wiki, SnomIPPhoneInput).
+                let flags = match (field.numeric, field.secret) {
+                    (true, true) => "pn",
+                    (true, false) => "n",
+                    (false, true) => "p",
+                    (false, false) => "a",
+                };
+                w.create_element("InputItem").write_inner_content(|w| {
+                    leaf(w, "DisplayName", &display(&field.prompt, lim.label, false))?;
+                    leaf(w, "InputToken", token)?;
+                    leaf(w, "DefaultValue", "")?;
+                    leaf(w, "InputFlags", flags)
+                })?;
+            }
+            Ok(())
+        })?;
     Ok(())
 }
 
 fn message(w: &mut Writer<Vec<u8>>, m: &Message, t: Target<'_>, lim: Limits) -> io::Result<()> {
-    w.create_element("SnomIPPhoneText").write_inner_content(|w| {
-        leaf(w, "Title", &display(&m.title, lim.title, false))?;
-        leaf(w, "Text", &display(&m.text, lim.text, true))?;
-        if let Some(next) = &m.next {
-            let url = next.link.absolute(t.base);
-            if next.after_secs > 0 {
-                let ms = (next.after_secs * 1000).to_string();
-                w.create_element("Fetch")
-                    .with_attribute(("mil", ms.as_str()))
-                    .write_text_content(BytesText::new(&url))?;
+    w.create_element("SnomIPPhoneText")
+        .write_inner_content(|w| {
+            leaf(w, "Title", &display(&m.title, lim.title, false))?;
+            leaf(w, "Text", &display(&m.text, lim.text, true))?;
+            if let Some(next) = &m.next {
+                let url = next.link.absolute(t.base);
+                if next.after_secs > 0 {
+                    let ms = (next.after_secs * 1000).to_string();
+                    w.create_element("Fetch")
+                        .with_attribute(("mil", ms.as_str()))
+                        .write_text_content(BytesText::new(&url))?;
+                }
+                softkey(w, "F1", "OK", &url)?;
             }
-            softkey(w, "F1", "OK", &url)?;
-        }
-        Ok(())
-    })?;
+            Ok(())
+        })?;
     Ok(())
 }
 
@@ -115,18 +118,19 @@ fn apply(w: &mut Writer<Vec<u8>>, a: &Apply, t: Target<'_>) -> io::Result<()> {
             (Action::Reload, _) => Some("reboot"),
         })
         .collect();
-    w.create_element("SnomIPPhoneText").write_inner_content(|w| {
-        leaf(w, "Title", "hotdesk")?;
-        leaf(w, "Text", "Please wait…")?;
-        let url = if fragments.is_empty() {
-            "snom://mb_exit".to_owned()
-        } else {
-            format!("snom://mb_exit#{}", fragments.join("&"))
-        };
-        w.create_element("Fetch")
-            .with_attribute(("mil", "100"))
-            .write_text_content(BytesText::new(&url))?;
-        Ok(())
-    })?;
+    w.create_element("SnomIPPhoneText")
+        .write_inner_content(|w| {
+            leaf(w, "Title", "hotdesk")?;
+            leaf(w, "Text", "Please wait…")?;
+            let url = if fragments.is_empty() {
+                "snom://mb_exit".to_owned()
+            } else {
+                format!("snom://mb_exit#{}", fragments.join("&"))
+            };
+            w.create_element("Fetch")
+                .with_attribute(("mil", "100"))
+                .write_text_content(BytesText::new(&url))?;
+            Ok(())
+        })?;
     Ok(())
 }

@@ -54,7 +54,9 @@ impl Directory for CachedDirectory {
                 .try_get_with(key.clone(), async move {
                     tokio::spawn(async move { backend.lookup(&key).await })
                         .await
-                        .map_err(|e| DirectoryError::Unavailable(format!("lookup task failed: {e}")))?
+                        .map_err(|e| {
+                            DirectoryError::Unavailable(format!("lookup task failed: {e}"))
+                        })?
                 })
                 .await
                 .map_err(|e: Arc<DirectoryError>| (*e).clone())
@@ -72,7 +74,10 @@ mod tests {
     }
 
     impl Directory for Slow {
-        fn lookup<'a>(&'a self, ext: &'a str) -> BoxFuture<'a, Result<Option<Arc<User>>, DirectoryError>> {
+        fn lookup<'a>(
+            &'a self,
+            ext: &'a str,
+        ) -> BoxFuture<'a, Result<Option<Arc<User>>, DirectoryError>> {
             Box::pin(async move {
                 self.calls.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -91,7 +96,9 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_misses_make_one_call() {
-        let backend = Arc::new(Slow { calls: AtomicUsize::new(0) });
+        let backend = Arc::new(Slow {
+            calls: AtomicUsize::new(0),
+        });
         let cache = CachedDirectory::new(backend.clone(), Duration::from_secs(60));
         let lookups: Vec<_> = (0..100)
             .map(|_| {
@@ -109,7 +116,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancelled_first_caller_does_not_stall_the_others() {
-        let backend = Arc::new(Slow { calls: AtomicUsize::new(0) });
+        let backend = Arc::new(Slow {
+            calls: AtomicUsize::new(0),
+        });
         let cache = CachedDirectory::new(backend.clone(), Duration::from_secs(60));
         let first = {
             let cache = cache.clone();

@@ -27,7 +27,8 @@ struct DirectoryFile {
 
 /// Reads and checks a directory file.
 pub fn load(path: &Path) -> Result<HashMap<String, Arc<User>>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let file: DirectoryFile =
         toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut users = HashMap::with_capacity(file.user.len());
@@ -86,12 +87,19 @@ impl FileDirectory {
                         let _ = tx.send(generation);
                         tracing::info!(users = count, file = %path.display(), "directory reloaded");
                     }
-                    Ok(Err(e)) => tracing::error!(error = %e, "directory file not reloaded; keeping the previous version"),
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "directory file not reloaded; keeping the previous version")
+                    }
                     Err(e) => tracing::error!(error = %e, "directory reload task failed"),
                 }
             }
         });
         Ok(Self { users, changes: rx })
+    }
+
+    /// Loads the file once without watching it (for `check-config`); returns the user count.
+    pub fn open_once(path: &Path) -> Result<usize, String> {
+        load(path).map(|u| u.len())
     }
 
     pub fn len(&self) -> usize {
@@ -129,7 +137,9 @@ mod tests {
     fn rejects_duplicates_and_bad_extensions() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("d.toml");
-        let user = |ext: &str| format!("[[user]]\nextension = \"{ext}\"\nname = \"x\"\nsip_password = \"s\"\n");
+        let user = |ext: &str| {
+            format!("[[user]]\nextension = \"{ext}\"\nname = \"x\"\nsip_password = \"s\"\n")
+        };
         std::fs::write(&p, user("1001") + &user("1001")).unwrap();
         assert!(load(&p).unwrap_err().contains("twice"));
         std::fs::write(&p, user("10 01")).unwrap();
@@ -153,8 +163,14 @@ mod tests {
         assert!(d.lookup("1002").await.unwrap().is_none());
 
         std::fs::write(&p, user("1001", "Ada") + &user("1002", "Grace Hopper")).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), changes.changed()).await.unwrap().unwrap();
-        assert_eq!(d.lookup("1002").await.unwrap().unwrap().name, "Grace Hopper");
+        tokio::time::timeout(Duration::from_secs(5), changes.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            d.lookup("1002").await.unwrap().unwrap().name,
+            "Grace Hopper"
+        );
 
         std::fs::write(&p, "not = [valid").unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;

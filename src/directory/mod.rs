@@ -41,8 +41,10 @@ pub enum DirectoryError {
 
 /// A source of users. `Ok(None)` means "no such extension"; errors mean "cannot tell".
 pub trait Directory: Send + Sync + 'static {
-    fn lookup<'a>(&'a self, extension: &'a str)
-    -> BoxFuture<'a, Result<Option<Arc<User>>, DirectoryError>>;
+    fn lookup<'a>(
+        &'a self,
+        extension: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<User>>, DirectoryError>>;
 
     /// Fires whenever the backend's data changed wholesale, so caches can drop everything.
     fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
@@ -54,7 +56,7 @@ pub trait Directory: Send + Sync + 'static {
 pub fn valid_extension(ext: &str) -> bool {
     !ext.is_empty()
         && ext.len() <= 32
-        && ext
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'*' | b'#' | b'+' | b'_' | b'-' | b'.'))
+        && ext.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'*' | b'#' | b'+' | b'_' | b'-' | b'.')
+        })
 }

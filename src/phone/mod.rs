@@ -141,7 +141,11 @@ pub fn identify(
 }
 
 fn same_family(a: Vendor, b: Vendor) -> bool {
-    a == b || matches!((a, b), (Vendor::Htek, Vendor::Sangoma) | (Vendor::Sangoma, Vendor::Htek))
+    a == b
+        || matches!(
+            (a, b),
+            (Vendor::Htek, Vendor::Sangoma) | (Vendor::Sangoma, Vendor::Htek)
+        )
 }
 
 #[cfg(test)]
@@ -176,7 +180,10 @@ mod tests {
             identify(None, Some("cisco"), Some("805ec0aabbcc")),
             Err(IdentifyError::BadVendor("cisco".into()))
         );
-        assert_eq!(identify(Some("curl/8.0"), None, None), Err(IdentifyError::Unknown));
+        assert_eq!(
+            identify(Some("curl/8.0"), None, None),
+            Err(IdentifyError::Unknown)
+        );
         assert!(matches!(
             identify(None, Some("snom"), Some("zz")),
             Err(IdentifyError::BadMac(_))

@@ -62,7 +62,10 @@ fn yealink(ua: &str) -> Option<UaInfo> {
     };
     let mut tokens: Vec<&str> = rest.split_whitespace().collect();
     // "SIP VP-T49G" is split in two tokens.
-    if tokens.first().is_some_and(|t| t.eq_ignore_ascii_case("SIP")) {
+    if tokens
+        .first()
+        .is_some_and(|t| t.eq_ignore_ascii_case("SIP"))
+    {
         tokens.remove(0);
     }
     let raw_model = *tokens.first()?;
@@ -171,7 +174,10 @@ mod tests {
     #[test]
     fn real_user_agents() {
         let corpus = corpus();
-        assert!(corpus.phone.len() >= 30, "the corpus keeps at least 30 real strings");
+        assert!(
+            corpus.phone.len() >= 30,
+            "the corpus keeps at least 30 real strings"
+        );
         for case in &corpus.phone {
             assert!(!case.source.is_empty(), "{} has no source", case.ua);
             let info = parse(&case.ua).unwrap_or_else(|| panic!("not recognised: {}", case.ua));

@@ -207,12 +207,20 @@ mod tests {
     #[tokio::test]
     async fn exclusive_takes_the_extension_from_the_other_phone() {
         let (_d, b) = book();
-        b.login(login("000000000001", "1001"), Policy::Exclusive, 4, "").await.unwrap();
-        let out = b.login(login("000000000002", "1001"), Policy::Exclusive, 4, "").await.unwrap();
+        b.login(login("000000000001", "1001"), Policy::Exclusive, 4, "")
+            .await
+            .unwrap();
+        let out = b
+            .login(login("000000000002", "1001"), Policy::Exclusive, 4, "")
+            .await
+            .unwrap();
         assert_eq!(out.taken_from, vec!["000000000001".parse().unwrap()]);
         assert!(b.get(&"000000000001".parse().unwrap()).is_none());
         let kinds: Vec<_> = b.audit(10).await.unwrap().iter().map(|e| e.kind).collect();
-        assert_eq!(kinds, vec![EventKind::Login, EventKind::Takeover, EventKind::Login]);
+        assert_eq!(
+            kinds,
+            vec![EventKind::Login, EventKind::Takeover, EventKind::Login]
+        );
     }
 
     #[tokio::test]
@@ -222,7 +230,13 @@ mod tests {
             .map(|i| {
                 let b = b.clone();
                 tokio::spawn(async move {
-                    b.login(login(&format!("00000000000{i}"), "1001"), Policy::Concurrent, 4, "").await
+                    b.login(
+                        login(&format!("00000000000{i}"), "1001"),
+                        Policy::Concurrent,
+                        4,
+                        "",
+                    )
+                    .await
                 })
             })
             .collect();
@@ -244,11 +258,28 @@ mod tests {
         let path = dir.path().join("s.sqlite");
         {
             let b = LoginBook::open(Arc::new(SqliteStore::open(&path).unwrap())).unwrap();
-            b.login(login("000000000001", "1001"), Policy::Exclusive, 4, "").await.unwrap();
-            b.login(login("000000000002", "1002"), Policy::Exclusive, 4, "").await.unwrap();
-            let gone = b.logout("000000000002".parse().unwrap(), EventKind::Logout, "10.0.0.9", "user").await.unwrap();
+            b.login(login("000000000001", "1001"), Policy::Exclusive, 4, "")
+                .await
+                .unwrap();
+            b.login(login("000000000002", "1002"), Policy::Exclusive, 4, "")
+                .await
+                .unwrap();
+            let gone = b
+                .logout(
+                    "000000000002".parse().unwrap(),
+                    EventKind::Logout,
+                    "10.0.0.9",
+                    "user",
+                )
+                .await
+                .unwrap();
             assert_eq!(gone.unwrap().extension, "1002");
-            assert!(b.logout("000000000002".parse().unwrap(), EventKind::Logout, "x", "").await.unwrap().is_none());
+            assert!(
+                b.logout("000000000002".parse().unwrap(), EventKind::Logout, "x", "")
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
         }
         let b = LoginBook::open(Arc::new(SqliteStore::open(&path).unwrap())).unwrap();
         let all = b.all();

@@ -11,8 +11,7 @@ use time::format_description::well_known::Rfc3339;
 use super::{AuditEvent, Change, EventKind, Login, Store, StoreError};
 
 /// Schema steps; step N brings `user_version` from N to N+1. Append, never edit.
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE logins (
+const MIGRATIONS: &[&str] = &["CREATE TABLE logins (
         mac        TEXT PRIMARY KEY,
         extension  TEXT NOT NULL,
         name       TEXT NOT NULL,
@@ -34,8 +33,7 @@ const MIGRATIONS: &[&str] = &[
         network   TEXT,
         source_ip TEXT,
         detail    TEXT NOT NULL
-     );",
-];
+     );"];
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -62,9 +60,12 @@ impl SqliteStore {
         }
         let mut conn = Connection::open(path)
             .map_err(|e| StoreError::Db(format!("cannot open {}: {e}", path.display())))?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db)?;
         migrate(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
@@ -141,8 +142,11 @@ impl Store for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(db)?;
         for mac in &change.remove {
-            tx.execute("DELETE FROM logins WHERE mac = ?1", params![mac.to_string()])
-                .map_err(db)?;
+            tx.execute(
+                "DELETE FROM logins WHERE mac = ?1",
+                params![mac.to_string()],
+            )
+            .map_err(db)?;
         }
         for l in &change.put {
             tx.execute(

@@ -1,0 +1,27 @@
+# The two commands that matter: `make run` and `make test`.
+CONFIG ?= fixtures/hotdesk.toml
+
+.PHONY: run build test lint fmt bench clean
+
+run: build
+	@echo "Entry URL for phones: http://127.0.0.1:8080/app"
+	@echo "Try it: curl -A 'Aastra6737i MAC:00-08-5D-30-A6-CE V:3.2.2.6038-SIP' http://127.0.0.1:8080/app"
+	./target/release/hotdesk serve --config $(CONFIG)
+
+build:
+	cargo build --release --locked
+
+test:
+	cargo build --locked --all-targets
+	cargo nextest run --locked --no-fail-fast 2>/dev/null || cargo test --locked --no-fail-fast
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --locked --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+clean:
+	cargo clean
+	rm -rf var

@@ -1,0 +1,349 @@
+//! The hot-desk state machine, vendor-neutral: it reads the phone's current login, asks the
+//! cached directory, checks credentials and returns a [`Screen`]. It never sees XML.
+//!
+//! State between screens is either non-secret and in the URL (network, extension) or
+//! server-side (the one-time apply token). The PIN only ever arrives in the phone's own
+//! request and is checked on the spot, so no link skips the PIN step.
+
+pub mod screens;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+
+use crate::auth::{Lockouts, Subject, Verifier};
+use crate::config::{Config, Policy};
+use crate::directory::{Directory, valid_extension};
+use crate::phone::{Handset, Mac};
+use crate::screen::{Action, Link, Screen};
+use crate::store::{AuditEvent, BookError, EventKind, Login, LoginBook};
+
+/// The phone-facing steps, one per URL path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// `/app`: the app key.
+    Entry,
+    /// `/app/login`: choose network, then credentials, then verify.
+    Login,
+    /// `/app/logout`.
+    Logout,
+    /// `/app/apply`: the phone's commands after a login or logout.
+    Apply,
+}
+
+/// One request from a phone, as the flow sees it.
+pub struct PhoneRequest<'a> {
+    pub handset: &'a Handset,
+    pub source_ip: IpAddr,
+    /// Decoded query parameters (first value of each).
+    pub query: &'a HashMap<String, String>,
+}
+
+impl PhoneRequest<'_> {
+    fn param(&self, key: &str) -> Option<&str> {
+        self.query
+            .get(key)
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+    }
+}
+
+/// Commands waiting for a phone's `/app/apply` fetch, guarded by a one-time token.
+struct Pending {
+    token: String,
+    actions: Vec<Action>,
+    created: Instant,
+}
+
+const PENDING_TTL: Duration = Duration::from_secs(600);
+
+pub struct Flow {
+    config: Arc<Config>,
+    directory: Arc<dyn Directory>,
+    verifier: Verifier,
+    lockouts: Lockouts,
+    book: Arc<LoginBook>,
+    pending: Mutex<HashMap<Mac, Pending>>,
+}
+
+impl Flow {
+    pub fn new(config: Arc<Config>, directory: Arc<dyn Directory>, book: Arc<LoginBook>) -> Self {
+        let login = &config.login;
+        Self {
+            verifier: Verifier::new(
+                login.admin_password_hash.clone(),
+                login.user_password.clone(),
+            ),
+            lockouts: Lockouts::new(login.max_failures, login.lockout.0),
+            directory,
+            book,
+            pending: Mutex::new(HashMap::new()),
+            config,
+        }
+    }
+
+    pub fn book(&self) -> &Arc<LoginBook> {
+        &self.book
+    }
+
+    /// Answers one phone request.
+    pub async fn handle(&self, step: Step, req: &PhoneRequest<'_>) -> Screen {
+        match step {
+            Step::Entry => self.entry(req),
+            Step::Login => self.login(req).await,
+            Step::Logout => self.logout(req).await,
+            Step::Apply => self.apply(req),
+        }
+    }
+
+    /// A link back to this server that keeps what identifies the phone when its
+    /// User-Agent cannot (`?mac=`, `?vendor=`).
+    fn link(&self, h: &Handset, path: &'static str) -> Link {
+        let mut link = Link::new(path);
+        if h.vendor_forced {
+            link = link.with("vendor", h.vendor.as_str());
+        }
+        if h.mac_from_query {
+            link = link.with("mac", h.mac.to_string());
+        }
+        link
+    }
+
+    fn entry(&self, req: &PhoneRequest<'_>) -> Screen {
+        let h = req.handset;
+        match self.book.get(&h.mac) {
+            Some(login) => screens::logged_in_menu(
+                &login.extension,
+                &login.name,
+                self.link(h, "/app/logout"),
+                self.link(h, "/app/login"),
+            ),
+            None => self.start_login(req),
+        }
+    }
+
+    /// The network choice, skipped when only one network is configured.
+    fn start_login(&self, req: &PhoneRequest<'_>) -> Screen {
+        let networks = &self.config.networks;
+        if networks.len() == 1 {
+            let key = networks.keys().next().expect("validated non-empty");
+            return self.ask_credentials(req.handset, key);
+        }
+        // Phones from a network's CIDRs see that network first.
+        let ip = req.source_ip.to_canonical();
+        let default_index = networks
+            .values()
+            .position(|n| n.cidrs.iter().any(|c| c.contains(&ip)))
+            .map_or(1, |i| i + 1);
+        let items: Vec<_> = networks
+            .iter()
+            .map(|(key, n)| {
+                let link = self
+                    .link(req.handset, "/app/login")
+                    .with("net", key.clone());
+                (key.clone(), n.label.clone(), link)
+            })
+            .collect();
+        screens::choose_network(&items, default_index)
+    }
+
+    fn ask_credentials(&self, h: &Handset, net: &str) -> Screen {
+        let submit = self.link(h, "/app/login").with("net", net);
+        if h.caps.multi_field_input {
+            screens::credentials(submit)
+        } else {
+            screens::ask_extension(submit)
+        }
+    }
+
+    async fn login(&self, req: &PhoneRequest<'_>) -> Screen {
+        let h = req.handset;
+        let Some(net) = req.param("net") else {
+            return self.start_login(req);
+        };
+        let Some(network) = self.config.networks.get(net) else {
+            return screens::unknown_network(self.link(h, "/app/login"));
+        };
+        let retry = self.link(h, "/app/login").with("net", net);
+        let ext = req.param("ext");
+        let pin = req.query.get("pin").map(String::as_str);
+        match (ext, pin) {
+            (None, None) => self.ask_credentials(h, net),
+            (None, Some(_)) => screens::missing("extension", retry),
+            (Some(ext), None) if !h.caps.multi_field_input && valid_extension(ext) => {
+                screens::ask_pin(ext, retry.with("ext", ext))
+            }
+            (Some(_), None) | (Some(_), Some("")) => screens::missing("PIN", retry),
+            (Some(ext), Some(pin)) => self.verify(req, net, &network.label, ext, pin, retry).await,
+        }
+    }
+
+    async fn verify(
+        &self,
+        req: &PhoneRequest<'_>,
+        net: &str,
+        label: &str,
+        ext: &str,
+        pin: &str,
+        retry: Link,
+    ) -> Screen {
+        let h = req.handset;
+        let ip = req.source_ip.to_canonical().to_string();
+        let subjects = [Subject::Extension(ext.to_owned()), Subject::Handset(h.mac)];
+        if let Err(wait) = self.lockouts.check(&subjects, Instant::now()) {
+            tracing::info!(mac = %h.mac, extension = ext, "login refused: locked out");
+            return screens::locked_out(wait);
+        }
+        let user = if valid_extension(ext) {
+            match self.directory.lookup(ext).await {
+                Ok(user) => user,
+                Err(e) => {
+                    tracing::warn!(error = %e, extension = ext, "directory lookup failed");
+                    return screens::try_later("The user directory cannot be reached.");
+                }
+            }
+        } else {
+            None
+        };
+        let Some(tier) = self.verifier.verify(user.as_deref(), pin).await else {
+            return self.failed(req, ext, net, &subjects, retry).await;
+        };
+        let user = user.expect("a tier implies a user");
+        self.lockouts.clear(&subjects);
+        let login = Login {
+            mac: h.mac,
+            extension: user.extension.clone(),
+            name: user.name.clone(),
+            vendor: h.vendor.to_string(),
+            model: h.model.clone(),
+            network: net.to_owned(),
+            template: user.template.clone(),
+            since: OffsetDateTime::now_utc(),
+            source_ip: ip,
+            credential: tier.as_str().to_owned(),
+        };
+        let policy = self.config.login.policy;
+        let max = self.config.login.max_devices;
+        match self.book.login(login, policy, max, tier.as_str()).await {
+            Ok(outcome) => {
+                tracing::info!(
+                    mac = %h.mac, extension = %user.extension, network = net,
+                    credential = tier.as_str(), taken_from = outcome.taken_from.len(),
+                    "login"
+                );
+                // A previous user's call lists must not stay for the next one.
+                let mut actions = vec![Action::Reload];
+                if outcome.replaced.is_some() {
+                    actions.insert(0, Action::ClearCallLists);
+                }
+                let apply = self.expect_apply(h, actions);
+                screens::logged_in(&user.extension, &user.name, label, apply)
+            }
+            Err(BookError::TooManyDevices(_)) if policy == Policy::Concurrent => {
+                tracing::info!(mac = %h.mac, extension = %user.extension, "login refused: device limit");
+                screens::too_many_devices(&user.extension, max)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, mac = %h.mac, "login not recorded");
+                screens::try_later("The login could not be saved.")
+            }
+        }
+    }
+
+    async fn failed(
+        &self,
+        req: &PhoneRequest<'_>,
+        ext: &str,
+        net: &str,
+        subjects: &[Subject],
+        retry: Link,
+    ) -> Screen {
+        let h = req.handset;
+        let left = self.lockouts.fail(subjects, Instant::now());
+        tracing::info!(mac = %h.mac, extension = ext, tries_left = left, "login failed");
+        let mut event = AuditEvent::new(
+            if left == 0 {
+                EventKind::LockedOut
+            } else {
+                EventKind::LoginFailed
+            },
+            "wrong extension or PIN",
+        );
+        event.mac = Some(h.mac);
+        event.extension = Some(ext.chars().take(32).collect());
+        event.network = Some(net.to_owned());
+        event.source_ip = Some(req.source_ip.to_canonical().to_string());
+        if let Err(e) = self.book.note(vec![event]).await {
+            tracing::error!(error = %e, "audit event not recorded");
+        }
+        match self.lockouts.check(subjects, Instant::now()) {
+            Err(wait) => screens::locked_out(wait),
+            Ok(()) => screens::wrong_credentials(left, retry),
+        }
+    }
+
+    async fn logout(&self, req: &PhoneRequest<'_>) -> Screen {
+        let h = req.handset;
+        let ip = req.source_ip.to_canonical().to_string();
+        match self
+            .book
+            .logout(h.mac, EventKind::Logout, &ip, "from the phone")
+            .await
+        {
+            Ok(Some(login)) => {
+                tracing::info!(mac = %h.mac, extension = %login.extension, "logout");
+                let apply = self.expect_apply(h, vec![Action::ClearCallLists, Action::Reload]);
+                screens::logged_out(&login.extension, apply)
+            }
+            Ok(None) => screens::not_logged_in(self.link(h, "/app")),
+            Err(e) => {
+                tracing::error!(error = %e, mac = %h.mac, "logout not recorded");
+                screens::try_later("The logout could not be saved.")
+            }
+        }
+    }
+
+    /// Remembers what the phone must do and returns the one-time link that fetches it.
+    fn expect_apply(&self, h: &Handset, actions: Vec<Action>) -> Link {
+        let token = new_token();
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        pending.retain(|_, p| now.duration_since(p.created) < PENDING_TTL);
+        pending.insert(
+            h.mac,
+            Pending {
+                token: token.clone(),
+                actions,
+                created: now,
+            },
+        );
+        self.link(h, "/app/apply").with("t", token)
+    }
+
+    /// The phone's commands, once; a replayed or forged token gets a no-op.
+    fn apply(&self, req: &PhoneRequest<'_>) -> Screen {
+        let mac = req.handset.mac;
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = pending.get(&mac).is_some_and(|p| {
+            req.param("t")
+                .is_some_and(|t| crate::secret::Secret::new(p.token.as_str()).matches(t))
+                && p.created.elapsed() < PENDING_TTL
+        });
+        let actions = if fresh {
+            pending.remove(&mac).map(|p| p.actions).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        screens::apply(actions)
+    }
+}
+
+/// 128 random bits as hex.
+fn new_token() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the OS random source");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

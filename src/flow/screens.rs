@@ -1,0 +1,213 @@
+//! Every screen the hot-desk flow shows, as pure functions of plain data. The flow picks
+//! which; golden tests render each one for every dialect.
+
+use std::time::Duration;
+
+use crate::screen::{
+    Action, Apply, Field, Input, Link, Menu, MenuItem, Message, Next, Screen, Tone,
+};
+
+/// Seconds a success screen stays before the phone applies its new configuration.
+pub const APPLY_AFTER_SECS: u32 = 3;
+
+pub fn choose_network(networks: &[(String, String, Link)], default_index: usize) -> Screen {
+    Screen::Menu(Menu {
+        title: "Hot desk: log in via".into(),
+        items: networks
+            .iter()
+            .map(|(_, label, link)| MenuItem {
+                label: label.clone(),
+                link: link.clone(),
+            })
+            .collect(),
+        default_index,
+    })
+}
+
+fn extension_field() -> Field {
+    Field {
+        prompt: "Extension:".into(),
+        param: "ext",
+        numeric: true,
+        secret: false,
+    }
+}
+
+fn pin_field() -> Field {
+    Field {
+        prompt: "PIN:".into(),
+        param: "pin",
+        numeric: true,
+        secret: true,
+    }
+}
+
+/// Extension and PIN on one screen, for phones that can show two fields.
+pub fn credentials(submit: Link) -> Screen {
+    Screen::Input(Input {
+        title: "Hot desk login".into(),
+        fields: vec![extension_field(), pin_field()],
+        submit,
+    })
+}
+
+/// Step 1 of 2 on phones with one field per screen.
+pub fn ask_extension(submit: Link) -> Screen {
+    Screen::Input(Input {
+        title: "Hot desk login".into(),
+        fields: vec![extension_field()],
+        submit,
+    })
+}
+
+/// Step 2 of 2: the extension travels in `submit`, the PIN only in the phone's request.
+pub fn ask_pin(extension: &str, submit: Link) -> Screen {
+    Screen::Input(Input {
+        title: format!("PIN for {extension}"),
+        fields: vec![pin_field()],
+        submit,
+    })
+}
+
+pub fn logged_in_menu(extension: &str, name: &str, logout: Link, switch: Link) -> Screen {
+    Screen::Menu(Menu {
+        title: format!("{extension} {name}"),
+        items: vec![
+            MenuItem {
+                label: "Log out".into(),
+                link: logout,
+            },
+            MenuItem {
+                label: "Log in as someone else".into(),
+                link: switch,
+            },
+        ],
+        default_index: 1,
+    })
+}
+
+fn message(title: &str, text: String, tone: Tone, next: Option<Next>) -> Screen {
+    Screen::Message(Message {
+        title: title.into(),
+        text,
+        tone,
+        next,
+    })
+}
+
+pub fn logged_in(extension: &str, name: &str, network_label: &str, apply: Link) -> Screen {
+    message(
+        "Logged in",
+        format!(
+            "Welcome, {name}. Extension {extension} ({network_label}) is now on this phone. It restarts to load your settings."
+        ),
+        Tone::Success,
+        Some(Next {
+            link: apply,
+            after_secs: APPLY_AFTER_SECS,
+        }),
+    )
+}
+
+pub fn logged_out(extension: &str, apply: Link) -> Screen {
+    message(
+        "Logged out",
+        format!("Extension {extension} has left this phone. It restarts with the shared profile."),
+        Tone::Success,
+        Some(Next {
+            link: apply,
+            after_secs: APPLY_AFTER_SECS,
+        }),
+    )
+}
+
+pub fn not_logged_in(back: Link) -> Screen {
+    message(
+        "Not logged in",
+        "Nobody is logged in on this phone.".into(),
+        Tone::Info,
+        Some(Next {
+            link: back,
+            after_secs: 0,
+        }),
+    )
+}
+
+/// The same text for an unknown extension and a wrong PIN, so neither can be probed.
+pub fn wrong_credentials(tries_left: u32, retry: Link) -> Screen {
+    let tries = match tries_left {
+        1 => "1 try left".to_owned(),
+        n => format!("{n} tries left"),
+    };
+    message(
+        "Login failed",
+        format!("Wrong extension or PIN, {tries}."),
+        Tone::Error,
+        Some(Next {
+            link: retry,
+            after_secs: 0,
+        }),
+    )
+}
+
+pub fn locked_out(wait: Duration) -> Screen {
+    let minutes = wait.as_secs().div_ceil(60).max(1);
+    let when = match minutes {
+        1 => "1 minute".to_owned(),
+        n => format!("{n} minutes"),
+    };
+    message(
+        "Login locked",
+        format!("Too many failed attempts. Try again in {when}."),
+        Tone::Error,
+        None,
+    )
+}
+
+pub fn too_many_devices(extension: &str, max: usize) -> Screen {
+    message(
+        "Login refused",
+        format!(
+            "Extension {extension} is already logged in on {max} phones, the most allowed. Log out on one of them first."
+        ),
+        Tone::Error,
+        None,
+    )
+}
+
+pub fn missing(what: &str, retry: Link) -> Screen {
+    message(
+        "Login",
+        format!("Please enter your {what}."),
+        Tone::Error,
+        Some(Next {
+            link: retry,
+            after_secs: 0,
+        }),
+    )
+}
+
+pub fn unknown_network(back: Link) -> Screen {
+    message(
+        "Login",
+        "That network is not configured any more. Please choose again.".into(),
+        Tone::Error,
+        Some(Next {
+            link: back,
+            after_secs: 0,
+        }),
+    )
+}
+
+pub fn try_later(what: &str) -> Screen {
+    message(
+        "Please try later",
+        format!("{what} Please try again in a minute."),
+        Tone::Error,
+        None,
+    )
+}
+
+pub fn apply(actions: Vec<Action>) -> Screen {
+    Screen::Apply(Apply { actions })
+}

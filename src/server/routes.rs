@@ -1,0 +1,234 @@
+//! Routing and the request span. Phone routes answer with the phone's XML; everything that
+//! cannot be tied to a phone answers with plain text or JSON.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderValue, Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body, Incoming};
+use tracing::Instrument;
+
+use super::admin;
+use super::respond::{self, Resp};
+use crate::App;
+use crate::dialect::{self, Target};
+use crate::flow::{PhoneRequest, Step, screens};
+use crate::phone::{self, Vendor};
+
+/// Query pairs beyond this are ignored: phones send a handful.
+const MAX_QUERY_PAIRS: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Health,
+    Phone(Step),
+    Logins,
+    Login,
+    Audit,
+    NotFound,
+}
+
+fn route(path: &str) -> Route {
+    match path {
+        "/healthz" => Route::Health,
+        "/app" | "/app/" => Route::Phone(Step::Entry),
+        "/app/login" => Route::Phone(Step::Login),
+        "/app/logout" => Route::Phone(Step::Logout),
+        "/app/apply" => Route::Phone(Step::Apply),
+        "/api/v1/logins" => Route::Logins,
+        "/api/v1/audit" => Route::Audit,
+        p if p.starts_with("/api/v1/logins/") => Route::Login,
+        _ => Route::NotFound,
+    }
+}
+
+fn route_name(r: Route) -> &'static str {
+    match r {
+        Route::Health => "healthz",
+        Route::Phone(Step::Entry) => "app",
+        Route::Phone(Step::Login) => "app/login",
+        Route::Phone(Step::Logout) => "app/logout",
+        Route::Phone(Step::Apply) => "app/apply",
+        Route::Logins => "api/logins",
+        Route::Login => "api/login",
+        Route::Audit => "api/audit",
+        Route::NotFound => "not-found",
+    }
+}
+
+/// Decodes the query: first value of each key wins, at most [`MAX_QUERY_PAIRS`].
+pub(super) fn parse_query(query: Option<&str>) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()).take(MAX_QUERY_PAIRS) {
+        out.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+    }
+    out
+}
+
+pub async fn handle(
+    app: Arc<App>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Resp, Infallible> {
+    let started = Instant::now();
+    let r = route(req.uri().path());
+    // The path and query never go into the log: the query carries the PIN.
+    let span = tracing::info_span!(
+        "req",
+        method = %req.method(),
+        route = route_name(r),
+        peer = %peer.ip().to_canonical(),
+        vendor = tracing::field::Empty,
+        mac = tracing::field::Empty,
+    );
+    let timeout = app.config.server.request_timeout.0;
+    let resp = async {
+        match tokio::time::timeout(timeout, dispatch(&app, peer, r, req)).await {
+            Ok(resp) => resp,
+            Err(_) => {
+                tracing::warn!("request timed out");
+                respond::text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "hotdesk took too long to answer; try again",
+                )
+            }
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    span.in_scope(|| {
+        tracing::info!(
+            status = resp.status().as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        )
+    });
+    Ok(resp)
+}
+
+async fn dispatch(app: &App, peer: SocketAddr, r: Route, req: Request<Incoming>) -> Resp {
+    let (parts, body) = req.into_parts();
+    // No route takes a body; drain what is sent within the limit, refuse the rest.
+    if body.size_hint().exact() != Some(0) {
+        let max = app.config.server.max_body_bytes;
+        if Limited::new(body, max).collect().await.is_err() {
+            return respond::text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body over {max} bytes"),
+            );
+        }
+    }
+    let query = parse_query(parts.uri.query());
+    let method = &parts.method;
+    match (r, method) {
+        (Route::Health, &Method::GET | &Method::HEAD) => respond::text(StatusCode::OK, "ok"),
+        (Route::Phone(step), &Method::GET | &Method::HEAD) => {
+            phone(app, peer, step, &parts.headers, &query).await
+        }
+        (Route::Logins, &Method::GET)
+        | (Route::Login, &Method::DELETE)
+        | (Route::Audit, &Method::GET) => {
+            admin::handle(app, peer, parts.uri.path(), method, &parts.headers, &query).await
+        }
+        (Route::NotFound, _) => {
+            respond::text(StatusCode::NOT_FOUND, "not found; phones start at /app")
+        }
+        (r, _) => {
+            let allow = match r {
+                Route::Login => "DELETE",
+                _ => "GET, HEAD",
+            };
+            let mut resp = respond::text(StatusCode::METHOD_NOT_ALLOWED, format!("use {allow}"));
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            resp
+        }
+    }
+}
+
+async fn phone(
+    app: &App,
+    peer: SocketAddr,
+    step: Step,
+    headers: &http::HeaderMap,
+    query: &HashMap<String, String>,
+) -> Resp {
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let handset = match phone::identify(
+        ua,
+        query.get("vendor").map(String::as_str),
+        query.get("mac").map(String::as_str),
+    ) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::info!(error = %e, "phone not identified");
+            return respond::text(StatusCode::BAD_REQUEST, e.to_string());
+        }
+    };
+    let span = tracing::Span::current();
+    span.record("vendor", handset.vendor.as_str());
+    span.record("mac", tracing::field::display(handset.mac));
+
+    let req = PhoneRequest {
+        handset: &handset,
+        source_ip: peer.ip(),
+        query,
+    };
+    // A phone waits only a few seconds: answer with a screen before the transport timeout.
+    let budget = app.config.server.request_timeout.0.mul_f32(0.8);
+    let screen = match tokio::time::timeout(budget, app.flow.handle(step, &req)).await {
+        Ok(screen) => screen,
+        Err(_) => screens::try_later("hotdesk is busy."),
+    };
+    let target = Target {
+        handset: &handset,
+        base: app.config.base(),
+        reload: reload_for(app, handset.vendor),
+    };
+    let rendered = dialect::render(&screen, target);
+    let mut resp = respond::xml(rendered.body);
+    if let Some((secs, url)) = rendered.refresh {
+        if let Ok(v) = HeaderValue::from_str(&format!("{secs}; url={url}")) {
+            resp.headers_mut().insert("refresh", v);
+        }
+    }
+    resp
+}
+
+fn reload_for(app: &App, vendor: Vendor) -> crate::config::ReloadMethod {
+    let r = &app.config.reload;
+    match vendor {
+        Vendor::Aastra => r.aastra,
+        Vendor::Yealink => r.yealink,
+        Vendor::Htek | Vendor::Sangoma => r.htek,
+        Vendor::Snom => r.snom,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parsing_is_bounded_and_first_wins() {
+        let q = parse_query(Some("a=1&a=2&b=%ZZ&c=%E2%82%AC&&=x&d"));
+        assert_eq!(q["a"], "1");
+        assert_eq!(q["c"], "€");
+        assert_eq!(q["d"], "");
+        let long: String = (0..100).map(|i| format!("k{i}=v&")).collect();
+        assert_eq!(parse_query(Some(&long)).len(), MAX_QUERY_PAIRS);
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/app"), Route::Phone(Step::Entry));
+        assert_eq!(route("/api/v1/logins/00085d000001"), Route::Login);
+        assert_eq!(route("/app/../etc"), Route::NotFound);
+    }
+}

@@ -1,0 +1,329 @@
+//! Golden files: every screen of the flow, rendered for a representative handset of every
+//! dialect, compared byte-for-byte with `vendor-xml/<vendor>/<handset>-<screen>.xml`.
+//! `UPDATE_GOLDEN=1 cargo test --test golden` rewrites them; review the diff before committing.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hotdesk::config::ReloadMethod;
+use hotdesk::dialect::{Target, render};
+use hotdesk::flow::screens;
+use hotdesk::phone::{Handset, identify};
+use hotdesk::screen::{Action, Link, Screen};
+
+const BASE: &str = "http://hd.example.net:8080";
+
+/// (folder, file prefix, User-Agent, ?vendor=, ?mac=)
+const HANDSETS: &[(&str, &str, &str, Option<&str>, Option<&str>)] = &[
+    (
+        "aastra",
+        "6737i",
+        "Aastra6737i MAC:00-08-5D-30-A6-CE V:3.2.2.6038-SIP",
+        None,
+        None,
+    ),
+    (
+        "aastra",
+        "6731i",
+        "Aastra6731i MAC:00-08-5D-23-74-29 V:3.2.0.70-SIP",
+        None,
+        None,
+    ),
+    (
+        "aastra",
+        "6867i",
+        "Aastra6867i MAC:00-08-5D-40-90-60 V:4.2.0.2023-SIP",
+        None,
+        None,
+    ),
+    (
+        "yealink",
+        "t46s",
+        "Yealink SIP-T46S 66.86.0.15 80:5e:c0:2f:3c:2e",
+        None,
+        None,
+    ),
+    (
+        "yealink",
+        "t21p",
+        "Yealink SIP-T21P_E2 52.80.0.3 00:15:65:4c:4c:26",
+        None,
+        None,
+    ),
+    (
+        "htek",
+        "uc903",
+        "Htek UC903 2.0.4.2 00:1f:c1:1c:22:a9",
+        None,
+        None,
+    ),
+    (
+        "htek",
+        "sangoma-s500",
+        "Sangoma S500 2.0.4.4",
+        None,
+        Some("001fc1aabbcc"),
+    ),
+    (
+        "snom",
+        "d785",
+        "Mozilla/4.0 (compatible; snomD785-SIP 10.1.33.33 2010.12-00004-g9ba52f5 000413922D24 SXM:0 UXM:0)",
+        None,
+        None,
+    ),
+];
+
+fn link(path: &'static str) -> Link {
+    Link::new(path)
+}
+
+fn all_screens() -> Vec<(&'static str, Screen)> {
+    let hostile = "Zoë \"O'Neil\" <&> \u{7}\u{0} 🦀 Ünïcødé\u{1b}";
+    let long: String = "Very long name ".repeat(20);
+    vec![
+        (
+            "choose-network",
+            screens::choose_network(
+                &[
+                    (
+                        "internal".into(),
+                        "Internal".into(),
+                        link("/app/login").with("net", "internal"),
+                    ),
+                    (
+                        "external".into(),
+                        "External".into(),
+                        link("/app/login").with("net", "external"),
+                    ),
+                ],
+                1,
+            ),
+        ),
+        (
+            "credentials",
+            screens::credentials(link("/app/login").with("net", "internal")),
+        ),
+        (
+            "ask-extension",
+            screens::ask_extension(link("/app/login").with("net", "internal")),
+        ),
+        (
+            "ask-pin",
+            screens::ask_pin(
+                "1001",
+                link("/app/login")
+                    .with("net", "internal")
+                    .with("ext", "1001"),
+            ),
+        ),
+        (
+            "logged-in-menu",
+            screens::logged_in_menu(
+                "1001",
+                "Ada Lovelace",
+                link("/app/logout"),
+                link("/app/login"),
+            ),
+        ),
+        (
+            "logged-in-menu-hostile-name",
+            screens::logged_in_menu("1001", hostile, link("/app/logout"), link("/app/login")),
+        ),
+        (
+            "logged-in-menu-long-name",
+            screens::logged_in_menu("1001", &long, link("/app/logout"), link("/app/login")),
+        ),
+        (
+            "logged-in",
+            screens::logged_in(
+                "1001",
+                "Ada Lovelace",
+                "Internal",
+                link("/app/apply").with("t", "0123456789abcdef0123456789abcdef"),
+            ),
+        ),
+        (
+            "logged-out",
+            screens::logged_out(
+                "1001",
+                link("/app/apply").with("t", "0123456789abcdef0123456789abcdef"),
+            ),
+        ),
+        ("not-logged-in", screens::not_logged_in(link("/app"))),
+        (
+            "wrong-credentials",
+            screens::wrong_credentials(2, link("/app/login").with("net", "internal")),
+        ),
+        (
+            "locked-out",
+            screens::locked_out(Duration::from_secs(14 * 60 + 5)),
+        ),
+        ("too-many-devices", screens::too_many_devices("1001", 4)),
+        (
+            "missing-pin",
+            screens::missing("PIN", link("/app/login").with("net", "internal")),
+        ),
+        (
+            "unknown-network",
+            screens::unknown_network(link("/app/login")),
+        ),
+        (
+            "try-later",
+            screens::try_later("The user directory cannot be reached."),
+        ),
+        ("apply-login", screens::apply(vec![Action::Reload])),
+        (
+            "apply-logout",
+            screens::apply(vec![Action::ClearCallLists, Action::Reload]),
+        ),
+        ("apply-nothing", screens::apply(vec![])),
+    ]
+}
+
+fn handset(ua: &str, vendor: Option<&str>, mac: Option<&str>) -> Handset {
+    identify(Some(ua), vendor, mac).unwrap()
+}
+
+fn default_reload(folder: &str) -> ReloadMethod {
+    match folder {
+        "aastra" => ReloadMethod::FastReboot,
+        _ => ReloadMethod::Reboot,
+    }
+}
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("vendor-xml")
+}
+
+#[test]
+fn every_screen_matches_its_golden_file() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut mismatches = Vec::new();
+    for &(folder, prefix, ua, vendor, mac) in HANDSETS {
+        let h = handset(ua, vendor, mac);
+        for (name, screen) in all_screens() {
+            let target = Target {
+                handset: &h,
+                base: BASE,
+                reload: default_reload(folder),
+            };
+            let out = render(&screen, target);
+            assert!(
+                out.body.len() <= h.caps.max_bytes,
+                "{prefix}-{name} over the byte limit"
+            );
+            let path = golden_dir()
+                .join(folder)
+                .join(format!("{prefix}-{name}.xml"));
+            if update {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, &out.body).unwrap();
+                continue;
+            }
+            match std::fs::read(&path) {
+                Ok(golden) if golden == out.body => {}
+                Ok(_) => mismatches.push(format!("{} differs", path.display())),
+                Err(_) => mismatches.push(format!("{} is missing", path.display())),
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "golden files out of date (UPDATE_GOLDEN=1 to rewrite, then review):\n{}",
+        mismatches.join("\n")
+    );
+}
+
+/// Every golden file is well-formed XML whose text is XML-1.0-legal.
+#[test]
+fn golden_files_are_well_formed() {
+    use quick_xml::Reader;
+    use quick_xml::events::Event;
+    let mut seen = 0;
+    for folder in ["aastra", "yealink", "htek", "snom"] {
+        for entry in std::fs::read_dir(golden_dir().join(folder)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "xml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                text.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
+                "{}",
+                path.display()
+            );
+            assert!(
+                text.chars().all(|c| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)),
+                "{} has an XML-illegal character",
+                path.display()
+            );
+            let mut reader = Reader::from_str(&text);
+            let mut depth = 0i32;
+            loop {
+                match reader.read_event() {
+                    Ok(Event::Start(_)) => depth += 1,
+                    Ok(Event::End(_)) => depth -= 1,
+                    Ok(Event::Eof) => break,
+                    Ok(_) => {}
+                    Err(e) => panic!("{}: {e}", path.display()),
+                }
+            }
+            assert_eq!(depth, 0, "{} is unbalanced", path.display());
+            seen += 1;
+        }
+    }
+    assert!(seen >= 100, "only {seen} golden files");
+}
+
+/// A strict XML 1.0 parser (libxml2) accepts every golden file; quick-xml's reader is lenient.
+#[test]
+fn golden_files_pass_a_strict_parser() {
+    let files: Vec<PathBuf> = ["aastra", "yealink", "htek", "snom"]
+        .iter()
+        .flat_map(|f| std::fs::read_dir(golden_dir().join(f)).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "xml"))
+        .collect();
+    let out = std::process::Command::new("xmllint")
+        .arg("--noout")
+        .args(&files)
+        .output()
+        .expect("xmllint is needed (apt-get install libxml2-utils)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Aastra output validates against Mitel's XML schema 4.1.0 (read from ../shared when
+/// present; CI has it). Needs `xmllint` (Debian libxml2-utils).
+#[test]
+fn aastra_golden_files_validate_against_the_official_schema() {
+    let xsd =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vendors/aastra-XMLSchema-4.1.0.xsd");
+    if !xsd.exists() {
+        eprintln!("skipped: {} not present", xsd.display());
+        return;
+    }
+    let files: Vec<PathBuf> = std::fs::read_dir(golden_dir().join("aastra"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "xml"))
+        .collect();
+    assert!(!files.is_empty());
+    let out = std::process::Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(&xsd)
+        .args(&files)
+        .output()
+        .expect("xmllint is needed (apt-get install libxml2-utils)");
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "schema validation failed:\n{report}");
+    assert_eq!(
+        report.matches(" validates").count(),
+        files.len(),
+        "{report}"
+    );
+}
