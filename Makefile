@@ -13,7 +13,11 @@ build:
 
 test:
 	cargo build --locked --all-targets
-	cargo nextest run --locked --no-fail-fast 2>/dev/null || cargo test --locked --no-fail-fast
+	@if cargo nextest --version >/dev/null 2>&1; then \
+		cargo nextest run --locked --no-fail-fast; \
+	else \
+		cargo test --locked --no-fail-fast; \
+	fi
 
 lint:
 	cargo fmt --all -- --check

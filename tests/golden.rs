@@ -13,62 +13,61 @@ use hotdesk::screen::{Action, Link, Screen};
 
 const BASE: &str = "http://hd.example.net:8080";
 
-/// (folder, file prefix, User-Agent, ?vendor=, ?mac=)
-const HANDSETS: &[(&str, &str, &str, Option<&str>, Option<&str>)] = &[
-    (
+/// A representative phone: golden folder, file prefix, User-Agent, `?mac=` when the UA lacks it.
+struct Golden(
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+);
+
+const HANDSETS: &[Golden] = &[
+    Golden(
         "aastra",
         "6737i",
         "Aastra6737i MAC:00-08-5D-30-A6-CE V:3.2.2.6038-SIP",
         None,
-        None,
     ),
-    (
+    Golden(
         "aastra",
         "6731i",
         "Aastra6731i MAC:00-08-5D-23-74-29 V:3.2.0.70-SIP",
         None,
-        None,
     ),
-    (
+    Golden(
         "aastra",
         "6867i",
         "Aastra6867i MAC:00-08-5D-40-90-60 V:4.2.0.2023-SIP",
         None,
-        None,
     ),
-    (
+    Golden(
         "yealink",
         "t46s",
         "Yealink SIP-T46S 66.86.0.15 80:5e:c0:2f:3c:2e",
         None,
-        None,
     ),
-    (
+    Golden(
         "yealink",
         "t21p",
         "Yealink SIP-T21P_E2 52.80.0.3 00:15:65:4c:4c:26",
         None,
-        None,
     ),
-    (
+    Golden(
         "htek",
         "uc903",
         "Htek UC903 2.0.4.2 00:1f:c1:1c:22:a9",
         None,
-        None,
     ),
-    (
+    Golden(
         "htek",
         "sangoma-s500",
         "Sangoma S500 2.0.4.4",
-        None,
         Some("001fc1aabbcc"),
     ),
-    (
+    Golden(
         "snom",
         "d785",
         "Mozilla/4.0 (compatible; snomD785-SIP 10.1.33.33 2010.12-00004-g9ba52f5 000413922D24 SXM:0 UXM:0)",
-        None,
         None,
     ),
 ];
@@ -180,8 +179,8 @@ fn all_screens() -> Vec<(&'static str, Screen)> {
     ]
 }
 
-fn handset(ua: &str, vendor: Option<&str>, mac: Option<&str>) -> Handset {
-    identify(Some(ua), vendor, mac).unwrap()
+fn handset(ua: &str, mac: Option<&str>) -> Handset {
+    identify(Some(ua), None, mac).unwrap()
 }
 
 fn default_reload(folder: &str) -> ReloadMethod {
@@ -199,8 +198,8 @@ fn golden_dir() -> PathBuf {
 fn every_screen_matches_its_golden_file() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut mismatches = Vec::new();
-    for &(folder, prefix, ua, vendor, mac) in HANDSETS {
-        let h = handset(ua, vendor, mac);
+    for &Golden(folder, prefix, ua, mac) in HANDSETS {
+        let h = handset(ua, mac);
         for (name, screen) in all_screens() {
             let target = Target {
                 handset: &h,

@@ -51,9 +51,7 @@ fn aastra(ua: &str) -> Option<UaInfo> {
 /// `Yealink SIP VP-T49G …`, `Yealink CP860 …`, `Yealink-T46G 28.71.0.81 …` (Wazo provd).
 fn yealink(ua: &str) -> Option<UaInfo> {
     let lower = ua.to_ascii_lowercase();
-    let rest = if lower.starts_with("yealink-") {
-        &ua[8..]
-    } else if lower.starts_with("yealink ") {
+    let rest = if lower.starts_with("yealink-") || lower.starts_with("yealink ") {
         &ua[8..]
     } else if lower.starts_with("vp530") || lower.starts_with("w52p") {
         ua

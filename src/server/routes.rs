@@ -193,10 +193,10 @@ async fn phone(
     };
     let rendered = dialect::render(&screen, target);
     let mut resp = respond::xml(rendered.body);
-    if let Some((secs, url)) = rendered.refresh {
-        if let Ok(v) = HeaderValue::from_str(&format!("{secs}; url={url}")) {
-            resp.headers_mut().insert("refresh", v);
-        }
+    if let Some((secs, url)) = rendered.refresh
+        && let Ok(v) = HeaderValue::from_str(&format!("{secs}; url={url}"))
+    {
+        resp.headers_mut().insert("refresh", v);
     }
     resp
 }

@@ -99,17 +99,17 @@ impl LoginBook {
             }
             Policy::Concurrent => {}
         }
-        if let Some(previous) = self.get(&login.mac) {
-            if previous.extension != login.extension {
-                change.events.push(
-                    AuditEvent::new(
-                        EventKind::Logout,
-                        format!("replaced by extension {}", login.extension),
-                    )
-                    .about(&previous),
-                );
-                outcome.replaced = Some(previous);
-            }
+        if let Some(previous) = self.get(&login.mac)
+            && previous.extension != login.extension
+        {
+            change.events.push(
+                AuditEvent::new(
+                    EventKind::Logout,
+                    format!("replaced by extension {}", login.extension),
+                )
+                .about(&previous),
+            );
+            outcome.replaced = Some(previous);
         }
         let mut event = AuditEvent::new(EventKind::Login, detail).about(&login);
         event.source_ip = Some(login.source_ip.clone());

@@ -1,0 +1,119 @@
+//! The real binary: a login the phone was told about survives `kill -9`.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use support::phone::*;
+
+fn spawn(config: &std::path::Path) -> (Child, std::net::SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hotdesk"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // "hotdesk listening on http://127.0.0.1:PORT (...)"
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .unwrap();
+    (child, addr)
+}
+
+#[tokio::test]
+async fn a_confirmed_login_survives_kill_9() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("directory.toml"), support::DIRECTORY).unwrap();
+    let config = tmp.path().join("hotdesk.toml");
+    // base_url is not used for the assertions; the port is only known after binding.
+    std::fs::write(
+        &config,
+        support::config_text(tmp.path(), "http://127.0.0.1:1", ""),
+    )
+    .unwrap();
+
+    let (mut child, addr) = spawn(&config);
+    let phone = Phone::new(addr, YEALINK_T46S);
+    let done = phone.login("Internal", "1001", "73915").await;
+    assert!(matches!(done, View::Message { ref title, .. } if title == "Logged in"));
+    child.kill().unwrap(); // SIGKILL, right after the answer
+    child.wait().unwrap();
+
+    let (mut child, addr) = spawn(&config);
+    let r = support::request(
+        addr,
+        "GET",
+        "/api/v1/logins",
+        &[("Authorization", &format!("Bearer {}", support::API_KEY))],
+    )
+    .await;
+    let logins: Vec<serde_json::Value> = serde_json::from_slice(&r.body).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(logins.len(), 1, "{logins:?}");
+    assert_eq!(logins[0]["mac"], "805ec02f3c2e");
+}
+
+#[test]
+fn check_config_explains_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:0\"\nbase_url = \"http://x\"\nlisten_typo = 1\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hotdesk"))
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 3") && err.contains("listen_typo"),
+        "{err}"
+    );
+
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hotdesk.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_hotdesk"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["check-config", "--config"])
+        .arg(&demo)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 user(s)"));
+}
+
+#[test]
+fn hash_password_prints_an_argon2id_phc_string() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hotdesk"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let phc = String::from_utf8(out.stdout).unwrap();
+    assert!(phc.starts_with("$argon2id$"), "{phc}");
+    assert!(!phc.contains("s3cret"));
+    hotdesk::auth::check_phc(phc.trim()).unwrap();
+}

@@ -1,0 +1,560 @@
+//! End to end: the real server on 127.0.0.1:0, driven as each vendor's phone would.
+
+mod support;
+
+use support::phone::*;
+use support::{ADMIN_PASSWORD, Server, USER_PASSWORD, request};
+
+fn message(view: &View) -> (&str, &str) {
+    match view {
+        View::Message { title, text, .. } => (title, text),
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
+/// Login, check the admin API, apply, log out, apply: once per vendor and input style.
+#[tokio::test]
+async fn every_vendor_logs_in_and_out() {
+    let server = Server::start("").await;
+    let phones = [
+        (
+            Phone::new(server.addr, AASTRA_6737I),
+            "00085d30a6ce",
+            "aastra",
+            "6737i",
+        ),
+        (
+            Phone::new(server.addr, AASTRA_6731I),
+            "00085d237429",
+            "aastra",
+            "6731i",
+        ),
+        (
+            Phone::new(server.addr, MITEL_6930),
+            "1400e91edb52",
+            "aastra",
+            "6930",
+        ),
+        (
+            Phone::new(server.addr, YEALINK_T46S),
+            "805ec02f3c2e",
+            "yealink",
+            "T46S",
+        ),
+        (
+            Phone::new(server.addr, YEALINK_T21P),
+            "0015654c4c26",
+            "yealink",
+            "T21P_E2",
+        ),
+        (
+            Phone::new(server.addr, HTEK_UC903),
+            "001fc11c22a9",
+            "htek",
+            "UC903",
+        ),
+        (
+            Phone::new(server.addr, SANGOMA_S500).with_query("mac=001fc1aabbcc"),
+            "001fc1aabbcc",
+            "sangoma",
+            "S500",
+        ),
+        (
+            Phone::new(server.addr, SNOM_D785),
+            "000413922d24",
+            "snom",
+            "D785",
+        ),
+        (
+            Phone::new(server.addr, SNOM_320_OLD).with_query("mac=000413aabbcc"),
+            "000413aabbcc",
+            "snom",
+            "320",
+        ),
+    ];
+    for (i, (phone, mac, vendor, model)) in phones.iter().enumerate() {
+        // Each phone logs in a different user so the exclusive policy does not interfere.
+        let (ext, pin) = [("1001", "73915"), ("1002", "86420")][i % 2];
+        let done = phone.login("Internal", ext, pin).await;
+        let (title, text) = message(&done);
+        assert_eq!(title, "Logged in", "{vendor} {model}: {text}");
+        assert!(text.contains(ext), "{text}");
+
+        let logins = server.logins().await;
+        let row = logins
+            .iter()
+            .find(|l| l["mac"] == *mac)
+            .unwrap_or_else(|| panic!("{mac} not in {logins:?}"));
+        assert_eq!(row["extension"], ext);
+        assert_eq!(row["vendor"], *vendor);
+        assert_eq!(row["model"], *model);
+        assert_eq!(row["network"], "internal");
+        assert!(row["since"].as_str().unwrap().contains('T'), "RFC 3339");
+
+        // OK leads to the apply step: the phone reloads.
+        let View::Execute { commands } = phone.ok(&done).await else {
+            panic!("apply is an Execute")
+        };
+        let want: &[&str] = match *vendor {
+            "aastra" => &["Command: FastReboot"],
+            "snom" => &["reboot"],
+            _ => &["Command: Reboot"],
+        };
+        assert_eq!(commands, want, "{vendor} {model}");
+
+        // The app key now shows who is logged in, with Logout.
+        let View::Menu { title, items } = phone.open().await else {
+            panic!("logged-in menu")
+        };
+        assert!(title.starts_with(ext), "{title}");
+        let (_, logout) = items.iter().find(|(l, _)| l == "Log out").unwrap().clone();
+        let bye = phone.go(&logout).await;
+        assert_eq!(message(&bye).0, "Logged out");
+        let View::Execute { commands } = phone.ok(&bye).await else {
+            panic!("apply")
+        };
+        let want: &[&str] = match *vendor {
+            "aastra" => &[
+                "Command: ClearCallersList",
+                "Command: ClearRedialList",
+                "Command: FastReboot",
+            ],
+            "snom" => &["calllistclear", "reboot"],
+            _ => &["Command: Reboot"],
+        };
+        assert_eq!(commands, want, "{vendor} {model}");
+        assert!(server.logins().await.iter().all(|l| l["mac"] != *mac));
+    }
+}
+
+#[tokio::test]
+async fn the_apply_link_works_once() {
+    let server = Server::start("").await;
+    let phone = Phone::new(server.addr, AASTRA_6737I);
+    let done = phone.login("Internal", "1001", "73915").await;
+    let View::Message {
+        next: Some(apply), ..
+    } = &done
+    else {
+        panic!()
+    };
+    let View::Execute { commands } = phone.go(apply).await else {
+        panic!()
+    };
+    assert_eq!(commands, ["Command: FastReboot"]);
+    let View::Execute { commands } = phone.go(apply).await else {
+        panic!()
+    };
+    assert!(commands.is_empty(), "a replayed apply link does nothing");
+    // Another phone cannot use it either.
+    let other = Phone::new(server.addr, AASTRA_6731I);
+    let View::Execute { commands } = other.go(apply).await else {
+        panic!()
+    };
+    assert!(commands.is_empty());
+}
+
+#[tokio::test]
+async fn both_networks_and_the_cidr_default() {
+    let server = Server::start("").await;
+    let phone = Phone::new(server.addr, YEALINK_T46S);
+    // The test client comes from 127.0.0.1, which is in the external network's CIDRs.
+    let View::Menu { items, title } = phone.open().await else {
+        panic!()
+    };
+    assert_eq!(title, "Hot desk: log in via");
+    assert_eq!(
+        items.iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>(),
+        ["Internal", "External"]
+    );
+    let r = phone.fetch("/app").await;
+    assert!(r.text().contains("defaultIndex=\"2\""), "{}", r.text());
+
+    message(&phone.login("External", "1001", "73915").await);
+    assert_eq!(server.logins().await[0]["network"], "external");
+    let snom = Phone::new(server.addr, SNOM_D785);
+    message(&snom.login("Internal", "1002", "86420").await);
+    let logins = server.logins().await;
+    assert!(
+        logins
+            .iter()
+            .any(|l| l["extension"] == "1002" && l["network"] == "internal")
+    );
+}
+
+#[tokio::test]
+async fn one_network_skips_the_choice() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("directory.toml"), support::DIRECTORY).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\nbase_url = \"http://{addr}\"\n[directory]\nfile = \"{d}/directory.toml\"\n[store]\npath = \"{d}/s.sqlite\"\n[networks.office]\nlabel = \"Office\"\nsip_server = \"10.1.1.1\"\n",
+        d = tmp.path().display()
+    );
+    let config = hotdesk::config::Config::parse(&config, std::path::Path::new("t.toml")).unwrap();
+    tokio::spawn(hotdesk::run(config, listener, std::future::pending()));
+    let phone = Phone::new(addr, AASTRA_6737I);
+    let View::Input { params, url, .. } = phone.open().await else {
+        panic!("straight to credentials")
+    };
+    assert_eq!(params, ["ext", "pin"]);
+    assert!(url.contains("net=office"), "{url}");
+    assert_eq!(
+        message(&phone.login("Office", "1001", "73915").await).0,
+        "Logged in"
+    );
+}
+
+#[tokio::test]
+async fn credential_tiers() {
+    let server = Server::start("").await;
+    let a = Phone::new(server.addr, AASTRA_6737I);
+    // The user password works only for a user without a voicemail PIN.
+    assert_eq!(
+        message(&a.login("Internal", "1003", USER_PASSWORD).await).0,
+        "Logged in"
+    );
+    let b = Phone::new(server.addr, YEALINK_T46S);
+    assert_eq!(
+        message(&b.login("Internal", "1001", USER_PASSWORD).await).0,
+        "Login failed"
+    );
+    // The admin password logs in any existing extension, but not an unknown one.
+    assert_eq!(
+        message(&b.login("Internal", "1001", ADMIN_PASSWORD).await).0,
+        "Logged in"
+    );
+    let c = Phone::new(server.addr, HTEK_UC903);
+    assert_eq!(
+        message(&c.login("Internal", "4040", ADMIN_PASSWORD).await).0,
+        "Login failed"
+    );
+    let audit = server.audit().await;
+    let details: Vec<&str> = audit
+        .iter()
+        .filter(|e| e["kind"] == "login")
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    assert!(
+        details.contains(&"user-password") && details.contains(&"admin-password"),
+        "{details:?}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_pin_and_unknown_extension_look_the_same_then_lock_out() {
+    let server = Server::start("").await;
+    let phone = Phone::new(server.addr, AASTRA_6737I);
+    let wrong_pin = phone.login("Internal", "1001", "00000").await;
+    let (title, text) = message(&wrong_pin);
+    assert_eq!(
+        (title, text),
+        ("Login failed", "Wrong extension or PIN, 2 tries left.")
+    );
+    // Retry leads back to the credential screen.
+    assert!(matches!(phone.ok(&wrong_pin).await, View::Input { .. }));
+
+    let other = Phone::new(server.addr, YEALINK_T46S);
+    let unknown = other.login("Internal", "4040", "00000").await;
+    assert_eq!(message(&unknown).1, "Wrong extension or PIN, 2 tries left.");
+
+    assert_eq!(
+        message(&phone.login("Internal", "1001", "00001").await).1,
+        "Wrong extension or PIN, 1 try left."
+    );
+    let locked = phone.login("Internal", "1001", "00002").await;
+    assert_eq!(message(&locked).0, "Login locked");
+    assert!(
+        message(&locked).1.contains("Try again in 15 minutes"),
+        "{locked:?}"
+    );
+    // Now even the right PIN is refused, for this extension from any phone ...
+    let third = Phone::new(server.addr, SNOM_D785);
+    assert_eq!(
+        message(&third.login("Internal", "1001", "73915").await).0,
+        "Login locked"
+    );
+    // ... and from this phone for any extension.
+    assert_eq!(
+        message(&phone.login("Internal", "1002", "86420").await).0,
+        "Login locked"
+    );
+    // Other phones and extensions are unaffected.
+    assert_eq!(
+        message(&third.login("Internal", "1002", "86420").await).0,
+        "Logged in"
+    );
+    let kinds: Vec<String> = server
+        .audit()
+        .await
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        kinds.contains(&"locked-out".to_owned()) && kinds.contains(&"login-failed".to_owned()),
+        "{kinds:?}"
+    );
+}
+
+#[tokio::test]
+async fn exclusive_login_takes_over_the_other_phone() {
+    let server = Server::start("").await;
+    let a = Phone::new(server.addr, AASTRA_6737I);
+    let b = Phone::new(server.addr, YEALINK_T46S);
+    message(&a.login("Internal", "1001", "73915").await);
+    message(&b.login("Internal", "1001", "73915").await);
+    let logins = server.logins().await;
+    assert_eq!(logins.len(), 1);
+    assert_eq!(logins[0]["mac"], "805ec02f3c2e");
+    // Phone A is back to the login screens.
+    assert!(
+        matches!(a.open().await, View::Menu { ref title, .. } if title == "Hot desk: log in via")
+    );
+    let audit = server.audit().await;
+    let takeover = audit
+        .iter()
+        .find(|e| e["kind"] == "takeover")
+        .expect("audited");
+    assert_eq!(takeover["mac"], "00085d30a6ce");
+}
+
+#[tokio::test]
+async fn a_new_user_on_a_logged_in_phone_replaces_the_old_one_and_wipes_lists() {
+    let server = Server::start("").await;
+    let a = Phone::new(server.addr, AASTRA_6737I);
+    message(&a.login("Internal", "1001", "73915").await);
+    let View::Menu { items, .. } = a.open().await else {
+        panic!()
+    };
+    let (_, switch) = items
+        .iter()
+        .find(|(l, _)| l == "Log in as someone else")
+        .unwrap()
+        .clone();
+    let View::Menu { items, .. } = a.go(&switch).await else {
+        panic!("network choice")
+    };
+    let form = a.go(&items[0].1).await;
+    let done = a.submit(&form, &[("ext", "1002"), ("pin", "86420")]).await;
+    let View::Execute { commands } = a.ok(&done).await else {
+        panic!()
+    };
+    assert_eq!(commands[0], "Command: ClearCallersList");
+    let logins = server.logins().await;
+    assert_eq!(logins.len(), 1);
+    assert_eq!(logins[0]["extension"], "1002");
+}
+
+#[tokio::test]
+async fn concurrent_policy_caps_devices() {
+    let server = Server::start(&format!(
+        "[login]\npolicy = \"concurrent\"\nmax_devices = 2\nadmin_password_hash = \"{}\"\n",
+        support::admin_hash_for_tests()
+    ))
+    .await;
+    for ua in [AASTRA_6737I, YEALINK_T46S] {
+        message(
+            &Phone::new(server.addr, ua)
+                .login("Internal", "1001", "73915")
+                .await,
+        );
+    }
+    let third = Phone::new(server.addr, SNOM_D785)
+        .login("Internal", "1001", "73915")
+        .await;
+    let (title, text) = message(&third);
+    assert_eq!(title, "Login refused");
+    assert!(text.contains("already logged in on 2 phones"), "{text}");
+    assert_eq!(server.logins().await.len(), 2);
+}
+
+#[tokio::test]
+async fn logins_survive_a_restart() {
+    let server = Server::start("").await;
+    let phone = Phone::new(server.addr, AASTRA_6737I);
+    message(&phone.login("Internal", "1001", "73915").await);
+    let server = server.restart().await;
+    let logins = server.logins().await;
+    assert_eq!(logins.len(), 1);
+    assert_eq!(logins[0]["extension"], "1001");
+    let phone = Phone::new(server.addr, AASTRA_6737I);
+    let View::Menu { title, .. } = phone.open().await else {
+        panic!()
+    };
+    assert_eq!(title, "1001 Ada Lovelace");
+}
+
+#[tokio::test]
+async fn unknown_or_malformed_phones_get_a_plain_400() {
+    let server = Server::start("").await;
+    let cases = [
+        ("curl/8.5.0", "/app", "Expected a phone User-Agent"),
+        ("", "/app", "Expected a phone User-Agent"),
+        (
+            "curl/8.5.0",
+            "/app?vendor=cisco&mac=001122334455",
+            "unknown ?vendor=",
+        ),
+        (
+            "curl/8.5.0",
+            "/app?vendor=yealink&mac=xyz",
+            "not a MAC address",
+        ),
+        ("curl/8.5.0", "/app?vendor=yealink", "did not send its MAC"),
+        (AASTRA_6737I, "/app?mac=001122334455", "does not match"),
+        (SNOM_320_OLD, "/app", "?mac="),
+    ];
+    for (ua, path, needle) in cases {
+        let r = request(server.addr, "GET", path, &[("User-Agent", ua)]).await;
+        assert_eq!(r.status, 400, "{ua} {path}");
+        assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+        assert!(r.text().contains(needle), "{ua} {path}: {}", r.text());
+    }
+    // ?vendor= with ?mac= is enough for any client.
+    let r = request(
+        server.addr,
+        "GET",
+        "/app?vendor=yealink&mac=805ec0000001",
+        &[("User-Agent", "curl/8")],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("<YealinkIPPhoneTextMenu"));
+    // The forced vendor and MAC travel on in every generated link.
+    assert!(
+        r.text().contains("vendor=yealink&amp;mac=805ec0000001"),
+        "{}",
+        r.text()
+    );
+}
+
+#[tokio::test]
+async fn garbage_input_gets_screens_not_errors() {
+    let server = Server::start("").await;
+    let phone = Phone::new(server.addr, AASTRA_6737I);
+    let cases = [
+        "/app/login?net=nowhere",
+        "/app/login?net=internal&ext=&pin=",
+        "/app/login?net=internal&pin=1",
+        "/app/login?net=internal&ext=1001&pin=",
+        "/app/login?net=internal&ext=%00%01%FF&pin=1",
+        "/app/login?net=internal&ext=%3Cscript%3E&pin=1",
+        "/app/login?net=%E2%82&ext=1",
+        "/app/logout",
+        "/app/apply?t=forged",
+    ];
+    for path in cases {
+        let r = phone.fetch(path).await;
+        assert_eq!(r.status, 200, "{path}");
+        phone.read(&r.body); // parses as a proper screen
+    }
+}
+
+#[tokio::test]
+async fn hostile_directory_names_render_safely() {
+    let server = Server::start("").await;
+    for ua in [AASTRA_6737I, YEALINK_T46S, HTEK_UC903, SNOM_D785] {
+        let phone = Phone::new(server.addr, ua);
+        let done = phone.login("Internal", "1004", "55117").await;
+        let (_, text) = message(&done);
+        assert!(text.contains("Zoë \"O'Neil\" <&>"), "{text}");
+        assert!(text.contains('🦀'));
+        let View::Menu { title, .. } = phone.open().await else {
+            panic!()
+        };
+        assert!(title.starts_with("1004 Zoë"), "{title}");
+        let body = phone.fetch("/app").await.body;
+        assert!(!body.contains(&7u8), "control characters are dropped");
+    }
+}
+
+#[tokio::test]
+async fn long_names_stay_within_the_phone_limits() {
+    let server = Server::start("").await;
+    let long: String = "Bartholomew ".repeat(25); // 300 characters
+    let dir = format!(
+        "{}\n[[user]]\nextension = \"2000\"\nname = \"{long}\"\nvoicemail_pin = \"31415\"\nsip_password = \"x\"\n",
+        support::DIRECTORY
+    );
+    std::fs::write(server.dir.join("directory.toml"), dir).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await; // the file is re-read
+    let phone = Phone::new(server.addr, AASTRA_6737I);
+    let done = phone.login("Internal", "2000", "31415").await;
+    assert_eq!(
+        message(&done).0,
+        "Logged in",
+        "a user added to the file logs in without a restart"
+    );
+    let r = phone.fetch("/app").await;
+    assert!(r.body.len() < 10_000);
+    let View::Menu { title, .. } = phone.read(&r.body) else {
+        panic!()
+    };
+    assert!(
+        title.chars().count() <= 64 && title.ends_with('…'),
+        "{title}"
+    );
+}
+
+/// No PIN, password or SIP secret appears in anything the server sends.
+#[tokio::test]
+async fn secrets_never_appear_in_responses() {
+    let server = Server::start("").await;
+    let secrets = [
+        "73915",
+        "86420",
+        USER_PASSWORD,
+        ADMIN_PASSWORD,
+        "sip-secret-1001",
+        "sip-secret-1003",
+    ];
+    let mut seen = Vec::new();
+    for ua in [AASTRA_6731I, YEALINK_T46S, SNOM_D785] {
+        let phone = Phone::new(server.addr, ua);
+        for (ext, pin) in [
+            ("1001", "86420"),
+            ("1001", "73915"),
+            ("1003", USER_PASSWORD),
+            ("1002", ADMIN_PASSWORD),
+        ] {
+            let mut view = phone.open().await;
+            if let View::Menu { items, .. } = &view {
+                let link = items
+                    .iter()
+                    .find(|(l, _)| l == "Internal" || l == "Log in as someone else")
+                    .unwrap()
+                    .1
+                    .clone();
+                view = phone.go(&link).await;
+                if let View::Menu { items, .. } = &view {
+                    view = phone.go(&items[0].1.clone()).await;
+                }
+            }
+            let mut views = vec![view.clone()];
+            let View::Input { params, .. } = &view else {
+                panic!("{view:?}")
+            };
+            let end = if params.len() >= 2 {
+                phone.submit(&view, &[("ext", ext), ("pin", pin)]).await
+            } else {
+                let v = phone.submit(&view, &[("ext", ext)]).await;
+                views.push(v.clone());
+                phone.submit(&v, &[("pin", pin)]).await
+            };
+            views.push(end);
+            seen.extend(views.iter().map(|v| format!("{v:?}")));
+        }
+    }
+    for s in [
+        server.admin("GET", "/api/v1/logins").await.text(),
+        server.admin("GET", "/api/v1/audit").await.text(),
+    ] {
+        seen.push(s);
+    }
+    for text in &seen {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret} leaked in {text}");
+        }
+    }
+}

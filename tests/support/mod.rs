@@ -1,0 +1,267 @@
+//! Test harness: starts the real server on 127.0.0.1:0 and drives it like a phone would,
+//! over plain TCP, parsing each vendor's XML and following its links.
+#![allow(dead_code)]
+
+pub mod phone;
+pub mod xml;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+/// Demo users for tests. PINs are unusual so a leak is easy to spot.
+pub const DIRECTORY: &str = r#"
+[[user]]
+extension = "1001"
+name = "Ada Lovelace"
+voicemail_pin = "73915"
+sip_password = "sip-secret-1001"
+
+[[user]]
+extension = "1002"
+name = "Grace Hopper"
+voicemail_pin = "86420"
+sip_password = "sip-secret-1002"
+
+[[user]]
+extension = "1003"
+name = "Søren Kierkegaard"
+sip_password = "sip-secret-1003"
+
+[[user]]
+extension = "1004"
+name = "Zoë \"O'Neil\" <&> \u0007 🦀"
+voicemail_pin = "55117"
+sip_password = "sip-secret-1004"
+"#;
+
+pub const USER_PASSWORD: &str = "24681357";
+pub const ADMIN_PASSWORD: &str = "99887766";
+pub const API_KEY: &str = "test-admin-key-0123456789";
+
+/// A running server and what it needs to be restarted on the same state.
+pub struct Server {
+    pub addr: std::net::SocketAddr,
+    pub dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    pub extra: String,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+fn admin_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hotdesk::auth::hash_password(ADMIN_PASSWORD).unwrap())
+}
+
+pub fn config_text(dir: &std::path::Path, base: &str, extra: &str) -> String {
+    // `extra` replaces whole [login] keys by appending; TOML forbids duplicate keys, so
+    // callers pass complete tables that are not otherwise present.
+    let login = if extra.contains("[login]") {
+        String::new()
+    } else {
+        format!(
+            "[login]\nuser_password = \"{USER_PASSWORD}\"\nadmin_password_hash = \"{}\"\nmax_failures = 3\nlockout = \"15m\"\n",
+            admin_hash()
+        )
+    };
+    format!(
+        r#"listen = "127.0.0.1:0"
+base_url = "{base}"
+[server]
+header_timeout = "1s"
+request_timeout = "5s"
+max_connections = 64
+shutdown_grace = "2s"
+[directory]
+file = "{dir}/directory.toml"
+poll_interval = "50ms"
+[store]
+path = "{dir}/state/hotdesk.sqlite"
+[networks.internal]
+label = "Internal"
+sip_server = "10.0.0.5"
+cidrs = ["10.0.0.0/8"]
+[networks.external]
+label = "External"
+sip_server = "pbx.example.com"
+cidrs = ["127.0.0.0/8"]
+[admin]
+api_keys = ["{API_KEY}"]
+{login}{extra}
+"#,
+        dir = dir.display()
+    )
+    .replace("{ADMIN_HASH}", admin_hash())
+}
+
+pub fn admin_hash_for_tests() -> &'static str {
+    admin_hash()
+}
+
+impl Server {
+    /// A fresh server with the test directory and `extra` config appended.
+    pub async fn start(extra: &str) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("directory.toml"), DIRECTORY).unwrap();
+        let dir = tmp.path().to_owned();
+        let mut s = Self::start_in(dir, extra.to_owned()).await;
+        s._tmp = Some(tmp);
+        s
+    }
+
+    pub async fn start_in(dir: PathBuf, extra: String) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let text = config_text(&dir, &format!("http://{addr}"), &extra);
+        let config =
+            hotdesk::config::Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            hotdesk::run(config, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Server {
+            addr,
+            dir,
+            stop: Some(tx),
+            task: Some(task),
+            extra,
+            _tmp: None,
+        }
+    }
+
+    /// Stops this server and starts a new one on the same state (a new port).
+    pub async fn restart(mut self) -> Server {
+        self.shutdown().await;
+        let tmp = self._tmp.take();
+        let mut s = Self::start_in(self.dir.clone(), self.extra.clone()).await;
+        s._tmp = tmp;
+        s
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn admin(&self, method: &str, path: &str) -> Response {
+        request(
+            self.addr,
+            method,
+            path,
+            &[("Authorization", &format!("Bearer {API_KEY}"))],
+        )
+        .await
+    }
+
+    pub async fn logins(&self) -> Vec<serde_json::Value> {
+        let r = self.admin("GET", "/api/v1/logins").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        serde_json::from_slice::<Vec<serde_json::Value>>(&r.body).unwrap()
+    }
+
+    pub async fn audit(&self) -> Vec<serde_json::Value> {
+        let r = self.admin("GET", "/api/v1/audit?limit=100").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        serde_json::from_slice(&r.body).unwrap()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; `target` is a path or an absolute URL.
+pub async fn request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> Response {
+    let path = match target.find("://") {
+        Some(i) => {
+            let rest = &target[i + 3..];
+            rest.find('/').map_or("/", |j| &rest[j..])
+        }
+        None => target,
+    };
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+        .await
+        .expect("response in time")
+        .unwrap();
+    let r = parse_response(&raw);
+    if let Some(len) = r.header("content-length").filter(|_| method != "HEAD") {
+        let len: usize = len.parse().unwrap();
+        assert_eq!(len, r.body.len(), "Content-Length matches the body");
+    }
+    r
+}
+
+pub fn parse_response(raw: &[u8]) -> Response {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let body = raw[split + 4..].to_vec();
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
