@@ -129,7 +129,7 @@ fn menu(
 ) -> io::Result<()> {
     let caps = &t.handset.caps;
     // Never more items than the phone takes (30 on current Aastra firmware, AXSD maxOccurs).
-    let items = &m.items[..m.items.len().min(caps.max_menu_items)];
+    let items = &m.items[..m.items.len().min(lim.items)];
     let default_index = m.default_index.clamp(1, items.len().max(1)).to_string();
     w.create_element(root(f, "TextMenu").as_str())
         .with_attribute(("destroyOnExit", "yes"))

@@ -29,7 +29,7 @@ pub(super) fn render(screen: &Screen, t: Target<'_>, lim: Limits) -> Rendered {
 }
 
 fn menu(w: &mut Writer<Vec<u8>>, m: &Menu, t: Target<'_>, lim: Limits) -> io::Result<()> {
-    let items = &m.items[..m.items.len().min(t.handset.caps.max_menu_items)];
+    let items = &m.items[..m.items.len().min(lim.items)];
     w.create_element("SnomIPPhoneMenu")
         .write_inner_content(|w| {
             leaf(w, "Title", &display(&m.title, lim.title, false))?;

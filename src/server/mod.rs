@@ -6,7 +6,6 @@ mod respond;
 mod routes;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,9 +71,4 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
     {
         tracing::warn!("drain timed out; closing remaining connections");
     }
-}
-
-/// The address a listener actually bound (port 0 resolved).
-pub fn local_addr(listener: &TcpListener) -> std::io::Result<SocketAddr> {
-    listener.local_addr()
 }

@@ -103,7 +103,7 @@ pub async fn handle(
     span.in_scope(|| {
         tracing::info!(
             status = resp.status().as_u16(),
-            ms = started.elapsed().as_secs_f64() * 1000.0,
+            us = started.elapsed().as_micros() as u64,
             "request"
         )
     });
