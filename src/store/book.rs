@@ -181,22 +181,7 @@ impl LoginBook {
 mod tests {
     use super::*;
     use crate::store::SqliteStore;
-    use time::OffsetDateTime;
-
-    fn login(mac: &str, ext: &str) -> Login {
-        Login {
-            mac: mac.parse().unwrap(),
-            extension: ext.into(),
-            name: "Ada".into(),
-            vendor: "yealink".into(),
-            model: "T46S".into(),
-            network: "internal".into(),
-            template: None,
-            since: OffsetDateTime::now_utc(),
-            source_ip: "10.0.0.9".into(),
-            credential: "voicemail-pin".into(),
-        }
-    }
+    use crate::store::sample_login as login;
 
     fn book() -> (tempfile::TempDir, Arc<LoginBook>) {
         let dir = tempfile::tempdir().unwrap();

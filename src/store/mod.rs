@@ -125,3 +125,20 @@ pub trait Store: Send + Sync + 'static {
     /// Newest first.
     fn audit(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
 }
+
+/// A login for tests: a hostile name, a fixed time (so stored rows compare equal).
+#[cfg(test)]
+pub(crate) fn sample_login(mac: &str, ext: &str) -> Login {
+    Login {
+        mac: mac.parse().unwrap(),
+        extension: ext.into(),
+        name: "Zoë \"O'Neil\" <&>".into(),
+        vendor: "aastra".into(),
+        model: "6737i".into(),
+        network: "internal".into(),
+        template: None,
+        since: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
+        source_ip: "10.0.0.9".into(),
+        credential: "voicemail-pin".into(),
+    }
+}

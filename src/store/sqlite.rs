@@ -227,21 +227,7 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn login(mac: &str, ext: &str) -> Login {
-        Login {
-            mac: mac.parse().unwrap(),
-            extension: ext.into(),
-            name: "Zoë \"O'Neil\" <&>".into(),
-            vendor: "aastra".into(),
-            model: "6737i".into(),
-            network: "internal".into(),
-            template: None,
-            since: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
-            source_ip: "10.0.0.9".into(),
-            credential: "voicemail-pin".into(),
-        }
-    }
+    use crate::store::sample_login as login;
 
     #[test]
     fn round_trip_and_reopen() {
