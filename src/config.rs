@@ -120,24 +120,116 @@ impl Default for ServerConfig {
     }
 }
 
+/// Where users come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DirectoryKind {
+    /// The embedded TOML file of `[[user]]` tables.
+    #[default]
+    File,
+    /// Asterisk/FreePBX `voicemail.conf` (mailbox => PIN,name,...).
+    VoicemailConf,
+    /// hotdesk's vendor-neutral HTTP contract (`docs/upstream-openapi.yaml`).
+    Http,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectoryConfig {
-    /// The embedded directory: a TOML file of `[[user]]` tables, re-read when it changes.
-    pub file: PathBuf,
-    /// How long a looked-up user is kept in memory.
-    #[serde(default = "default_cache_ttl")]
-    pub cache_ttl: Span,
-    /// How often the file's modification time is checked.
+    #[serde(default)]
+    pub kind: DirectoryKind,
+    /// `kind = "file"`: the TOML file, re-read when it changes.
+    pub file: Option<PathBuf>,
+    /// `kind = "voicemail-conf"`: the Asterisk voicemail.conf, re-read when it (or an
+    /// included file) changes.
+    pub voicemail_conf: Option<PathBuf>,
+    /// `kind = "voicemail-conf"`: only mailboxes of this context (all contexts when absent).
+    pub context: Option<String>,
+    /// `kind = "http"`.
+    pub http: Option<HttpDirectoryConfig>,
+    /// A looked-up user is answered from memory this long.
+    #[serde(default = "default_fresh")]
+    pub fresh_ttl: Span,
+    /// After that, for this long, the old entry is answered when the upstream fails or is slow.
+    #[serde(default = "default_stale")]
+    pub stale_window: Span,
+    /// Unknown extensions are remembered this long.
+    #[serde(default = "default_negative")]
+    pub negative_ttl: Span,
+    /// How long a lookup waits for the backend before answering stale (or failing).
+    #[serde(default = "default_deadline")]
+    pub deadline: Span,
+    /// How often files are checked for changes.
     #[serde(default = "default_poll")]
     pub poll_interval: Span,
 }
 
-fn default_cache_ttl() -> Span {
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamAuth {
+    #[default]
+    Bearer,
+    Basic,
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpDirectoryConfig {
+    /// Base URL of the contract, e.g. `https://pbx.example.com/hotdesk/v1`.
+    pub url: String,
+    #[serde(default)]
+    pub auth: UpstreamAuth,
+    /// Bearer token (`auth = "bearer"`).
+    pub token: Option<Secret>,
+    /// HTTP basic user and password (`auth = "basic"`).
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Span,
+    /// Whole request, headers and body.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: Span,
+    /// Larger replies are refused.
+    #[serde(default = "default_reply_bytes")]
+    pub max_reply_bytes: usize,
+    /// Consecutive failures that open the circuit breaker.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open breaker fails fast before one trial request.
+    #[serde(default = "default_breaker_cooldown")]
+    pub breaker_cooldown: Span,
+}
+
+fn default_fresh() -> Span {
     Span(Duration::from_secs(60))
+}
+fn default_stale() -> Span {
+    Span(Duration::from_secs(3600))
+}
+fn default_negative() -> Span {
+    Span(Duration::from_secs(10))
+}
+fn default_deadline() -> Span {
+    Span(Duration::from_secs(2))
 }
 fn default_poll() -> Span {
     Span(Duration::from_secs(2))
+}
+fn default_connect_timeout() -> Span {
+    Span(Duration::from_secs(2))
+}
+fn default_request_timeout() -> Span {
+    Span(Duration::from_secs(3))
+}
+fn default_reply_bytes() -> usize {
+    64 * 1024
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_cooldown() -> Span {
+    Span(Duration::from_secs(30))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -318,6 +410,7 @@ impl Config {
                 return Err(format!("[networks.{key}] sip_server must not be empty"));
             }
         }
+        self.validate_directory()?;
         if self.login.max_failures == 0 {
             return Err("[login] max_failures must be at least 1".into());
         }
@@ -341,6 +434,53 @@ impl Config {
                     "[admin] api_keys[{i}] is shorter than 16 characters; use a long random key"
                 ));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_directory(&self) -> Result<(), String> {
+        let d = &self.directory;
+        match d.kind {
+            DirectoryKind::File if d.file.is_none() => {
+                return Err(
+                    "[directory] kind = \"file\" needs file = \"path/to/directory.toml\"".into(),
+                );
+            }
+            DirectoryKind::VoicemailConf if d.voicemail_conf.is_none() => {
+                return Err("[directory] kind = \"voicemail-conf\" needs voicemail_conf = \"/etc/asterisk/voicemail.conf\"".into());
+            }
+            DirectoryKind::Http => {
+                let Some(h) = &d.http else {
+                    return Err(
+                        "[directory] kind = \"http\" needs a [directory.http] table with url"
+                            .into(),
+                    );
+                };
+                if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
+                    return Err(format!(
+                        "[directory.http] url `{}` must start with http:// or https://",
+                        h.url
+                    ));
+                }
+                match h.auth {
+                    UpstreamAuth::Bearer if h.token.is_none() => {
+                        return Err("[directory.http] auth = \"bearer\" needs token".into());
+                    }
+                    UpstreamAuth::Basic if h.username.is_none() || h.password.is_none() => {
+                        return Err(
+                            "[directory.http] auth = \"basic\" needs username and password".into(),
+                        );
+                    }
+                    _ => {}
+                }
+                if h.breaker_failures == 0 {
+                    return Err("[directory.http] breaker_failures must be at least 1".into());
+                }
+            }
+            _ => {}
+        }
+        if d.deadline.0.is_zero() || d.fresh_ttl.0.is_zero() {
+            return Err("[directory] fresh_ttl and deadline must be above zero".into());
         }
         Ok(())
     }

@@ -22,6 +22,7 @@ pub mod screen;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod upstream;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,7 +30,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use config::Config;
-use directory::{CachedDirectory, FileDirectory};
+use directory::{CachePolicy, CachedDirectory};
 use flow::Flow;
 use store::{LoginBook, SqliteStore};
 
@@ -54,13 +55,15 @@ impl App {
     /// watcher is a task).
     pub fn open(config: Config) -> Result<Arc<Self>, StartError> {
         let config = Arc::new(config);
-        let file = FileDirectory::open(
-            config.directory.file.clone(),
-            config.directory.poll_interval.0,
-        )
-        .map_err(StartError::Directory)?;
-        tracing::info!(users = file.len(), file = %config.directory.file.display(), "directory loaded");
-        let directory = CachedDirectory::new(Arc::new(file), config.directory.cache_ttl.0);
+        let backend = directory::open_backend(&config.directory).map_err(StartError::Directory)?;
+        let d = &config.directory;
+        let policy = CachePolicy {
+            fresh: d.fresh_ttl.0,
+            stale: d.stale_window.0,
+            negative: d.negative_ttl.0,
+            deadline: d.deadline.0,
+        };
+        let directory = CachedDirectory::new(backend, policy);
         let store = Arc::new(SqliteStore::open(&config.store.path)?);
         let book = Arc::new(LoginBook::open(store)?);
         tracing::info!(logins = book.all().len(), store = %config.store.path.display(), "store opened");

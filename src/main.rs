@@ -57,14 +57,12 @@ fn main() -> anyhow::Result<()> {
 
 fn check(path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let users = hotdesk::directory::FileDirectory::open_once(&config.directory.file)
+    let users = hotdesk::directory::check_offline(&config.directory)
         .map_err(|e| anyhow::anyhow!("directory: {e}"))?;
     println!(
-        "{}: ok ({} network(s), {} user(s) in {})",
+        "{}: ok ({} network(s), {users})",
         path.display(),
-        config.networks.len(),
-        users,
-        config.directory.file.display()
+        config.networks.len()
     );
     Ok(())
 }

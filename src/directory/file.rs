@@ -3,19 +3,17 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::sync::watch;
 
+use super::reload::{Loader, Reloading, Users};
 use super::{BoxFuture, Directory, DirectoryError, User, valid_extension};
 
-type Users = Arc<HashMap<String, Arc<User>>>;
-
 pub struct FileDirectory {
-    users: Arc<RwLock<Users>>,
-    changes: watch::Receiver<u64>,
+    users: Reloading,
 }
 
 #[derive(Deserialize)]
@@ -26,7 +24,7 @@ struct DirectoryFile {
 }
 
 /// Reads and checks a directory file.
-pub fn load(path: &Path) -> Result<HashMap<String, Arc<User>>, String> {
+pub fn load(path: &Path) -> Result<Users, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let file: DirectoryFile =
@@ -52,66 +50,21 @@ pub fn load(path: &Path) -> Result<HashMap<String, Arc<User>>, String> {
     Ok(users)
 }
 
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
-}
-
 impl FileDirectory {
-    /// Loads `path` (an error stops start-up) and polls it every `poll` for changes.
+    /// Loads `path` (an error stops start-up) and re-reads it when it changes.
     pub fn open(path: PathBuf, poll: Duration) -> Result<Self, String> {
-        // Stamp before reading, so an edit racing the first load is still noticed.
-        let mut last = stamp(&path);
-        let users = Arc::new(RwLock::new(Arc::new(load(&path)?)));
-        let (tx, rx) = watch::channel(0u64);
-        let shared = users.clone();
-        tokio::spawn(async move {
-            let mut generation = 0u64;
-            let mut tick = tokio::time::interval(poll);
-            loop {
-                tick.tick().await;
-                if tx.is_closed() {
-                    return;
-                }
-                let now = stamp(&path);
-                if now == last {
-                    continue;
-                }
-                last = now;
-                let p = path.clone();
-                match tokio::task::spawn_blocking(move || load(&p)).await {
-                    Ok(Ok(fresh)) => {
-                        let count = fresh.len();
-                        *shared.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
-                        generation += 1;
-                        let _ = tx.send(generation);
-                        tracing::info!(users = count, file = %path.display(), "directory reloaded");
-                    }
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "directory file not reloaded; keeping the previous version")
-                    }
-                    Err(e) => tracing::error!(error = %e, "directory reload task failed"),
-                }
-            }
-        });
-        Ok(Self { users, changes: rx })
-    }
-
-    /// Loads the file once without watching it (for `check-config`); returns the user count.
-    pub fn open_once(path: &Path) -> Result<usize, String> {
-        load(path).map(|u| u.len())
+        let loader: Loader = Arc::new(move || load(&path).map(|users| (users, vec![path.clone()])));
+        Ok(Self {
+            users: Reloading::start("directory file", loader, poll)?,
+        })
     }
 
     pub fn len(&self) -> usize {
-        self.snapshot().len()
+        self.users.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    fn snapshot(&self) -> Users {
-        self.users.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -120,12 +73,12 @@ impl Directory for FileDirectory {
         &'a self,
         extension: &'a str,
     ) -> BoxFuture<'a, Result<Option<Arc<User>>, DirectoryError>> {
-        let found = self.snapshot().get(extension).cloned();
+        let found = self.users.get(extension);
         Box::pin(async move { Ok(found) })
     }
 
     fn changes(&self) -> Option<watch::Receiver<u64>> {
-        Some(self.changes.clone())
+        Some(self.users.changes())
     }
 }
 

@@ -4,9 +4,14 @@
 
 mod cache;
 mod file;
+mod http;
+mod reload;
+mod voicemail;
 
-pub use cache::CachedDirectory;
+pub use cache::{CachePolicy, CachedDirectory};
 pub use file::FileDirectory;
+pub use http::HttpDirectory;
+pub use voicemail::VoicemailDirectory;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -46,9 +51,76 @@ pub trait Directory: Send + Sync + 'static {
         extension: &'a str,
     ) -> BoxFuture<'a, Result<Option<Arc<User>>, DirectoryError>>;
 
+    /// Like `lookup`, but bypassing any cache (used once after a wrong PIN, so a PIN changed
+    /// at the PBX works at once).
+    fn refetch<'a>(
+        &'a self,
+        extension: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<User>>, DirectoryError>> {
+        self.lookup(extension)
+    }
+
     /// Fires whenever the backend's data changed wholesale, so caches can drop everything.
     fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
+    }
+}
+
+/// Opens the configured backend (the cache goes in front of it separately).
+pub fn open_backend(config: &crate::config::DirectoryConfig) -> Result<Arc<dyn Directory>, String> {
+    use crate::config::DirectoryKind;
+    let poll = config.poll_interval.0;
+    match config.kind {
+        DirectoryKind::File => {
+            let path = config.file.clone().ok_or("no [directory] file")?;
+            let d = FileDirectory::open(path.clone(), poll)?;
+            tracing::info!(users = d.len(), file = %path.display(), "directory file loaded");
+            Ok(Arc::new(d))
+        }
+        DirectoryKind::VoicemailConf => {
+            let path = config
+                .voicemail_conf
+                .clone()
+                .ok_or("no [directory] voicemail_conf")?;
+            let d = VoicemailDirectory::open(path.clone(), config.context.clone(), poll)?;
+            tracing::info!(mailboxes = d.len(), file = %path.display(), "voicemail.conf loaded");
+            Ok(Arc::new(d))
+        }
+        DirectoryKind::Http => {
+            let http = config.http.as_ref().ok_or("no [directory.http]")?;
+            Ok(Arc::new(HttpDirectory::new(http)?))
+        }
+    }
+}
+
+/// Reads the configured directory once, for `check-config`; describes what it found.
+pub fn check_offline(config: &crate::config::DirectoryConfig) -> Result<String, String> {
+    use crate::config::DirectoryKind;
+    match config.kind {
+        DirectoryKind::File => {
+            let path = config.file.as_ref().ok_or("no [directory] file")?;
+            Ok(format!(
+                "{} user(s) in {}",
+                file::load(path)?.len(),
+                path.display()
+            ))
+        }
+        DirectoryKind::VoicemailConf => {
+            let path = config
+                .voicemail_conf
+                .as_ref()
+                .ok_or("no [directory] voicemail_conf")?;
+            let (users, files) = voicemail::parse_file(path, config.context.as_deref())?;
+            Ok(format!(
+                "{} mailbox(es) in {} file(s)",
+                users.len(),
+                files.len()
+            ))
+        }
+        DirectoryKind::Http => Ok(format!(
+            "HTTP directory at {} (not contacted)",
+            config.http.as_ref().map_or("?", |h| h.url.as_str())
+        )),
     }
 }
 

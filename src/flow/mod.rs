@@ -208,7 +208,18 @@ impl Flow {
         } else {
             None
         };
-        let Some(tier) = self.verifier.verify(user.as_deref(), pin).await else {
+        let mut tier = self.verifier.verify(user.as_deref(), pin).await;
+        let mut user = user;
+        if tier.is_none() && user.is_some() {
+            // The PIN may have just changed at the PBX: look once more, bypassing the cache.
+            if let Ok(fresh) = self.directory.refetch(ext).await
+                && fresh != user
+            {
+                tier = self.verifier.verify(fresh.as_deref(), pin).await;
+                user = fresh;
+            }
+        }
+        let Some(tier) = tier else {
             return self.failed(req, ext, net, &subjects, retry).await;
         };
         let user = user.expect("a tier implies a user");

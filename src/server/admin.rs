@@ -57,14 +57,31 @@ fn authorized(app: &App, headers: &HeaderMap) -> bool {
         .fold(false, |ok, k| k.matches(key.trim()) | ok)
 }
 
-pub(super) async fn handle(
-    app: &App,
-    peer: SocketAddr,
-    path: &str,
-    method: &Method,
-    headers: &HeaderMap,
-    query: &HashMap<String, String>,
-) -> Resp {
+/// One admin API request, parsed by the router.
+pub(super) struct AdminRequest<'a> {
+    pub peer: SocketAddr,
+    pub path: &'a str,
+    pub method: &'a Method,
+    pub headers: &'a HeaderMap,
+    pub query: &'a HashMap<String, String>,
+    pub body: &'a [u8],
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvalidateBody {
+    extension: Option<String>,
+}
+
+pub(super) async fn handle(app: &App, req: AdminRequest<'_>) -> Resp {
+    let AdminRequest {
+        peer,
+        path,
+        method,
+        headers,
+        query,
+        body,
+    } = req;
     if !authorized(app, headers) {
         tracing::info!("admin API: missing or wrong API key");
         return respond::json_error(
@@ -122,6 +139,31 @@ pub(super) async fn handle(
                         "audit trail unavailable",
                     )
                 }
+            }
+        }
+        (&Method::POST, "/api/v1/directory/invalidate") => {
+            let parsed: Result<InvalidateBody, _> = if body.is_empty() {
+                Ok(InvalidateBody { extension: None })
+            } else {
+                serde_json::from_slice(body)
+            };
+            match parsed {
+                Ok(InvalidateBody {
+                    extension: Some(ext),
+                }) => {
+                    app.directory.invalidate(&ext).await;
+                    tracing::info!(extension = %ext.escape_debug(), "directory cache entry invalidated");
+                    respond::empty(StatusCode::NO_CONTENT)
+                }
+                Ok(InvalidateBody { extension: None }) => {
+                    app.directory.invalidate_all();
+                    tracing::info!("directory cache invalidated");
+                    respond::empty(StatusCode::NO_CONTENT)
+                }
+                Err(_) => respond::json_error(
+                    StatusCode::BAD_REQUEST,
+                    "expected {\"extension\": \"1001\"}, or {} for every extension",
+                ),
             }
         }
         (&Method::DELETE, p) => {

@@ -29,6 +29,7 @@ enum Route {
     Logins,
     Login,
     Audit,
+    Invalidate,
     NotFound,
 }
 
@@ -41,6 +42,7 @@ fn route(path: &str) -> Route {
         "/app/apply" => Route::Phone(Step::Apply),
         "/api/v1/logins" => Route::Logins,
         "/api/v1/audit" => Route::Audit,
+        "/api/v1/directory/invalidate" => Route::Invalidate,
         p if p.starts_with("/api/v1/logins/") => Route::Login,
         _ => Route::NotFound,
     }
@@ -56,6 +58,7 @@ fn route_name(r: Route) -> &'static str {
         Route::Logins => "api/logins",
         Route::Login => "api/login",
         Route::Audit => "api/audit",
+        Route::Invalidate => "api/directory/invalidate",
         Route::NotFound => "not-found",
     }
 }
@@ -112,16 +115,19 @@ pub async fn handle(
 
 async fn dispatch(app: &App, peer: SocketAddr, r: Route, req: Request<Incoming>) -> Resp {
     let (parts, body) = req.into_parts();
-    // No route takes a body; drain what is sent within the limit, refuse the rest.
-    if body.size_hint().exact() != Some(0) {
+    // Bodies are read whole, within the limit; only the admin API uses them.
+    let body = if body.size_hint().exact() == Some(0) {
+        bytes::Bytes::new()
+    } else {
         let max = app.config.server.max_body_bytes;
-        if Limited::new(body, max).collect().await.is_err() {
-            return respond::text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body over {max} bytes"),
-            );
+        match Limited::new(body, max).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                let msg = format!("request body over {max} bytes");
+                return respond::text(StatusCode::PAYLOAD_TOO_LARGE, msg);
+            }
         }
-    }
+    };
     let query = parse_query(parts.uri.query());
     let method = &parts.method;
     match (r, method) {
@@ -131,8 +137,17 @@ async fn dispatch(app: &App, peer: SocketAddr, r: Route, req: Request<Incoming>)
         }
         (Route::Logins, &Method::GET)
         | (Route::Login, &Method::DELETE)
-        | (Route::Audit, &Method::GET) => {
-            admin::handle(app, peer, parts.uri.path(), method, &parts.headers, &query).await
+        | (Route::Audit, &Method::GET)
+        | (Route::Invalidate, &Method::POST) => {
+            let req = admin::AdminRequest {
+                peer,
+                path: parts.uri.path(),
+                method,
+                headers: &parts.headers,
+                query: &query,
+                body: &body,
+            };
+            admin::handle(app, req).await
         }
         (Route::NotFound, _) => {
             respond::text(StatusCode::NOT_FOUND, "not found; phones start at /app")
@@ -140,6 +155,7 @@ async fn dispatch(app: &App, peer: SocketAddr, r: Route, req: Request<Incoming>)
         (r, _) => {
             let allow = match r {
                 Route::Login => "DELETE",
+                Route::Invalidate => "POST",
                 _ => "GET, HEAD",
             };
             let mut resp = respond::text(StatusCode::METHOD_NOT_ALLOWED, format!("use {allow}"));

@@ -1,0 +1,203 @@
+//! Talking to the PBX side: one HTTP client with timeouts, a reply size limit, one retry for
+//! idempotent requests and a circuit breaker. The directory backend and the outbox use it.
+
+mod breaker;
+
+pub use breaker::Breaker;
+
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::{HttpDirectoryConfig, UpstreamAuth};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream circuit breaker is open")]
+    BreakerOpen,
+    #[error("upstream did not answer within {0} ms")]
+    Timeout(u128),
+    #[error("upstream request failed: {0}")]
+    Transport(String),
+    #[error("upstream reply over {0} bytes")]
+    TooLarge(usize),
+    #[error("upstream answered {0}")]
+    Status(u16),
+    #[error("upstream reply not understood: {0}")]
+    Malformed(String),
+}
+
+/// A complete reply.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Bytes,
+}
+
+pub struct Client {
+    http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    base: String,
+    auth: Option<HeaderValue>,
+    request_timeout: Duration,
+    max_reply: usize,
+    breaker: Breaker,
+}
+
+impl Client {
+    pub fn new(c: &HttpDirectoryConfig) -> Result<Self, String> {
+        let mut connector = HttpConnector::new();
+        connector.enforce_http(false);
+        connector.set_connect_timeout(Some(c.connect_timeout.0));
+        connector.set_nodelay(true);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        let http = HyperClient::builder(TokioExecutor::new())
+            // Without a pool timer the idle timeout silently does nothing (rust-notes B3);
+            // keep it below common upstream keep-alive timeouts.
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(20))
+            .build(https);
+        let auth = match c.auth {
+            UpstreamAuth::None => None,
+            UpstreamAuth::Bearer => {
+                let token = c.token.as_ref().ok_or("bearer auth needs a token")?;
+                Some(format!("Bearer {}", token.expose()))
+            }
+            UpstreamAuth::Basic => {
+                let user = c.username.as_deref().ok_or("basic auth needs a username")?;
+                let pass = c.password.as_ref().ok_or("basic auth needs a password")?;
+                let raw = format!("{user}:{}", pass.expose());
+                Some(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(raw)
+                ))
+            }
+        };
+        let auth = auth
+            .map(|a| {
+                let mut v = HeaderValue::from_str(&a)
+                    .map_err(|_| "credentials hold characters not allowed in a header")?;
+                v.set_sensitive(true);
+                Ok::<_, String>(v)
+            })
+            .transpose()?;
+        Ok(Self {
+            http,
+            base: c.url.trim_end_matches('/').to_owned(),
+            auth,
+            request_timeout: c.request_timeout.0,
+            max_reply: c.max_reply_bytes,
+            breaker: Breaker::new(c.breaker_failures, c.breaker_cooldown.0),
+        })
+    }
+
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
+    /// Sends one request to `base + path`. GETs are retried once after a transport error.
+    /// 5xx, time-outs and transport errors count against the breaker.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<Vec<u8>>,
+    ) -> Result<Reply, UpstreamError> {
+        if !self.breaker.allow() {
+            return Err(UpstreamError::BreakerOpen);
+        }
+        let attempts = if method == Method::GET { 2 } else { 1 };
+        let mut last = UpstreamError::Transport("not sent".into());
+        for attempt in 0..attempts {
+            match self.once(method.clone(), path, json.clone()).await {
+                Ok(reply) if reply.status.is_server_error() => {
+                    last = UpstreamError::Status(reply.status.as_u16());
+                    break;
+                }
+                Ok(reply) => {
+                    self.breaker.success();
+                    return Ok(reply);
+                }
+                Err(e @ (UpstreamError::Transport(_) | UpstreamError::Timeout(_)))
+                    if attempt + 1 < attempts =>
+                {
+                    tracing::debug!(error = %e, "upstream GET failed; retrying once");
+                    last = e;
+                }
+                Err(e) => {
+                    last = e;
+                    break;
+                }
+            }
+        }
+        if self.breaker.failure() {
+            tracing::warn!(error = %last, "upstream circuit breaker opened");
+        }
+        Err(last)
+    }
+
+    async fn once(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<Vec<u8>>,
+    ) -> Result<Reply, UpstreamError> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header(header::ACCEPT, "application/json")
+            .header(
+                header::USER_AGENT,
+                concat!("hotdesk/", env!("CARGO_PKG_VERSION")),
+            );
+        if let Some(auth) = &self.auth {
+            req = req.header(header::AUTHORIZATION, auth.clone());
+        }
+        let body = match json {
+            Some(b) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Full::new(Bytes::from(b))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let req = req
+            .body(body)
+            .map_err(|e| UpstreamError::Transport(e.to_string()))?;
+        let max = self.max_reply;
+        let exchange = async {
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| UpstreamError::Transport(e.to_string()))?;
+            let status = resp.status();
+            let body = Limited::new(resp.into_body(), max)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some()
+                    {
+                        UpstreamError::TooLarge(max)
+                    } else {
+                        UpstreamError::Transport(e.to_string())
+                    }
+                })?
+                .to_bytes();
+            Ok(Reply { status, body })
+        };
+        tokio::time::timeout(self.request_timeout, exchange)
+            .await
+            .map_err(|_| UpstreamError::Timeout(self.request_timeout.as_millis()))?
+    }
+}
