@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod phone;
+pub mod upstream;
 pub mod xml;
 
 use std::path::PathBuf;
@@ -49,6 +50,7 @@ pub struct Server {
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     pub extra: String,
+    pub directory: Option<String>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -57,7 +59,39 @@ fn admin_hash() -> &'static str {
     HASH.get_or_init(|| hotdesk::auth::hash_password(ADMIN_PASSWORD).unwrap())
 }
 
+/// The `[directory]` table for the file backend in `dir`.
+pub fn file_directory(dir: &std::path::Path) -> String {
+    format!(
+        "[directory]\nfile = \"{}/directory.toml\"\npoll_interval = \"50ms\"\n",
+        dir.display()
+    )
+}
+
+/// A `[directory]` table for the HTTP backend with short test windows.
+pub fn http_directory(url: &str) -> String {
+    format!(
+        r#"[directory]
+kind = "http"
+fresh_ttl = "300ms"
+stale_window = "1h"
+negative_ttl = "300ms"
+deadline = "700ms"
+[directory.http]
+url = "{url}"
+auth = "bearer"
+token = "upstream-token-123"
+request_timeout = "400ms"
+breaker_failures = 3
+breaker_cooldown = "1s"
+"#
+    )
+}
+
 pub fn config_text(dir: &std::path::Path, base: &str, extra: &str) -> String {
+    config_with(dir, base, &file_directory(dir), extra)
+}
+
+pub fn config_with(dir: &std::path::Path, base: &str, directory: &str, extra: &str) -> String {
     // `extra` replaces whole [login] keys by appending; TOML forbids duplicate keys, so
     // callers pass complete tables that are not otherwise present.
     let login = if extra.contains("[login]") {
@@ -74,11 +108,9 @@ base_url = "{base}"
 [server]
 header_timeout = "1s"
 request_timeout = "5s"
-max_connections = 64
+max_connections = 256
 shutdown_grace = "2s"
-[directory]
-file = "{dir}/directory.toml"
-poll_interval = "50ms"
+{directory}
 [store]
 path = "{dir}/state/hotdesk.sqlite"
 [networks.internal]
@@ -108,15 +140,25 @@ impl Server {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("directory.toml"), DIRECTORY).unwrap();
         let dir = tmp.path().to_owned();
-        let mut s = Self::start_in(dir, extra.to_owned()).await;
+        let mut s = Self::start_in(dir, None, extra.to_owned()).await;
         s._tmp = Some(tmp);
         s
     }
 
-    pub async fn start_in(dir: PathBuf, extra: String) -> Server {
+    /// A fresh server whose `[directory]` table is `directory`.
+    pub async fn start_with(directory: String, extra: &str) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        let mut s = Self::start_in(dir, Some(directory), extra.to_owned()).await;
+        s._tmp = Some(tmp);
+        s
+    }
+
+    pub async fn start_in(dir: PathBuf, directory: Option<String>, extra: String) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let text = config_text(&dir, &format!("http://{addr}"), &extra);
+        let block = directory.clone().unwrap_or_else(|| file_directory(&dir));
+        let text = config_with(&dir, &format!("http://{addr}"), &block, &extra);
         let config =
             hotdesk::config::Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -133,6 +175,7 @@ impl Server {
             stop: Some(tx),
             task: Some(task),
             extra,
+            directory,
             _tmp: None,
         }
     }
@@ -141,7 +184,8 @@ impl Server {
     pub async fn restart(mut self) -> Server {
         self.shutdown().await;
         let tmp = self._tmp.take();
-        let mut s = Self::start_in(self.dir.clone(), self.extra.clone()).await;
+        let mut s =
+            Self::start_in(self.dir.clone(), self.directory.clone(), self.extra.clone()).await;
         s._tmp = tmp;
         s
     }
@@ -203,6 +247,27 @@ impl Response {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+}
+
+/// An admin request with a JSON body and the test API key.
+pub async fn request_with_body(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Response {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {API_KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    parse_response(&raw)
 }
 
 /// One HTTP/1.1 request with `Connection: close`; `target` is a path or an absolute URL.
