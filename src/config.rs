@@ -87,6 +87,8 @@ pub struct Config {
     #[serde(default)]
     pub reload: ReloadConfig,
     #[serde(default)]
+    pub writeback: WritebackConfig,
+    #[serde(default)]
     pub log: LogConfig,
 }
 
@@ -146,7 +148,7 @@ pub struct DirectoryConfig {
     /// `kind = "voicemail-conf"`: only mailboxes of this context (all contexts when absent).
     pub context: Option<String>,
     /// `kind = "http"`.
-    pub http: Option<HttpDirectoryConfig>,
+    pub http: Option<UpstreamHttp>,
     /// A looked-up user is answered from memory this long.
     #[serde(default = "default_fresh")]
     pub fresh_ttl: Span,
@@ -175,7 +177,7 @@ pub enum UpstreamAuth {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HttpDirectoryConfig {
+pub struct UpstreamHttp {
     /// Base URL of the contract, e.g. `https://pbx.example.com/hotdesk/v1`.
     pub url: String,
     #[serde(default)]
@@ -199,6 +201,49 @@ pub struct HttpDirectoryConfig {
     /// How long an open breaker fails fast before one trial request.
     #[serde(default = "default_breaker_cooldown")]
     pub breaker_cooldown: Span,
+}
+
+/// How logins and logouts reach the PBX.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WritebackKind {
+    #[default]
+    None,
+    /// `PUT {url}/devices/{mac}` and `DELETE {url}/devices/{mac}`.
+    Devices,
+    /// `POST {url}` of an event per login and logout.
+    Webhook,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WritebackConfig {
+    #[serde(default)]
+    pub kind: WritebackKind,
+    /// Where to deliver; for `devices`, `[directory.http]` is used when this is absent.
+    pub http: Option<UpstreamHttp>,
+    /// Longest wait between delivery rounds while the PBX fails.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: Option<Span>,
+}
+
+fn default_max_backoff() -> Option<Span> {
+    Some(Span(Duration::from_secs(300)))
+}
+
+impl Config {
+    /// The HTTP settings write-backs use, if write-back is on.
+    pub fn writeback_http(&self) -> Option<&UpstreamHttp> {
+        match self.writeback.kind {
+            WritebackKind::None => None,
+            WritebackKind::Devices => self
+                .writeback
+                .http
+                .as_ref()
+                .or(self.directory.http.as_ref()),
+            WritebackKind::Webhook => self.writeback.http.as_ref(),
+        }
+    }
 }
 
 fn default_fresh() -> Span {
@@ -411,6 +456,9 @@ impl Config {
             }
         }
         self.validate_directory()?;
+        if self.writeback.kind != WritebackKind::None && self.writeback_http().is_none() {
+            return Err("[writeback] needs a [writeback.http] table with url (for kind = \"devices\", [directory.http] also serves)".into());
+        }
         if self.login.max_failures == 0 {
             return Err("[login] max_failures must be at least 1".into());
         }

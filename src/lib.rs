@@ -26,6 +26,7 @@ pub mod upstream;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -39,6 +40,7 @@ pub struct App {
     pub config: Arc<Config>,
     pub flow: Flow,
     pub directory: Arc<CachedDirectory>,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// Why hotdesk could not start.
@@ -65,14 +67,42 @@ impl App {
         };
         let directory = CachedDirectory::new(backend, policy);
         let store = Arc::new(SqliteStore::open(&config.store.path)?);
-        let book = Arc::new(LoginBook::open(store)?);
+        let writeback = config.writeback_http().cloned();
+        let book = Arc::new(LoginBook::open(store, writeback.is_some())?);
+        let mut tasks = Vec::new();
+        if let Some(http) = writeback {
+            let outbox = upstream::Outbox {
+                book: book.clone(),
+                client: Arc::new(upstream::Client::new(&http).map_err(StartError::Directory)?),
+                kind: config.writeback.kind,
+                max_backoff: config
+                    .writeback
+                    .max_backoff
+                    .map_or(Duration::from_secs(300), |s| s.0),
+            };
+            tasks.push(tokio::spawn(outbox.run()));
+            tracing::info!(url = %http.url, "PBX write-back on");
+        }
         tracing::info!(logins = book.all().len(), store = %config.store.path.display(), "store opened");
         let flow = Flow::new(config.clone(), directory.clone(), book);
         Ok(Arc::new(Self {
             config,
             flow,
             directory,
+            tasks: std::sync::Mutex::new(tasks),
         }))
+    }
+
+    /// Stops background work (the outbox worker).
+    pub fn stop_tasks(&self) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
     }
 }
 
@@ -83,6 +113,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let app = App::open(config)?;
-    server::serve(app, listener, shutdown).await;
+    server::serve(app.clone(), listener, shutdown).await;
+    app.stop_tasks();
     Ok(())
 }

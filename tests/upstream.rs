@@ -184,3 +184,134 @@ async fn invalidate_endpoint_drops_cached_entries() {
     assert_eq!(up.lookups(), 3);
     assert_eq!(post(r#"{"ext":1}"#).await.status, 400);
 }
+
+/// Config for write-back to the fake PBX with fast retries.
+fn writeback(up: &Upstream, kind: &str) -> String {
+    let path = if kind == "webhook" {
+        "/hotdesk/v1/events"
+    } else {
+        "/hotdesk/v1"
+    };
+    format!(
+        "[writeback]\nkind = \"{kind}\"\nmax_backoff = \"1s\"\n[writeback.http]\nurl = \"http://{}{path}\"\nauth = \"none\"\nrequest_timeout = \"400ms\"\nbreaker_failures = 100\nbreaker_cooldown = \"1s\"\n",
+        up.addr
+    )
+}
+
+async fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn outbox(server: &Server) -> serde_json::Value {
+    let r = server.admin("GET", "/api/v1/outbox").await;
+    assert_eq!(r.status, 200);
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+#[tokio::test]
+async fn logins_and_logouts_reach_the_pbx_in_order_after_it_recovers() {
+    let (up, server) = setup("").await;
+    let server = {
+        let mut s = server;
+        s.shutdown().await;
+        Server::start_with(http_directory(&up.url()), &writeback(&up, "devices")).await
+    };
+    up.write_status(Some(503));
+    let a = Phone::new(server.addr, AASTRA_6737I);
+    let b = Phone::new(server.addr, YEALINK_T46S);
+    a.go("/app/login?net=internal&ext=1001&pin=73915").await;
+    a.go("/app/logout").await;
+    a.go("/app/login?net=external&ext=1002&pin=86420").await;
+    b.go("/app/login?net=internal&ext=1002&pin=86420").await; // takes 1002 from phone A
+    let st = outbox(&server).await;
+    assert_eq!(st["pending"], 5, "{st}");
+    assert!(st["last_error"].as_str().unwrap_or("").contains("503") || st["pending"] == 5);
+
+    // The PBX comes back: everything is delivered, per phone in order, once.
+    up.write_status(None);
+    wait_for(|| up.writes().len() >= 5, "5 deliveries").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let writes: Vec<(String, String)> = up.writes().into_iter().map(|(m, p, _)| (m, p)).collect();
+    let for_a: Vec<&str> = writes
+        .iter()
+        .filter(|w| w.1.ends_with("00085d30a6ce"))
+        .map(|w| w.0.as_str())
+        .collect();
+    assert_eq!(for_a, ["PUT", "DELETE", "PUT", "DELETE"], "{writes:?}");
+    let for_b: Vec<&str> = writes
+        .iter()
+        .filter(|w| w.1.ends_with("805ec02f3c2e"))
+        .map(|w| w.0.as_str())
+        .collect();
+    assert_eq!(for_b, ["PUT"]);
+    assert_eq!(writes.len(), 5, "no duplicates: {writes:?}");
+    let put = up.writes().into_iter().find(|w| w.0 == "PUT").unwrap();
+    let body: serde_json::Value = serde_json::from_str(&put.2).unwrap();
+    assert_eq!(body["extension"], "1001");
+    assert_eq!(body["network"], "internal");
+    assert_eq!(body["vendor"], "aastra");
+    assert!(
+        !put.2.contains("73915") && !put.2.contains("sip-"),
+        "no secrets in write-backs"
+    );
+    assert_eq!(outbox(&server).await["pending"], 0);
+}
+
+#[tokio::test]
+async fn the_outbox_survives_a_restart() {
+    let up = Upstream::start().await;
+    up.user("1001", "Ada Lovelace", Some("73915"));
+    up.write_status(Some(500));
+    let server = Server::start_with(http_directory(&up.url()), &writeback(&up, "devices")).await;
+    Phone::new(server.addr, SNOM_D785)
+        .go("/app/login?net=internal&ext=1001&pin=73915")
+        .await;
+    let server = server.restart().await;
+    assert_eq!(outbox(&server).await["pending"], 1);
+    up.write_status(None);
+    wait_for(
+        || up.writes().iter().any(|w| w.0 == "PUT"),
+        "delivery after restart",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(outbox(&server).await["pending"], 0);
+}
+
+#[tokio::test]
+async fn webhook_events_and_refused_rows() {
+    let up = Upstream::start().await;
+    up.user("1001", "Ada Lovelace", Some("73915"));
+    let server = Server::start_with(http_directory(&up.url()), &writeback(&up, "webhook")).await;
+    let phone = Phone::new(server.addr, HTEK_UC903);
+    phone.go("/app/login?net=internal&ext=1001&pin=73915").await;
+    wait_for(|| up.writes().len() == 1, "the login event").await;
+    let (method, path, body) = up.writes()[0].clone();
+    assert_eq!(
+        (method.as_str(), path.as_str()),
+        ("POST", "/hotdesk/v1/events")
+    );
+    let event: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(event["type"], "hotdesk.login");
+    assert_eq!(event["mac"], "001fc11c22a9");
+    assert_eq!(event["extension"], "1001");
+
+    // A 4xx is final: the row is kept as dead and later rows still go out.
+    up.write_status(Some(422));
+    phone.go("/app/logout").await;
+    wait_for(|| up.write_attempts() == 2, "the refused logout").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let st = outbox(&server).await;
+    assert_eq!(
+        (st["pending"].as_u64(), st["dead"].as_u64()),
+        (Some(0), Some(1)),
+        "{st}"
+    );
+}

@@ -9,7 +9,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
 use super::{BoxFuture, Directory, DirectoryError, User};
-use crate::config::HttpDirectoryConfig;
+use crate::config::UpstreamHttp;
 use crate::secret::Secret;
 use crate::upstream::Client;
 
@@ -42,7 +42,7 @@ fn yes() -> bool {
 }
 
 impl HttpDirectory {
-    pub fn new(config: &HttpDirectoryConfig) -> Result<Self, String> {
+    pub fn new(config: &UpstreamHttp) -> Result<Self, String> {
         Ok(Self {
             client: Arc::new(Client::new(config)?),
         })

@@ -141,6 +141,21 @@ pub(super) async fn handle(app: &App, req: AdminRequest<'_>) -> Resp {
                 }
             }
         }
+        (&Method::GET, "/api/v1/outbox") => match app.flow.book().outbox_status().await {
+            Ok(st) => respond::json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "pending": st.pending,
+                    "dead": st.dead,
+                    "oldest": st.oldest.map(rfc3339),
+                    "last_error": st.last_error,
+                }),
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "outbox status failed");
+                respond::json_error(StatusCode::INTERNAL_SERVER_ERROR, "outbox unavailable")
+            }
+        },
         (&Method::POST, "/api/v1/directory/invalidate") => {
             let parsed: Result<InvalidateBody, _> = if body.is_empty() {
                 Ok(InvalidateBody { extension: None })

@@ -30,6 +30,7 @@ enum Route {
     Login,
     Audit,
     Invalidate,
+    Outbox,
     NotFound,
 }
 
@@ -43,6 +44,7 @@ fn route(path: &str) -> Route {
         "/api/v1/logins" => Route::Logins,
         "/api/v1/audit" => Route::Audit,
         "/api/v1/directory/invalidate" => Route::Invalidate,
+        "/api/v1/outbox" => Route::Outbox,
         p if p.starts_with("/api/v1/logins/") => Route::Login,
         _ => Route::NotFound,
     }
@@ -59,6 +61,7 @@ fn route_name(r: Route) -> &'static str {
         Route::Login => "api/login",
         Route::Audit => "api/audit",
         Route::Invalidate => "api/directory/invalidate",
+        Route::Outbox => "api/outbox",
         Route::NotFound => "not-found",
     }
 }
@@ -138,6 +141,7 @@ async fn dispatch(app: &App, peer: SocketAddr, r: Route, req: Request<Incoming>)
         (Route::Logins, &Method::GET)
         | (Route::Login, &Method::DELETE)
         | (Route::Audit, &Method::GET)
+        | (Route::Outbox, &Method::GET)
         | (Route::Invalidate, &Method::POST) => {
             let req = admin::AdminRequest {
                 peer,

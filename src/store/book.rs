@@ -5,7 +5,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use super::{AuditEvent, Change, EventKind, Login, Store, StoreError};
+use tokio::sync::Notify;
+
+use super::{
+    AuditEvent, Change, EventKind, Login, NewOutboxItem, OutboxItem, OutboxStatus, Store,
+    StoreError, WriteMethod,
+};
 use crate::config::Policy;
 use crate::phone::Mac;
 
@@ -13,6 +18,24 @@ pub struct LoginBook {
     store: Arc<dyn Store>,
     by_mac: RwLock<HashMap<Mac, Arc<Login>>>,
     writer: tokio::sync::Mutex<()>,
+    /// Queue a PBX write-back with every login and logout.
+    writeback: bool,
+    /// Wakes the outbox worker after a commit that queued something.
+    outbox_ready: Arc<Notify>,
+}
+
+/// The write-back body for a login (`PUT /devices/{mac}`); no secrets.
+fn device_body(l: &Login) -> String {
+    use time::format_description::well_known::Rfc3339;
+    serde_json::json!({
+        "extension": l.extension,
+        "vendor": l.vendor,
+        "model": l.model,
+        "template": l.template,
+        "network": l.network,
+        "since": l.since.format(&Rfc3339).unwrap_or_default(),
+    })
+    .to_string()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +56,9 @@ pub struct LoginOutcome {
 }
 
 impl LoginBook {
-    /// Loads the stored logins into memory.
-    pub fn open(store: Arc<dyn Store>) -> Result<Self, StoreError> {
+    /// Loads the stored logins into memory. With `writeback`, every login and logout also
+    /// queues a delivery to the PBX in the same transaction.
+    pub fn open(store: Arc<dyn Store>, writeback: bool) -> Result<Self, StoreError> {
         let by_mac = store
             .load_logins()?
             .into_iter()
@@ -44,7 +68,19 @@ impl LoginBook {
             store,
             by_mac: RwLock::new(by_mac),
             writer: tokio::sync::Mutex::new(()),
+            writeback,
+            outbox_ready: Arc::new(Notify::new()),
         })
+    }
+
+    pub fn outbox_ready(&self) -> Arc<Notify> {
+        self.outbox_ready.clone()
+    }
+
+    fn queue(&self, change: &mut Change, mac: Mac, method: WriteMethod, body: String) {
+        if self.writeback {
+            change.outbox.push(NewOutboxItem { mac, method, body });
+        }
     }
 
     /// The login on `mac`, from memory.
@@ -84,6 +120,7 @@ impl LoginBook {
             Policy::Exclusive => {
                 for old in &elsewhere {
                     change.remove.push(old.mac);
+                    self.queue(&mut change, old.mac, WriteMethod::Delete, "{}".into());
                     change.events.push(
                         AuditEvent::new(
                             EventKind::Takeover,
@@ -114,6 +151,12 @@ impl LoginBook {
         let mut event = AuditEvent::new(EventKind::Login, detail).about(&login);
         event.source_ip = Some(login.source_ip.clone());
         change.events.push(event);
+        self.queue(
+            &mut change,
+            login.mac,
+            WriteMethod::Put,
+            device_body(&login),
+        );
         change.put.push(login.clone());
         self.commit(change).await?;
 
@@ -139,12 +182,13 @@ impl LoginBook {
         };
         let mut event = AuditEvent::new(kind, detail).about(&current);
         event.source_ip = Some(source_ip.to_owned());
-        self.commit(Change {
+        let mut change = Change {
             remove: vec![mac],
             events: vec![event],
             ..Change::default()
-        })
-        .await?;
+        };
+        self.queue(&mut change, mac, WriteMethod::Delete, "{}".into());
+        self.commit(change).await?;
         self.by_mac
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -163,17 +207,49 @@ impl LoginBook {
     }
 
     pub async fn audit(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        self.blocking(move |s| s.audit(limit)).await
+    }
+
+    async fn commit(&self, change: Change) -> Result<(), StoreError> {
+        let queued = !change.outbox.is_empty();
+        self.blocking(move |s| s.commit(&change)).await?;
+        if queued {
+            self.outbox_ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Runs a store call on the blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.audit(limit))
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
             .await
             .map_err(|e| StoreError::Db(e.to_string()))?
     }
 
-    async fn commit(&self, change: Change) -> Result<(), StoreError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.commit(&change))
+    pub async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        self.blocking(move |s| s.outbox_pending(limit)).await
+    }
+
+    pub async fn outbox_done(&self, id: i64) -> Result<(), StoreError> {
+        self.blocking(move |s| s.outbox_done(id)).await
+    }
+
+    pub async fn outbox_failed(
+        &self,
+        id: i64,
+        error: String,
+        dead: bool,
+    ) -> Result<(), StoreError> {
+        self.blocking(move |s| s.outbox_failed(id, &error, dead))
             .await
-            .map_err(|e| StoreError::Db(e.to_string()))?
+    }
+
+    pub async fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
+        self.blocking(|s| s.outbox_status()).await
     }
 }
 
@@ -186,7 +262,7 @@ mod tests {
     fn book() -> (tempfile::TempDir, Arc<LoginBook>) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("s.sqlite")).unwrap());
-        (dir, Arc::new(LoginBook::open(store).unwrap()))
+        (dir, Arc::new(LoginBook::open(store, false).unwrap()))
     }
 
     #[tokio::test]
@@ -242,7 +318,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sqlite");
         {
-            let b = LoginBook::open(Arc::new(SqliteStore::open(&path).unwrap())).unwrap();
+            let b = LoginBook::open(Arc::new(SqliteStore::open(&path).unwrap()), false).unwrap();
             b.login(login("000000000001", "1001"), Policy::Exclusive, 4, "")
                 .await
                 .unwrap();
@@ -266,7 +342,7 @@ mod tests {
                     .is_none()
             );
         }
-        let b = LoginBook::open(Arc::new(SqliteStore::open(&path).unwrap())).unwrap();
+        let b = LoginBook::open(Arc::new(SqliteStore::open(&path).unwrap()), false).unwrap();
         let all = b.all();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].extension, "1001");

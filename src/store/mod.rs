@@ -109,6 +109,61 @@ pub struct Change {
     pub put: Vec<Login>,
     pub remove: Vec<Mac>,
     pub events: Vec<AuditEvent>,
+    /// Write-backs to the PBX, delivered later by the outbox worker.
+    pub outbox: Vec<NewOutboxItem>,
+}
+
+/// How a write-back reaches the PBX.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMethod {
+    /// `PUT {url}/devices/{mac}`: the phone now carries the login in `body`.
+    Put,
+    /// `DELETE {url}/devices/{mac}`: the phone is logged out.
+    Delete,
+}
+
+impl WriteMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteMethod::Put => "PUT",
+            WriteMethod::Delete => "DELETE",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "PUT" => Some(WriteMethod::Put),
+            "DELETE" => Some(WriteMethod::Delete),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOutboxItem {
+    pub mac: Mac,
+    pub method: WriteMethod,
+    /// JSON; never holds a secret.
+    pub body: String,
+}
+
+/// A stored write-back; `id` orders delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub mac: Mac,
+    pub method: WriteMethod,
+    pub body: String,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxStatus {
+    pub pending: u64,
+    /// Refused by the PBX for good (a 4xx); kept for the admin to see.
+    pub dead: u64,
+    pub oldest: Option<OffsetDateTime>,
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +179,12 @@ pub trait Store: Send + Sync + 'static {
     fn commit(&self, change: &Change) -> Result<(), StoreError>;
     /// Newest first.
     fn audit(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Undelivered write-backs, oldest first.
+    fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
+    fn outbox_done(&self, id: i64) -> Result<(), StoreError>;
+    /// Counts a failed attempt; `dead` when the PBX refused it for good.
+    fn outbox_failed(&self, id: i64, error: &str, dead: bool) -> Result<(), StoreError>;
+    fn outbox_status(&self) -> Result<OutboxStatus, StoreError>;
 }
 
 /// A login for tests: a hostile name, a fixed time (so stored rows compare equal).

@@ -8,10 +8,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{AuditEvent, Change, EventKind, Login, Store, StoreError};
+use super::{
+    AuditEvent, Change, EventKind, Login, OutboxItem, OutboxStatus, Store, StoreError, WriteMethod,
+};
 
 /// Schema steps; step N brings `user_version` from N to N+1. Append, never edit.
-const MIGRATIONS: &[&str] = &["CREATE TABLE logins (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE logins (
         mac        TEXT PRIMARY KEY,
         extension  TEXT NOT NULL,
         name       TEXT NOT NULL,
@@ -33,7 +36,20 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE logins (
         network   TEXT,
         source_ip TEXT,
         detail    TEXT NOT NULL
-     );"];
+     );",
+    // The write-back outbox: rows commit with the login they describe.
+    "CREATE TABLE outbox (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        mac        TEXT NOT NULL,
+        method     TEXT NOT NULL,
+        body       TEXT NOT NULL,
+        created    TEXT NOT NULL,
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        dead       INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE INDEX outbox_pending ON outbox(dead, id);",
+];
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -168,6 +184,18 @@ impl Store for SqliteStore {
             )
             .map_err(db)?;
         }
+        for o in &change.outbox {
+            tx.execute(
+                "INSERT INTO outbox (mac, method, body, created) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    o.mac.to_string(),
+                    o.method.as_str(),
+                    o.body,
+                    ts(OffsetDateTime::now_utc())
+                ],
+            )
+            .map_err(db)?;
+        }
         for e in &change.events {
             tx.execute(
                 "INSERT INTO audit (at, kind, mac, extension, network, source_ip, detail)
@@ -185,6 +213,61 @@ impl Store for SqliteStore {
             .map_err(db)?;
         }
         tx.commit().map_err(db)
+    }
+
+    fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        self.outbox_query(
+            "SELECT id, mac, method, body, attempts FROM outbox WHERE dead = 0 ORDER BY id LIMIT ?1",
+            limit,
+        )
+    }
+
+    fn outbox_done(&self, id: i64) -> Result<(), StoreError> {
+        self.conn()
+            .execute("DELETE FROM outbox WHERE id = ?1", params![id])
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn outbox_failed(&self, id: i64, error: &str, dead: bool) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, dead = ?3 WHERE id = ?1",
+                params![id, error, dead as i64],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
+        let conn = self.conn();
+        let (pending, oldest): (i64, Option<String>) = conn
+            .query_row(
+                "SELECT COUNT(*), MIN(created) FROM outbox WHERE dead = 0",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(db)?;
+        let dead: i64 = conn
+            .query_row("SELECT COUNT(*) FROM outbox WHERE dead = 1", [], |r| {
+                r.get(0)
+            })
+            .map_err(db)?;
+        let last_error: Option<String> = conn
+            .query_row(
+                "SELECT last_error FROM outbox WHERE last_error IS NOT NULL ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db)?
+            .flatten();
+        Ok(OutboxStatus {
+            pending: pending as u64,
+            dead: dead as u64,
+            oldest: oldest.map(|t| parse_ts(&t)),
+            last_error,
+        })
     }
 
     fn audit(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
@@ -214,6 +297,37 @@ impl Store for SqliteStore {
 }
 
 impl SqliteStore {
+    fn outbox_query(&self, sql: &str, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(sql).map_err(db)?;
+        let rows = stmt
+            .query_map(params![limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, mac, method, body, attempts) = row.map_err(db)?;
+            let (Ok(mac), Some(method)) = (mac.parse(), WriteMethod::parse(&method)) else {
+                continue;
+            };
+            out.push(OutboxItem {
+                id,
+                mac,
+                method,
+                body,
+                attempts: attempts as u32,
+            });
+        }
+        Ok(out)
+    }
+
     /// The schema version on disk (for tests and `check-config`).
     pub fn schema_version(&self) -> Result<usize, StoreError> {
         self.conn()
@@ -239,8 +353,8 @@ mod tests {
             let a = login("00085d000001", "1001");
             let change = Change {
                 put: vec![a.clone(), login("00085d000002", "1002")],
-                remove: vec![],
                 events: vec![AuditEvent::new(EventKind::Login, "pin").about(&a)],
+                ..Change::default()
             };
             s.commit(&change).unwrap();
             s.commit(&Change {
@@ -257,5 +371,40 @@ mod tests {
         assert_eq!(audit.len(), 2);
         assert_eq!(audit[0].kind, EventKind::Logout, "newest first");
         assert_eq!(audit[1].mac, Some("00085d000001".parse().unwrap()));
+    }
+
+    #[test]
+    fn outbox_rows_commit_with_the_login_and_keep_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("o.sqlite")).unwrap();
+        let mac: crate::phone::Mac = "00085d000001".parse().unwrap();
+        let item = |m| crate::store::NewOutboxItem {
+            mac,
+            method: m,
+            body: "{}".into(),
+        };
+        s.commit(&Change {
+            put: vec![login("00085d000001", "1001")],
+            outbox: vec![item(WriteMethod::Put), item(WriteMethod::Delete)],
+            ..Change::default()
+        })
+        .unwrap();
+        let pending = s.outbox_pending(10).unwrap();
+        assert_eq!(
+            pending.iter().map(|i| i.method).collect::<Vec<_>>(),
+            [WriteMethod::Put, WriteMethod::Delete]
+        );
+        let st = s.outbox_status().unwrap();
+        assert_eq!((st.pending, st.dead, st.last_error), (2, 0, None));
+        s.outbox_failed(pending[0].id, "PBX answered 503", false)
+            .unwrap();
+        s.outbox_failed(pending[1].id, "PBX answered 422", true)
+            .unwrap();
+        let st = s.outbox_status().unwrap();
+        assert_eq!((st.pending, st.dead), (1, 1));
+        assert_eq!(st.last_error.as_deref(), Some("PBX answered 422"));
+        assert_eq!(s.outbox_pending(10).unwrap()[0].attempts, 1);
+        s.outbox_done(pending[0].id).unwrap();
+        assert_eq!(s.outbox_status().unwrap().pending, 0);
     }
 }

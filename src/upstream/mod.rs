@@ -2,8 +2,10 @@
 //! idempotent requests and a circuit breaker. The directory backend and the outbox use it.
 
 mod breaker;
+mod outbox;
 
 pub use breaker::Breaker;
+pub use outbox::Outbox;
 
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::config::{HttpDirectoryConfig, UpstreamAuth};
+use crate::config::{UpstreamAuth, UpstreamHttp};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
@@ -51,7 +53,7 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(c: &HttpDirectoryConfig) -> Result<Self, String> {
+    pub fn new(c: &UpstreamHttp) -> Result<Self, String> {
         let mut connector = HttpConnector::new();
         connector.enforce_http(false);
         connector.set_connect_timeout(Some(c.connect_timeout.0));
@@ -113,13 +115,24 @@ impl Client {
         path: &str,
         json: Option<Vec<u8>>,
     ) -> Result<Reply, UpstreamError> {
+        self.send_with_key(method, path, json, None).await
+    }
+
+    /// As [`Client::send`], with an `Idempotency-Key` header when `key` is given.
+    pub async fn send_with_key(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<Vec<u8>>,
+        key: Option<&str>,
+    ) -> Result<Reply, UpstreamError> {
         if !self.breaker.allow() {
             return Err(UpstreamError::BreakerOpen);
         }
         let attempts = if method == Method::GET { 2 } else { 1 };
         let mut last = UpstreamError::Transport("not sent".into());
         for attempt in 0..attempts {
-            match self.once(method.clone(), path, json.clone()).await {
+            match self.once(method.clone(), path, json.clone(), key).await {
                 Ok(reply) if reply.status.is_server_error() => {
                     last = UpstreamError::Status(reply.status.as_u16());
                     break;
@@ -151,6 +164,7 @@ impl Client {
         method: Method,
         path: &str,
         json: Option<Vec<u8>>,
+        key: Option<&str>,
     ) -> Result<Reply, UpstreamError> {
         let mut req = Request::builder()
             .method(method)
@@ -162,6 +176,9 @@ impl Client {
             );
         if let Some(auth) = &self.auth {
             req = req.header(header::AUTHORIZATION, auth.clone());
+        }
+        if let Some(key) = key {
+            req = req.header("idempotency-key", key);
         }
         let body = match json {
             Some(b) => {

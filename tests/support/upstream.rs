@@ -33,8 +33,10 @@ struct State {
     fault: Option<Fault>,
     latency: Duration,
     lookups: usize,
-    /// (method, path, body) of every write-back request.
+    /// (method, path, body) of every write-back the fake accepted (2xx).
     writes: Vec<(String, String, String)>,
+    /// Every write-back request, accepted or not.
+    write_attempts: usize,
     /// Status for write-backs (200 when unset).
     write_status: Option<u16>,
     auth_seen: Vec<String>,
@@ -103,6 +105,10 @@ impl Upstream {
         self.state.lock().unwrap().writes.clone()
     }
 
+    pub fn write_attempts(&self) -> usize {
+        self.state.lock().unwrap().write_attempts
+    }
+
     pub fn auth_seen(&self) -> Vec<String> {
         self.state.lock().unwrap().auth_seen.clone()
     }
@@ -154,9 +160,12 @@ async fn handle(
     }
     if method != "GET" {
         let mut s = state.lock().unwrap();
-        s.writes
-            .push((method, path, String::from_utf8_lossy(&body).into_owned()));
+        s.write_attempts += 1;
         let status = s.write_status.unwrap_or(200);
+        if (200..300).contains(&status) {
+            s.writes
+                .push((method, path, String::from_utf8_lossy(&body).into_owned()));
+        }
         return reply(status, b"{}".to_vec());
     }
     let ext = path.strip_prefix("/hotdesk/v1/extensions/").unwrap_or("");
