@@ -99,6 +99,30 @@ fn check_config_explains_errors() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("3 user(s)"));
+
+    // The same demo config switched to the voicemail.conf backend.
+    let text = std::fs::read_to_string(&demo)
+        .unwrap()
+        .replace("kind = \"file\"", "kind = \"voicemail-conf\"")
+        .replace("# voicemail_conf = ", "voicemail_conf = ");
+    let switched = tmp.path().join("vm.toml");
+    std::fs::write(&switched, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hotdesk"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["check-config", "--config"])
+        .arg(&switched)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("3 mailbox(es)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]

@@ -558,3 +558,23 @@ async fn secrets_never_appear_in_responses() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_voicemail_conf_backend_logs_users_in() {
+    let vm = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/voicemail.conf");
+    let directory = format!(
+        "[directory]\nkind = \"voicemail-conf\"\nvoicemail_conf = \"{vm}\"\ncontext = \"default\"\n"
+    );
+    let server = Server::start_with(directory, "").await;
+    let phone = Phone::new(server.addr, YEALINK_T46S);
+    assert_eq!(
+        message(&phone.login("Internal", "1001", "1234").await).0,
+        "Logged in"
+    );
+    let other = Phone::new(server.addr, AASTRA_6737I);
+    assert_eq!(
+        message(&other.login("Internal", "1003", USER_PASSWORD).await).0,
+        "Logged in"
+    );
+    assert_eq!(server.logins().await.len(), 2);
+}
