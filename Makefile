@@ -23,6 +23,9 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -- -D warnings
 
+bench:
+	cargo bench --locked --bench login
+
 fmt:
 	cargo fmt --all
 
