@@ -133,6 +133,8 @@ pub enum DirectoryKind {
     VoicemailConf,
     /// hotdesk's vendor-neutral HTTP contract (`docs/upstream-openapi.yaml`).
     Http,
+    /// FreePBX's API module (OAuth2 client credentials + GraphQL).
+    Freepbx,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -147,8 +149,10 @@ pub struct DirectoryConfig {
     pub voicemail_conf: Option<PathBuf>,
     /// `kind = "voicemail-conf"`: only mailboxes of this context (all contexts when absent).
     pub context: Option<String>,
-    /// `kind = "http"`.
+    /// `kind = "http"`, and the transport for `kind = "freepbx"`.
     pub http: Option<UpstreamHttp>,
+    /// `kind = "freepbx"`: the API application's credentials.
+    pub freepbx: Option<FreepbxConfig>,
     /// A looked-up user is answered from memory this long.
     #[serde(default = "default_fresh")]
     pub fresh_ttl: Span,
@@ -164,6 +168,16 @@ pub struct DirectoryConfig {
     /// How often files are checked for changes.
     #[serde(default = "default_poll")]
     pub poll_interval: Span,
+}
+
+/// A FreePBX API application (Admin > API > Applications, type "Machine-to-Machine").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreepbxConfig {
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// OAuth2 scope; `gql` (everything) by default, or e.g. `gql:core:read gql:voicemail:read`.
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -497,7 +511,10 @@ impl Config {
             DirectoryKind::VoicemailConf if d.voicemail_conf.is_none() => {
                 return Err("[directory] kind = \"voicemail-conf\" needs voicemail_conf = \"/etc/asterisk/voicemail.conf\"".into());
             }
-            DirectoryKind::Http => {
+            DirectoryKind::Freepbx if d.freepbx.is_none() || d.http.is_none() => {
+                return Err("[directory] kind = \"freepbx\" needs [directory.http] url = \"https://pbx/admin/api/api\" (auth = \"none\") and [directory.freepbx] client_id, client_secret".into());
+            }
+            DirectoryKind::Http | DirectoryKind::Freepbx => {
                 let Some(h) = &d.http else {
                     return Err(
                         "[directory] kind = \"http\" needs a [directory.http] table with url"
@@ -511,6 +528,7 @@ impl Config {
                     ));
                 }
                 match h.auth {
+                    _ if d.kind == DirectoryKind::Freepbx => {}
                     UpstreamAuth::Bearer if h.token.is_none() => {
                         return Err("[directory.http] auth = \"bearer\" needs token".into());
                     }

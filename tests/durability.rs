@@ -31,6 +31,9 @@ fn spawn(config: &std::path::Path) -> (Child, std::net::SocketAddr) {
     (child, addr)
 }
 
+/// Write-back to a port nobody listens on: the row must wait in the outbox.
+const WRITEBACK: &str = "[writeback]\nkind = \"webhook\"\n[writeback.http]\nurl = \"http://127.0.0.1:1/events\"\nauth = \"none\"\n";
+
 #[tokio::test]
 async fn a_confirmed_login_survives_kill_9() {
     let tmp = tempfile::tempdir().unwrap();
@@ -39,7 +42,7 @@ async fn a_confirmed_login_survives_kill_9() {
     // base_url is not used for the assertions; the port is only known after binding.
     std::fs::write(
         &config,
-        support::config_text(tmp.path(), "http://127.0.0.1:1", ""),
+        support::config_text(tmp.path(), "http://127.0.0.1:1", WRITEBACK),
     )
     .unwrap();
 
@@ -59,10 +62,17 @@ async fn a_confirmed_login_survives_kill_9() {
     )
     .await;
     let logins: Vec<serde_json::Value> = serde_json::from_slice(&r.body).unwrap();
+    let auth = format!("Bearer {}", support::API_KEY);
+    let r = support::request(addr, "GET", "/api/v1/outbox", &[("Authorization", &auth)]).await;
+    let outbox: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(logins.len(), 1, "{logins:?}");
     assert_eq!(logins[0]["mac"], "805ec02f3c2e");
+    assert_eq!(
+        outbox["pending"], 1,
+        "the write-back committed with the login: {outbox}"
+    );
 }
 
 #[test]

@@ -4,12 +4,14 @@
 
 mod cache;
 mod file;
+mod freepbx;
 mod http;
 mod reload;
 mod voicemail;
 
 pub use cache::{CachePolicy, CachedDirectory};
 pub use file::FileDirectory;
+pub use freepbx::FreepbxDirectory;
 pub use http::HttpDirectory;
 pub use voicemail::VoicemailDirectory;
 
@@ -90,6 +92,11 @@ pub fn open_backend(config: &crate::config::DirectoryConfig) -> Result<Arc<dyn D
             let http = config.http.as_ref().ok_or("no [directory.http]")?;
             Ok(Arc::new(HttpDirectory::new(http)?))
         }
+        DirectoryKind::Freepbx => {
+            let http = config.http.as_ref().ok_or("no [directory.http]")?;
+            let fpbx = config.freepbx.as_ref().ok_or("no [directory.freepbx]")?;
+            Ok(Arc::new(FreepbxDirectory::new(http, fpbx)?))
+        }
     }
 }
 
@@ -117,8 +124,9 @@ pub fn check_offline(config: &crate::config::DirectoryConfig) -> Result<String, 
                 files.len()
             ))
         }
-        DirectoryKind::Http => Ok(format!(
-            "HTTP directory at {} (not contacted)",
+        DirectoryKind::Http | DirectoryKind::Freepbx => Ok(format!(
+            "{:?} directory at {} (not contacted)",
+            config.kind,
             config.http.as_ref().map_or("?", |h| h.url.as_str())
         )),
     }

@@ -36,6 +36,20 @@ pub enum UpstreamError {
     Malformed(String),
 }
 
+/// One request to send.
+pub struct Outgoing<'a> {
+    pub method: Method,
+    /// Appended to the configured base URL.
+    pub path: &'a str,
+    /// Body and its content type.
+    pub body: Option<(Vec<u8>, &'static str)>,
+    /// Overrides the configured credentials (e.g. an OAuth2 access token).
+    pub auth: Option<HeaderValue>,
+    pub key: Option<&'a str>,
+    /// Safe to send twice (GET, or a read-only query).
+    pub retry: bool,
+}
+
 /// A complete reply.
 #[derive(Debug)]
 pub struct Reply {
@@ -126,13 +140,29 @@ impl Client {
         json: Option<Vec<u8>>,
         key: Option<&str>,
     ) -> Result<Reply, UpstreamError> {
+        let retry = method == Method::GET;
+        let body = json.map(|b| (b, "application/json"));
+        self.execute(Outgoing {
+            method,
+            path,
+            body,
+            auth: None,
+            key,
+            retry,
+        })
+        .await
+    }
+
+    /// Sends `out`; retried once after a transport error when `out.retry`.
+    /// 5xx, time-outs and transport errors count against the breaker.
+    pub async fn execute(&self, out: Outgoing<'_>) -> Result<Reply, UpstreamError> {
         if !self.breaker.allow() {
             return Err(UpstreamError::BreakerOpen);
         }
-        let attempts = if method == Method::GET { 2 } else { 1 };
+        let attempts = if out.retry { 2 } else { 1 };
         let mut last = UpstreamError::Transport("not sent".into());
         for attempt in 0..attempts {
-            match self.once(method.clone(), path, json.clone(), key).await {
+            match self.once(&out).await {
                 Ok(reply) if reply.status.is_server_error() => {
                     last = UpstreamError::Status(reply.status.as_u16());
                     break;
@@ -144,7 +174,7 @@ impl Client {
                 Err(e @ (UpstreamError::Transport(_) | UpstreamError::Timeout(_)))
                     if attempt + 1 < attempts =>
                 {
-                    tracing::debug!(error = %e, "upstream GET failed; retrying once");
+                    tracing::debug!(error = %e, "upstream request failed; retrying once");
                     last = e;
                 }
                 Err(e) => {
@@ -159,31 +189,25 @@ impl Client {
         Err(last)
     }
 
-    async fn once(
-        &self,
-        method: Method,
-        path: &str,
-        json: Option<Vec<u8>>,
-        key: Option<&str>,
-    ) -> Result<Reply, UpstreamError> {
+    async fn once(&self, out: &Outgoing<'_>) -> Result<Reply, UpstreamError> {
         let mut req = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
+            .method(out.method.clone())
+            .uri(format!("{}{}", self.base, out.path))
             .header(header::ACCEPT, "application/json")
             .header(
                 header::USER_AGENT,
                 concat!("hotdesk/", env!("CARGO_PKG_VERSION")),
             );
-        if let Some(auth) = &self.auth {
+        if let Some(auth) = out.auth.as_ref().or(self.auth.as_ref()) {
             req = req.header(header::AUTHORIZATION, auth.clone());
         }
-        if let Some(key) = key {
+        if let Some(key) = out.key {
             req = req.header("idempotency-key", key);
         }
-        let body = match json {
-            Some(b) => {
-                req = req.header(header::CONTENT_TYPE, "application/json");
-                Full::new(Bytes::from(b))
+        let body = match &out.body {
+            Some((b, content_type)) => {
+                req = req.header(header::CONTENT_TYPE, *content_type);
+                Full::new(Bytes::from(b.clone()))
             }
             None => Full::new(Bytes::new()),
         };
