@@ -315,3 +315,22 @@ async fn webhook_events_and_refused_rows() {
         "{st}"
     );
 }
+
+#[tokio::test]
+async fn basic_auth_reaches_the_upstream() {
+    let up = Upstream::start().await;
+    up.user("1001", "Ada Lovelace", Some("73915"));
+    let directory = http_directory(&up.url()).replace(
+        "auth = \"bearer\"\ntoken = \"upstream-token-123\"",
+        "auth = \"basic\"\nusername = \"hotdesk\"\npassword = \"p@ss:word\"",
+    );
+    assert!(directory.contains("basic"));
+    let server = Server::start_with(directory, "").await;
+    let phone = Phone::new(server.addr, AASTRA_6737I);
+    assert_eq!(
+        title(&phone.go("/app/login?net=internal&ext=1001&pin=73915").await),
+        "Logged in"
+    );
+    // base64("hotdesk:p@ss:word")
+    assert_eq!(up.auth_seen(), ["Basic aG90ZGVzazpwQHNzOndvcmQ="]);
+}
