@@ -89,6 +89,11 @@ pub struct Config {
     #[serde(default)]
     pub writeback: WritebackConfig,
     #[serde(default)]
+    pub provision: ProvisionConfig,
+    /// What a logged-out phone registers as (an emergency-only line); none when absent.
+    #[serde(rename = "base")]
+    pub base_profile: Option<BaseProfile>,
+    #[serde(default)]
     pub log: LogConfig,
 }
 
@@ -215,6 +220,26 @@ pub struct UpstreamHttp {
     /// How long an open breaker fails fast before one trial request.
     #[serde(default = "default_breaker_cooldown")]
     pub breaker_cooldown: Span,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionConfig {
+    /// Folder of `<brand>/<name>.<cfg|xml>.j2` templates (brand: aastra, yealink, htek, snom).
+    /// A user's `template = "sales"` picks `<brand>/sales.*` on that brand's phones.
+    pub templates: Option<PathBuf>,
+}
+
+/// The registration a logged-out phone gets, e.g. an emergency-only extension.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseProfile {
+    pub extension: String,
+    pub secret: Secret,
+    /// What the phone shows for the line.
+    pub label: String,
+    /// Which `[networks]` entry's `sip_server` it registers with.
+    pub network: String,
 }
 
 /// How logins and logouts reach the PBX.
@@ -470,6 +495,14 @@ impl Config {
             }
         }
         self.validate_directory()?;
+        if let Some(b) = &self.base_profile
+            && !self.networks.contains_key(&b.network)
+        {
+            return Err(format!(
+                "[base] network `{}` is not one of [networks]",
+                b.network
+            ));
+        }
         if self.writeback.kind != WritebackKind::None && self.writeback_http().is_none() {
             return Err("[writeback] needs a [writeback.http] table with url (for kind = \"devices\", [directory.http] also serves)".into());
         }

@@ -18,6 +18,7 @@ pub mod dialect;
 pub mod directory;
 pub mod flow;
 pub mod phone;
+pub mod provision;
 pub mod screen;
 pub mod secret;
 pub mod server;
@@ -40,6 +41,7 @@ pub struct App {
     pub config: Arc<Config>,
     pub flow: Flow,
     pub directory: Arc<CachedDirectory>,
+    pub provisioner: provision::Provisioner,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -50,6 +52,33 @@ pub enum StartError {
     Directory(String),
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error("templates: {0}")]
+    Templates(String),
+}
+
+/// A user of the embedded directory naming a template that exists for no brand is a
+/// start-up error, not a broken phone later. (Remote directories are checked per request.)
+fn check_user_templates(config: &Config, p: &provision::Provisioner) -> Result<(), StartError> {
+    if config.directory.kind != config::DirectoryKind::File {
+        return Ok(());
+    }
+    let Some(file) = &config.directory.file else {
+        return Ok(());
+    };
+    let users = directory::file::load(file).map_err(StartError::Directory)?;
+    let known = p.user_template_names();
+    for user in users.values() {
+        if let Some(t) = &user.template
+            && !known.contains(t)
+        {
+            return Err(StartError::Templates(format!(
+                "user {} names template `{t}`, but no <brand>/{t}.cfg.j2 or .xml.j2 exists in [provision] templates (known: {})",
+                user.extension,
+                known.iter().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl App {
@@ -57,6 +86,9 @@ impl App {
     /// watcher is a task).
     pub fn open(config: Config) -> Result<Arc<Self>, StartError> {
         let config = Arc::new(config);
+        let provisioner = provision::Provisioner::new(config.provision.templates.as_deref())
+            .map_err(StartError::Templates)?;
+        check_user_templates(&config, &provisioner)?;
         let backend = directory::open_backend(&config.directory).map_err(StartError::Directory)?;
         let d = &config.directory;
         let policy = CachePolicy {
@@ -89,6 +121,7 @@ impl App {
             config,
             flow,
             directory,
+            provisioner,
             tasks: std::sync::Mutex::new(tasks),
         }))
     }

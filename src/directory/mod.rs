@@ -3,7 +3,7 @@
 //! of them, so `flow` never knows which backend answers.
 
 mod cache;
-mod file;
+pub mod file;
 mod freepbx;
 mod http;
 mod reload;

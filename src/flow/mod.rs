@@ -235,6 +235,7 @@ impl Flow {
             since: OffsetDateTime::now_utc(),
             source_ip: ip,
             credential: tier.as_str().to_owned(),
+            applied_at: None,
         };
         let policy = self.config.login.policy;
         let max = self.config.login.max_devices;

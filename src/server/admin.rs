@@ -23,6 +23,9 @@ struct LoginView<'a> {
     network: &'a str,
     template: Option<&'a str>,
     since: String,
+    /// The phone fetched its configuration since this login.
+    applied: bool,
+    applied_at: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -103,6 +106,8 @@ pub(super) async fn handle(app: &App, req: AdminRequest<'_>) -> Resp {
                     network: &l.network,
                     template: l.template.as_deref(),
                     since: rfc3339(l.since),
+                    applied: l.applied_at.is_some(),
+                    applied_at: l.applied_at.map(rfc3339),
                 })
                 .collect();
             respond::json(StatusCode::OK, &views)

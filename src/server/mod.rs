@@ -2,6 +2,7 @@
 //! http1 only (protocol sniffing has no timeout, see rust-notes C1).
 
 mod admin;
+mod provision;
 mod respond;
 mod routes;
 

@@ -31,6 +31,7 @@ enum Route {
     Audit,
     Invalidate,
     Outbox,
+    Provision,
     NotFound,
 }
 
@@ -46,6 +47,7 @@ fn route(path: &str) -> Route {
         "/api/v1/directory/invalidate" => Route::Invalidate,
         "/api/v1/outbox" => Route::Outbox,
         p if p.starts_with("/api/v1/logins/") => Route::Login,
+        p if p.starts_with("/provision/") && !p[11..].contains('/') => Route::Provision,
         _ => Route::NotFound,
     }
 }
@@ -62,6 +64,7 @@ fn route_name(r: Route) -> &'static str {
         Route::Audit => "api/audit",
         Route::Invalidate => "api/directory/invalidate",
         Route::Outbox => "api/outbox",
+        Route::Provision => "provision",
         Route::NotFound => "not-found",
     }
 }
@@ -135,6 +138,11 @@ async fn dispatch(app: &App, peer: SocketAddr, r: Route, req: Request<Incoming>)
     let method = &parts.method;
     match (r, method) {
         (Route::Health, &Method::GET | &Method::HEAD) => respond::text(StatusCode::OK, "ok"),
+        (Route::Provision, &Method::GET) => {
+            let file = &parts.uri.path()["/provision/".len()..];
+            let vendor = query.get("vendor").map(String::as_str);
+            super::provision::handle(app, file, &parts.headers, vendor).await
+        }
         (Route::Phone(step), &Method::GET | &Method::HEAD) => {
             phone(app, peer, step, &parts.headers, &query).await
         }

@@ -168,6 +168,27 @@ impl LoginBook {
         Ok(outcome)
     }
 
+    /// The phone fetched its configuration: its login (if any, and not yet) is applied.
+    pub async fn mark_applied(&self, mac: Mac) -> Result<(), StoreError> {
+        let Some(login) = self.get(&mac).filter(|l| l.applied_at.is_none()) else {
+            return Ok(());
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let since = login.since;
+        self.blocking(move |s| s.mark_applied(mac, since, now))
+            .await?;
+        let mut map = self.by_mac.write().unwrap_or_else(|e| e.into_inner());
+        // Only the login that was current when we looked (a new login starts unapplied).
+        if let Some(current) = map.get_mut(&mac)
+            && current.since == login.since
+        {
+            let mut updated = (**current).clone();
+            updated.applied_at = Some(now);
+            *current = Arc::new(updated);
+        }
+        Ok(())
+    }
+
     /// Ends the login on `mac`; `None` when the phone had none.
     pub async fn logout(
         &self,

@@ -26,6 +26,8 @@ pub struct Login {
     pub source_ip: String,
     /// Which credential was used (`voicemail-pin`, `user-password`, `admin-password`).
     pub credential: String,
+    /// When the phone first fetched its configuration after this login (it applied it).
+    pub applied_at: Option<OffsetDateTime>,
 }
 
 /// One line of the audit trail.
@@ -175,6 +177,14 @@ pub enum StoreError {
 /// Durable storage. Calls block; [`LoginBook`] runs them on the blocking pool.
 pub trait Store: Send + Sync + 'static {
     fn load_logins(&self) -> Result<Vec<Login>, StoreError>;
+    /// Records that the phone fetched its configuration after its login.
+    /// Only the login that started at `since` is marked, so a newer login stays unapplied.
+    fn mark_applied(
+        &self,
+        mac: Mac,
+        since: OffsetDateTime,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
     /// Applies the whole change in one transaction, durable when it returns.
     fn commit(&self, change: &Change) -> Result<(), StoreError>;
     /// Newest first.
@@ -201,5 +211,6 @@ pub(crate) fn sample_login(mac: &str, ext: &str) -> Login {
         since: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
         source_ip: "10.0.0.9".into(),
         credential: "voicemail-pin".into(),
+        applied_at: None,
     }
 }

@@ -49,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
         dead       INTEGER NOT NULL DEFAULT 0
      );
      CREATE INDEX outbox_pending ON outbox(dead, id);",
+    "ALTER TABLE logins ADD COLUMN applied_at TEXT;",
 ];
 
 pub struct SqliteStore {
@@ -117,7 +118,7 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT mac, extension, name, vendor, model, network, template, since, source_ip, credential
+                "SELECT mac, extension, name, vendor, model, network, template, since, source_ip, credential, applied_at
                  FROM logins ORDER BY since",
             )
             .map_err(db)?;
@@ -136,6 +137,7 @@ impl Store for SqliteStore {
                         since: parse_ts(&r.get::<_, String>(7)?),
                         source_ip: r.get(8)?,
                         credential: r.get(9)?,
+                        applied_at: r.get::<_, Option<String>>(10)?.map(|t| parse_ts(&t)),
                     },
                 ))
             })
@@ -167,8 +169,8 @@ impl Store for SqliteStore {
         for l in &change.put {
             tx.execute(
                 "INSERT OR REPLACE INTO logins
-                 (mac, extension, name, vendor, model, network, template, since, source_ip, credential)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 (mac, extension, name, vendor, model, network, template, since, source_ip, credential, applied_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     l.mac.to_string(),
                     l.extension,
@@ -179,7 +181,8 @@ impl Store for SqliteStore {
                     l.template,
                     ts(l.since),
                     l.source_ip,
-                    l.credential
+                    l.credential,
+                    l.applied_at.map(ts)
                 ],
             )
             .map_err(db)?;
@@ -213,6 +216,21 @@ impl Store for SqliteStore {
             .map_err(db)?;
         }
         tx.commit().map_err(db)
+    }
+
+    fn mark_applied(
+        &self,
+        mac: crate::phone::Mac,
+        since: OffsetDateTime,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE logins SET applied_at = ?2 WHERE mac = ?1 AND since = ?3 AND applied_at IS NULL",
+                params![mac.to_string(), ts(at), ts(since)],
+            )
+            .map_err(db)?;
+        Ok(())
     }
 
     fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {

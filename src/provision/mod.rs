@@ -1,0 +1,240 @@
+//! Per-phone configuration files: the logged-in user's line on the chosen network, or the
+//! base profile, rendered from a template per brand (minijinja; never hand-rolled).
+//!
+//! Output escaping is chosen by the template's file type: `.xml` templates escape XML and drop
+//! XML-illegal characters; `.cfg` templates keep every value on one line, so a display name
+//! cannot add configuration lines.
+
+mod files;
+
+pub use files::{FileKind, parse_file_name};
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, Value, context};
+
+use crate::config::Config;
+use crate::dialect::text::clean;
+use crate::phone::{Handset, Vendor};
+use crate::store::Login;
+
+/// Shipped default templates, one per brand.
+const DEFAULTS: [(&str, &str); 4] = [
+    (
+        "aastra/default.cfg",
+        include_str!("../../vendor-xml/aastra/provision.cfg.j2"),
+    ),
+    (
+        "yealink/default.cfg",
+        include_str!("../../vendor-xml/yealink/provision.cfg.j2"),
+    ),
+    (
+        "htek/default.xml",
+        include_str!("../../vendor-xml/htek/provision.xml.j2"),
+    ),
+    (
+        "snom/default.xml",
+        include_str!("../../vendor-xml/snom/provision.xml.j2"),
+    ),
+];
+
+/// The brand folder a vendor's templates live in.
+pub fn brand(vendor: Vendor) -> &'static str {
+    match vendor {
+        Vendor::Aastra => "aastra",
+        Vendor::Yealink => "yealink",
+        Vendor::Htek | Vendor::Sangoma => "htek",
+        Vendor::Snom => "snom",
+    }
+}
+
+fn extension_of(vendor: Vendor) -> &'static str {
+    match vendor {
+        Vendor::Aastra | Vendor::Yealink => "cfg",
+        Vendor::Htek | Vendor::Sangoma | Vendor::Snom => "xml",
+    }
+}
+
+pub struct Provisioner {
+    env: Environment<'static>,
+    /// Every template name loaded, `brand/name.ext`.
+    names: BTreeSet<String>,
+}
+
+/// A rendered file and its content type.
+pub struct Rendered {
+    pub body: String,
+    pub content_type: &'static str,
+    pub template: String,
+}
+
+impl Provisioner {
+    /// Loads the shipped defaults and every `<brand>/<name>.<cfg|xml>.j2` under `folder`.
+    pub fn new(folder: Option<&Path>) -> Result<Self, String> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".xml") {
+                AutoEscape::Custom("xml")
+            } else {
+                AutoEscape::Custom("cfg")
+            }
+        });
+        env.set_formatter(|out, state, value| {
+            let text = if value.is_none() || value.is_undefined() {
+                String::new()
+            } else {
+                value.to_string()
+            };
+            let text = match state.auto_escape() {
+                AutoEscape::Custom("xml") => xml_escape(&clean(&text, false)),
+                _ => clean(&text, false),
+            };
+            out.write_str(&text)
+                .map_err(|_| Error::new(ErrorKind::WriteFailure, "writing a template"))
+        });
+        let mut names = BTreeSet::new();
+        for (name, source) in DEFAULTS {
+            env.add_template(name, source)
+                .map_err(|e| format!("shipped template {name}: {e}"))?;
+            names.insert(name.to_owned());
+        }
+        if let Some(folder) = folder {
+            for b in ["aastra", "yealink", "htek", "snom"] {
+                let dir = folder.join(b);
+                let Ok(entries) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    let file = path.file_name().and_then(|f| f.to_str()).unwrap_or("");
+                    let Some(stem) = file.strip_suffix(".j2") else {
+                        continue;
+                    };
+                    if !(stem.ends_with(".cfg") || stem.ends_with(".xml")) {
+                        continue;
+                    }
+                    let source = std::fs::read_to_string(&path)
+                        .map_err(|e| format!("cannot read template {}: {e}", path.display()))?;
+                    let name = format!("{b}/{stem}");
+                    env.add_template_owned(name.clone(), source)
+                        .map_err(|e| format!("template {}: {e}", path.display()))?;
+                    names.insert(name);
+                }
+            }
+        }
+        Ok(Self { env, names })
+    }
+
+    /// Template names a directory may use (`sales` for `yealink/sales.cfg`).
+    pub fn user_template_names(&self) -> BTreeSet<String> {
+        self.names
+            .iter()
+            .filter_map(|n| n.split_once('/').map(|(_, f)| f))
+            .filter_map(|f| f.rsplit_once('.').map(|(stem, _)| stem.to_owned()))
+            .filter(|stem| stem != "default")
+            .collect()
+    }
+
+    /// Which template serves this phone: the user's own where it exists for this brand,
+    /// else the brand default.
+    fn pick(&self, vendor: Vendor, template: Option<&str>) -> String {
+        let b = brand(vendor);
+        let ext = extension_of(vendor);
+        if let Some(t) = template {
+            let name = format!("{b}/{t}.{ext}");
+            if self.names.contains(&name) {
+                return name;
+            }
+            tracing::warn!(
+                template = t,
+                brand = b,
+                "no such template for this brand; using the default"
+            );
+        }
+        format!("{b}/default.{ext}")
+    }
+
+    /// Renders the configuration of `handset`: the logged-in line (with its SIP secret from
+    /// the directory), or the base profile when `line` is `None`.
+    pub fn render(
+        &self,
+        config: &Config,
+        handset: &Handset,
+        line: Option<(&Login, &str)>,
+    ) -> Result<Rendered, String> {
+        let login = line.map(|(l, _)| l);
+        let name = self.pick(handset.vendor, login.and_then(|l| l.template.as_deref()));
+        let tmpl = self.env.get_template(&name).map_err(|e| e.to_string())?;
+        let base_url = config.base();
+        let mac = handset.mac.to_string();
+        // Phones whose User-Agent may lack the MAC get it in their key's URL.
+        let entry_url = match handset.vendor {
+            Vendor::Snom | Vendor::Sangoma => format!("{base_url}/app?mac={mac}"),
+            _ => format!("{base_url}/app"),
+        };
+        let line = line.map(|(l, sip_password)| {
+            let net = config.networks.get(&l.network);
+            context! {
+                extension => l.extension,
+                name => l.name,
+                sip_password => sip_password,
+                network => l.network,
+                network_label => net.map(|n| n.label.as_str()).unwrap_or(""),
+                sip_server => net.map(|n| n.sip_server.as_str()).unwrap_or(""),
+            }
+        });
+        let base = config.base_profile.as_ref().map(|b| {
+            let server = config
+                .networks
+                .get(&b.network)
+                .map(|n| n.sip_server.as_str())
+                .unwrap_or("");
+            context! {
+                extension => b.extension,
+                secret => b.secret.expose(),
+                label => b.label,
+                sip_server => server,
+            }
+        });
+        let body = tmpl
+            .render(context! {
+                mac => mac,
+                mac_upper => mac.to_uppercase(),
+                vendor => handset.vendor.as_str(),
+                model => handset.model,
+                entry_url => entry_url,
+                logged_in => login.is_some(),
+                line => line.unwrap_or(Value::from(())),
+                base => base.unwrap_or(Value::from(())),
+            })
+            .map_err(|e| format!("template {name}: {e}"))?;
+        let content_type = if name.ends_with(".xml") {
+            "application/xml; charset=utf-8"
+        } else {
+            "text/plain; charset=utf-8"
+        };
+        Ok(Rendered {
+            body,
+            content_type,
+            template: name,
+        })
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

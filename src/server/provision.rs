@@ -1,0 +1,110 @@
+//! `GET /provision/<file>`: the phone's configuration under its vendor's own file name. The
+//! MAC in the name must be the requesting phone's own when its User-Agent carries one; the
+//! SIP secret is only ever in this answer, never in a log.
+
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+
+use super::respond::{self, Resp};
+use crate::App;
+use crate::directory::Directory;
+use crate::phone::{self, IdentifyError};
+use crate::provision::{FileKind, parse_file_name};
+
+pub(super) async fn handle(
+    app: &App,
+    file: &str,
+    headers: &HeaderMap,
+    vendor: Option<&str>,
+) -> Resp {
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let handset = match phone::identify(ua, vendor, None) {
+        Ok(h) => {
+            let kind = FileKind::for_vendor(h.vendor);
+            match parse_file_name(kind, file) {
+                Some(mac) if mac == h.mac => Ok(h),
+                Some(_) => {
+                    tracing::warn!(mac = %h.mac, "provisioning: a phone asked for another phone's file");
+                    return respond::text(
+                        StatusCode::FORBIDDEN,
+                        "this file belongs to another phone",
+                    );
+                }
+                None => return not_found(kind, h.mac),
+            }
+        }
+        // No MAC in the User-Agent: the file name says which phone it is.
+        Err(IdentifyError::NoMac(v)) => match parse_file_name(FileKind::for_vendor(v), file) {
+            Some(mac) => phone::identify(ua, vendor, Some(&mac.to_string())),
+            None => {
+                return respond::text(
+                    StatusCode::NOT_FOUND,
+                    "not a provisioning file name for this phone",
+                );
+            }
+        },
+        Err(e) => Err(e),
+    };
+    let handset = match handset {
+        Ok(h) => h,
+        Err(e) => return respond::text(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let span = tracing::Span::current();
+    span.record("vendor", handset.vendor.as_str());
+    span.record("mac", tracing::field::display(handset.mac));
+
+    let book = app.flow.book();
+    let login = book.get(&handset.mac);
+    // The SIP secret lives in the directory, not in the login record.
+    let secret = match &login {
+        Some(l) => match app.directory.lookup(&l.extension).await {
+            Ok(Some(user)) => Some(user.sip_password.clone()),
+            Ok(None) => {
+                tracing::warn!(extension = %l.extension, "provisioning: the logged-in user left the directory; serving the base profile");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "provisioning: directory unavailable");
+                return respond::text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "directory unavailable; try again",
+                );
+            }
+        },
+        None => None,
+    };
+    let line = login.as_deref().zip(secret.as_ref().map(|s| s.expose()));
+    let rendered = match app.provisioner.render(&app.config, &handset, line) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "provisioning: template failed");
+            return respond::text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the provisioning template failed; see the server log",
+            );
+        }
+    };
+    if line.is_some() {
+        if let Err(e) = book.mark_applied(handset.mac).await {
+            tracing::error!(error = %e, "provisioning: could not record the fetch");
+        }
+        tracing::info!(template = %rendered.template, "provisioning: login configuration served");
+    } else {
+        tracing::info!(template = %rendered.template, "provisioning: base profile served");
+    }
+    let mut resp = respond::text(StatusCode::OK, String::new());
+    *resp.body_mut() = http_body_util::Full::new(bytes::Bytes::from(rendered.body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(rendered.content_type),
+    );
+    resp
+}
+
+fn not_found(kind: FileKind, mac: crate::phone::Mac) -> Resp {
+    respond::text(
+        StatusCode::NOT_FOUND,
+        format!("this phone's provisioning file is {}", kind.file_name(mac)),
+    )
+}
