@@ -357,6 +357,20 @@ pub struct LoginConfig {
     pub max_failures: u32,
     /// The window failures are counted in, and how long a lockout lasts.
     pub lockout: Span,
+    /// End every login at this time of day (server time zone), e.g. "02:00".
+    pub auto_logout: Option<String>,
+    /// End every login after this long, e.g. "10h".
+    pub max_login: Option<Span>,
+    /// How often logins are checked against the two settings above.
+    pub expiry_check: Span,
+}
+
+/// `"HH:MM"` -> a time of day.
+pub fn parse_time_of_day(text: &str) -> Result<time::Time, String> {
+    let bad = || format!("`{text}` is not a time of day like \"02:00\"");
+    let (h, m) = text.trim().split_once(':').ok_or_else(bad)?;
+    let (h, m): (u8, u8) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    time::Time::from_hms(h, m, 0).map_err(|_| bad())
 }
 
 impl Default for LoginConfig {
@@ -368,6 +382,9 @@ impl Default for LoginConfig {
             max_devices: 4,
             max_failures: 5,
             lockout: Span(Duration::from_secs(15 * 60)),
+            auto_logout: None,
+            max_login: None,
+            expiry_check: Span(Duration::from_secs(30)),
         }
     }
 }
@@ -508,6 +525,12 @@ impl Config {
         }
         if self.login.max_failures == 0 {
             return Err("[login] max_failures must be at least 1".into());
+        }
+        if let Some(t) = &self.login.auto_logout {
+            parse_time_of_day(t).map_err(|e| format!("[login] auto_logout: {e}"))?;
+        }
+        if self.login.expiry_check.0.is_zero() {
+            return Err("[login] expiry_check must be above zero".into());
         }
         if self.login.max_devices == 0 {
             return Err("[login] max_devices must be at least 1".into());

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod dialect;
 pub mod directory;
@@ -82,9 +83,21 @@ fn check_user_templates(config: &Config, p: &provision::Provisioner) -> Result<(
 }
 
 impl App {
-    /// Opens the directory and the store. Must run inside a tokio runtime (the directory
-    /// watcher is a task).
+    /// Opens the directory and the store with the system clock (UTC for time-of-day settings).
+    /// Must run inside a tokio runtime (background work runs as tasks).
     pub fn open(config: Config) -> Result<Arc<Self>, StartError> {
+        Self::open_with(
+            config,
+            Arc::new(clock::SystemClock {
+                offset: time::UtcOffset::UTC,
+            }),
+        )
+    }
+
+    pub fn open_with(
+        config: Config,
+        clock: Arc<dyn clock::Clock>,
+    ) -> Result<Arc<Self>, StartError> {
         let config = Arc::new(config);
         let provisioner = provision::Provisioner::new(config.provision.templates.as_deref())
             .map_err(StartError::Templates)?;
@@ -116,7 +129,21 @@ impl App {
             tracing::info!(url = %http.url, "PBX write-back on");
         }
         tracing::info!(logins = book.all().len(), store = %config.store.path.display(), "store opened");
-        let flow = Flow::new(config.clone(), directory.clone(), book);
+        let login = &config.login;
+        if login.auto_logout.is_some() || login.max_login.is_some() {
+            let policy = flow::expiry::ExpiryPolicy {
+                max_login: login.max_login.map(|s| s.0),
+                daily_at: login
+                    .auto_logout
+                    .as_deref()
+                    .and_then(|t| config::parse_time_of_day(t).ok()),
+                offset: clock.local_offset(),
+            };
+            let sweep =
+                flow::expiry::sweep(book.clone(), clock.clone(), policy, login.expiry_check.0);
+            tasks.push(tokio::spawn(sweep));
+        }
+        let flow = Flow::new(config.clone(), directory.clone(), book, clock);
         Ok(Arc::new(Self {
             config,
             flow,
@@ -145,7 +172,15 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let app = App::open(config)?;
+    run_app(App::open(config)?, listener, shutdown).await
+}
+
+/// Serves an opened app on `listener` until `shutdown` resolves, then stops its tasks.
+pub async fn run_app(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
     server::serve(app.clone(), listener, shutdown).await;
     app.stop_tasks();
     Ok(())

@@ -84,6 +84,8 @@ fn serve(path: PathBuf, log_format: Option<String>) -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
+    // Read the time zone while the process still has one thread (time refuses later).
+    let clock = std::sync::Arc::new(hotdesk::clock::SystemClock::detect());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -97,7 +99,8 @@ fn serve(path: PathBuf, log_format: Option<String>) -> anyhow::Result<()> {
             "hotdesk listening on http://{addr} (phones use {}/app)",
             config.base()
         );
-        hotdesk::run(config, listener, shutdown_signal())
+        let app = hotdesk::App::open_with(config, clock).map_err(|e| anyhow::anyhow!("{e}"))?;
+        hotdesk::run_app(app, listener, shutdown_signal())
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))
     })

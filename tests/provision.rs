@@ -296,3 +296,40 @@ fn shipped_templates_match_their_golden_files() {
         mismatches.join("\n")
     );
 }
+
+#[tokio::test]
+async fn auto_logout_after_max_login_and_at_the_daily_time() {
+    let server = Server::start("[login]\nmax_login = \"10h\"\nexpiry_check = \"100ms\"\n").await;
+    let phone = Phone::new(server.addr, YEALINK_T46S);
+    phone.login("Internal", "1002", "86420").await;
+    server
+        .clock
+        .advance(std::time::Duration::from_secs(9 * 3600));
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(server.logins().await.len(), 1, "9 h: still logged in");
+    server
+        .clock
+        .advance(std::time::Duration::from_secs(3600 + 60));
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(server.logins().await.is_empty(), "past 10 h: logged out");
+    let audit = server.audit().await;
+    assert_eq!(audit[0]["kind"], "auto-logout");
+    assert_eq!(audit[0]["detail"], "logged in longer than 10h");
+    // The phone gets the base profile at its next fetch.
+    let body = fetch(&server, YEALINK_T46S, "805ec02f3c2e.cfg")
+        .await
+        .text();
+    assert!(body.contains("account.1.enable = 0"), "{body}");
+
+    let daily = Server::start("[login]\nauto_logout = \"02:00\"\nexpiry_check = \"100ms\"\n").await;
+    Phone::new(daily.addr, AASTRA_6737I)
+        .login("Internal", "1001", "73915")
+        .await;
+    // At most 24 h later it is past the next 02:00 (UTC here).
+    daily
+        .clock
+        .advance(std::time::Duration::from_secs(24 * 3600));
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(daily.logins().await.is_empty());
+    assert_eq!(daily.audit().await[0]["detail"], "daily logout at 02:00");
+}

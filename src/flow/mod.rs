@@ -5,14 +5,13 @@
 //! server-side (the one-time apply token). The PIN only ever arrives in the phone's own
 //! request and is checked on the spot, so no link skips the PIN step.
 
+pub mod expiry;
 pub mod screens;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use time::OffsetDateTime;
 
 use crate::auth::{Lockouts, Subject, Verifier};
 use crate::config::{Config, Policy};
@@ -62,6 +61,7 @@ const PENDING_TTL: Duration = Duration::from_secs(600);
 
 pub struct Flow {
     config: Arc<Config>,
+    clock: Arc<dyn crate::clock::Clock>,
     directory: Arc<dyn Directory>,
     verifier: Verifier,
     lockouts: Lockouts,
@@ -70,7 +70,12 @@ pub struct Flow {
 }
 
 impl Flow {
-    pub fn new(config: Arc<Config>, directory: Arc<dyn Directory>, book: Arc<LoginBook>) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        directory: Arc<dyn Directory>,
+        book: Arc<LoginBook>,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> Self {
         let login = &config.login;
         Self {
             verifier: Verifier::new(
@@ -82,6 +87,7 @@ impl Flow {
             book,
             pending: Mutex::new(HashMap::new()),
             config,
+            clock,
         }
     }
 
@@ -232,7 +238,7 @@ impl Flow {
             model: h.model.clone(),
             network: net.to_owned(),
             template: user.template.clone(),
-            since: OffsetDateTime::now_utc(),
+            since: self.clock.now(),
             source_ip: ip,
             credential: tier.as_str().to_owned(),
             applied_at: None,

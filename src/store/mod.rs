@@ -55,6 +55,8 @@ pub enum EventKind {
     LockedOut,
     /// An admin logged the phone out through the API.
     AdminLogout,
+    /// `max_login` or `auto_logout` ended the login.
+    AutoLogout,
 }
 
 impl EventKind {
@@ -66,6 +68,7 @@ impl EventKind {
             EventKind::LoginFailed => "login-failed",
             EventKind::LockedOut => "locked-out",
             EventKind::AdminLogout => "admin-logout",
+            EventKind::AutoLogout => "auto-logout",
         }
     }
 
@@ -77,6 +80,7 @@ impl EventKind {
             EventKind::LoginFailed,
             EventKind::LockedOut,
             EventKind::AdminLogout,
+            EventKind::AutoLogout,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

@@ -7,6 +7,9 @@ pub mod upstream;
 pub mod xml;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use hotdesk::clock::ManualClock;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -45,6 +48,8 @@ pub const API_KEY: &str = "test-admin-key-0123456789";
 
 /// A running server and what it needs to be restarted on the same state.
 pub struct Server {
+    /// The server's clock: real time plus whatever a test advances it by.
+    pub clock: Arc<ManualClock>,
     pub addr: std::net::SocketAddr,
     pub dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
@@ -162,14 +167,17 @@ impl Server {
         let config =
             hotdesk::config::Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
         let (tx, rx) = oneshot::channel::<()>();
+        let clock = Arc::new(ManualClock::new(time::UtcOffset::UTC));
+        let app = hotdesk::App::open_with(config, clock.clone()).unwrap();
         let task = tokio::spawn(async move {
-            hotdesk::run(config, listener, async {
+            hotdesk::run_app(app, listener, async {
                 let _ = rx.await;
             })
             .await
             .unwrap();
         });
         Server {
+            clock,
             addr,
             dir,
             stop: Some(tx),
