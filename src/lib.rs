@@ -43,6 +43,7 @@ pub struct App {
     pub flow: Flow,
     pub directory: Arc<CachedDirectory>,
     pub provisioner: provision::Provisioner,
+    pub clock: Arc<dyn clock::Clock>,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -143,12 +144,13 @@ impl App {
                 flow::expiry::sweep(book.clone(), clock.clone(), policy, login.expiry_check.0);
             tasks.push(tokio::spawn(sweep));
         }
-        let flow = Flow::new(config.clone(), directory.clone(), book, clock);
+        let flow = Flow::new(config.clone(), directory.clone(), book, clock.clone());
         Ok(Arc::new(Self {
             config,
             flow,
             directory,
             provisioner,
+            clock,
             tasks: std::sync::Mutex::new(tasks),
         }))
     }

@@ -112,6 +112,8 @@ pub enum Action {
     ClearCallLists,
     /// Make the phone load its new configuration, by the vendor's configured method.
     Reload,
+    /// Drop one identity's registration (0-based), or every identity's (`None`), at once.
+    Unregister(Option<u8>),
 }
 
 #[cfg(test)]

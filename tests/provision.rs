@@ -238,6 +238,7 @@ fn shipped_templates_match_their_golden_files() {
             let h = identify(Some(ua), None, mac).unwrap();
             let login = hotdesk::store::Login {
                 mac: h.mac,
+                identity: 0,
                 extension: "1001".into(),
                 name: "Zoë \"O'Neil\" <&>".into(),
                 vendor: h.vendor.to_string(),
@@ -250,16 +251,15 @@ fn shipped_templates_match_their_golden_files() {
                 applied_at: None,
             };
             let ext = file.rsplit('.').next().unwrap();
-            let cases: Vec<(String, Option<(&hotdesk::store::Login, &str)>)> = if state == "none" {
-                vec![
-                    ("login".into(), Some((&login, "sip-secret-1001"))),
-                    ("logged-out".into(), None),
-                ]
+            let one = [(&login, "sip-secret-1001")];
+            let none: [(&hotdesk::store::Login, &str); 0] = [];
+            let cases: Vec<(&str, &[(&hotdesk::store::Login, &str)])> = if state == "none" {
+                vec![("login", &one), ("logged-out", &none)]
             } else {
-                vec![("base-profile".into(), None)]
+                vec![("base-profile", &none)]
             };
-            for (name, line) in cases {
-                let out = p.render(&config, &h, line).unwrap();
+            for (name, lines) in cases {
+                let out = p.render(&config, &h, lines).unwrap();
                 let path = root.join(folder).join(format!("provision-{name}.{ext}"));
                 if update {
                     std::fs::write(&path, &out.body).unwrap();
@@ -332,4 +332,108 @@ async fn auto_logout_after_max_login_and_at_the_daily_time() {
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     assert!(daily.logins().await.is_empty());
     assert_eq!(daily.audit().await[0]["detail"], "daily logout at 02:00");
+}
+
+#[tokio::test]
+async fn a_snom_phone_holds_three_identities_and_logs_off_one_then_all() {
+    let server = Server::start("").await;
+    let snom = Phone::new(server.addr, SNOM_D785);
+    for (ext, pin) in [
+        ("1001", "73915"),
+        ("1002", "86420"),
+        ("1003", support::USER_PASSWORD),
+    ] {
+        let mut view = snom.open().await;
+        if let View::Menu { items, .. } = &view {
+            let (_, link) = items
+                .iter()
+                .find(|(l, _)| l == "Log in another user" || l == "Internal")
+                .unwrap()
+                .clone();
+            view = snom.go(&link).await;
+            if let View::Menu { items, .. } = &view {
+                view = snom
+                    .go(&items
+                        .iter()
+                        .find(|(l, _)| l == "Internal")
+                        .unwrap()
+                        .1
+                        .clone())
+                    .await;
+            }
+        }
+        let view = snom.submit(&view, &[("ext", ext)]).await;
+        let done = snom.submit(&view, &[("pin", pin)]).await;
+        assert!(
+            matches!(done, View::Message { ref title, .. } if title == "Logged in"),
+            "{ext}: {done:?}"
+        );
+    }
+    let logins = server.logins().await;
+    let ids: Vec<(u64, &str)> = logins
+        .iter()
+        .map(|l| {
+            (
+                l["identity"].as_u64().unwrap(),
+                l["extension"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ids.len(), 3);
+    for (i, ext) in [(0, "1001"), (1, "1002"), (2, "1003")] {
+        assert!(ids.contains(&(i, ext)), "{ids:?}");
+    }
+    let body = fetch(&server, SNOM_D785, "000413922d24.xml").await.text();
+    for (idx, ext) in [(1, "1001"), (2, "1002"), (3, "1003")] {
+        assert!(
+            body.contains(&format!(
+                "<user_name idx=\"{idx}\" perm=\"\">{ext}</user_name>"
+            )),
+            "{body}"
+        );
+    }
+
+    // The menu lists everyone, with log off one and log off all.
+    let View::Menu { title, items } = snom.open().await else {
+        panic!()
+    };
+    assert_eq!(title, "Hot desk: 3 users");
+    let labels: Vec<&str> = items.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(
+        labels[..3],
+        [
+            "Log off 1001 Ada Lovelace",
+            "Log off 1002 Grace Hopper",
+            "Log off 1003 Søren Kierkegaard"
+        ]
+    );
+    assert!(labels.contains(&"Log off all") && labels.contains(&"Log in another user"));
+
+    let bye = snom.go(&items[1].1).await; // Log off 1002 (identity index 1)
+    let View::Execute { commands } = snom.ok(&bye).await else {
+        panic!()
+    };
+    assert_eq!(commands, ["unregister=1"], "Snom's 0-based identity index");
+    assert_eq!(server.logins().await.len(), 2);
+    let body = fetch(&server, SNOM_D785, "000413922d24.xml").await.text();
+    assert!(
+        body.contains("<user_active idx=\"2\" perm=\"\">off</user_active>"),
+        "{body}"
+    );
+    assert!(body.contains("<user_name idx=\"3\" perm=\"\">1003</user_name>"));
+
+    let View::Menu { items, .. } = snom.open().await else {
+        panic!()
+    };
+    let (_, all) = items
+        .iter()
+        .find(|(l, _)| l == "Log off all")
+        .unwrap()
+        .clone();
+    let bye = snom.go(&all).await;
+    let View::Execute { commands } = snom.ok(&bye).await else {
+        panic!()
+    };
+    assert_eq!(commands, ["calllistclear", "unregister=-1", "reboot"]);
+    assert!(server.logins().await.is_empty());
 }

@@ -53,6 +53,8 @@ pub(super) const HTEK: Flavor = Flavor {
 fn aastra_commands(action: Action, reload: ReloadMethod, caps: &Caps) -> &'static [&'static str] {
     match (action, reload) {
         (Action::ClearCallLists, _) => &["Command: ClearCallersList", "Command: ClearRedialList"],
+        // One identity per phone: the reload re-registers from the new configuration.
+        (Action::Unregister(_), _) => &[],
         (Action::Reload, ReloadMethod::None) => &[],
         (Action::Reload, ReloadMethod::FastReboot | ReloadMethod::Resync) if caps.fast_reboot => {
             &["Command: FastReboot"]
@@ -65,7 +67,7 @@ fn aastra_commands(action: Action, reload: ReloadMethod, caps: &Caps) -> &'stati
 fn yealink_commands(action: Action, reload: ReloadMethod, _: &Caps) -> &'static [&'static str] {
     match (action, reload) {
         // No documented Execute URI clears Yealink call lists.
-        (Action::ClearCallLists, _) => &[],
+        (Action::ClearCallLists, _) | (Action::Unregister(_), _) => &[],
         (Action::Reload, ReloadMethod::None) => &[],
         (Action::Reload, ReloadMethod::Resync) => &["Command: AutoP"],
         (Action::Reload, _) => &["Command: Reboot"],

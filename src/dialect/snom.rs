@@ -109,13 +109,16 @@ fn softkey(w: &mut Writer<Vec<u8>>, key: &str, label: &str, url: &str) -> io::Re
 
 /// Phone commands as one fragment URL: `snom://mb_exit#calllistclear&reboot`.
 fn apply(w: &mut Writer<Vec<u8>>, a: &Apply, t: Target<'_>) -> io::Result<()> {
-    let fragments: Vec<&str> = a
+    // `unregister` takes the 0-based identity or -1 for all (Snom wiki, Fragment unregister).
+    let fragments: Vec<String> = a
         .actions
         .iter()
         .filter_map(|action| match (action, t.reload) {
-            (Action::ClearCallLists, _) => Some("calllistclear"),
+            (Action::ClearCallLists, _) => Some("calllistclear".to_owned()),
+            (Action::Unregister(Some(i)), _) => Some(format!("unregister={i}")),
+            (Action::Unregister(None), _) => Some("unregister=-1".to_owned()),
             (Action::Reload, ReloadMethod::None) => None,
-            (Action::Reload, _) => Some("reboot"),
+            (Action::Reload, _) => Some("reboot".to_owned()),
         })
         .collect();
     w.create_element("SnomIPPhoneText")

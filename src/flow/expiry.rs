@@ -66,7 +66,13 @@ pub async fn sweep(
                 continue;
             };
             match book
-                .logout(login.mac, EventKind::AutoLogout, "hotdesk", &reason)
+                .logout_identity(
+                    login.mac,
+                    login.identity,
+                    EventKind::AutoLogout,
+                    "hotdesk",
+                    &reason,
+                )
                 .await
             {
                 Ok(Some(_)) => {

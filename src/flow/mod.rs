@@ -120,15 +120,31 @@ impl Flow {
 
     fn entry(&self, req: &PhoneRequest<'_>) -> Screen {
         let h = req.handset;
-        match self.book.get(&h.mac) {
-            Some(login) => screens::logged_in_menu(
-                &login.extension,
-                &login.name,
-                self.link(h, "/app/logout"),
-                self.link(h, "/app/login"),
-            ),
-            None => self.start_login(req),
+        let logins = self.book.identities(&h.mac);
+        if logins.is_empty() {
+            return self.start_login(req);
         }
+        if h.caps.identities > 1 {
+            let rows: Vec<_> = logins
+                .iter()
+                .map(|l| {
+                    let link = self
+                        .link(h, "/app/logout")
+                        .with("id", l.identity.to_string());
+                    (l.extension.clone(), l.name.clone(), link)
+                })
+                .collect();
+            let room = logins.len() < usize::from(h.caps.identities);
+            let add = room.then(|| self.link(h, "/app/login"));
+            return screens::identities_menu(&rows, self.link(h, "/app/logout"), add);
+        }
+        let login = &logins[0];
+        screens::logged_in_menu(
+            &login.extension,
+            &login.name,
+            self.link(h, "/app/logout"),
+            self.link(h, "/app/login"),
+        )
     }
 
     /// The network choice, skipped when only one network is configured.
@@ -232,6 +248,8 @@ impl Flow {
         self.lockouts.clear(&subjects);
         let login = Login {
             mac: h.mac,
+            identity: 0, // chosen by the book
+
             extension: user.extension.clone(),
             name: user.name.clone(),
             vendor: h.vendor.to_string(),
@@ -245,7 +263,12 @@ impl Flow {
         };
         let policy = self.config.login.policy;
         let max = self.config.login.max_devices;
-        match self.book.login(login, policy, max, tier.as_str()).await {
+        let identities = h.caps.identities;
+        match self
+            .book
+            .login(login, policy, max, identities, tier.as_str())
+            .await
+        {
             Ok(outcome) => {
                 tracing::info!(
                     mac = %h.mac, extension = %user.extension, network = net,
@@ -260,6 +283,7 @@ impl Flow {
                 let apply = self.expect_apply(h, actions);
                 screens::logged_in(&user.extension, &user.name, label, apply)
             }
+            Err(BookError::NoFreeIdentity(n)) => screens::no_free_identity(n),
             Err(BookError::TooManyDevices(_)) if policy == Policy::Concurrent => {
                 tracing::info!(mac = %h.mac, extension = %user.extension, "login refused: device limit");
                 screens::too_many_devices(&user.extension, max)
@@ -306,17 +330,51 @@ impl Flow {
     async fn logout(&self, req: &PhoneRequest<'_>) -> Screen {
         let h = req.handset;
         let ip = req.source_ip.to_canonical().to_string();
-        match self
-            .book
+        let book = &self.book;
+        // `?id=N` logs one identity off (several-user phones); without it, everyone.
+        if let Some(id) = req.param("id").and_then(|i| i.parse::<u8>().ok()) {
+            return match book
+                .logout_identity(h.mac, id, EventKind::Logout, &ip, "from the phone")
+                .await
+            {
+                Ok(Some(login)) if book.identities(&h.mac).is_empty() => {
+                    // The last user left: wipe and reload as for a full logout.
+                    tracing::info!(mac = %h.mac, extension = %login.extension, "logout");
+                    let actions = vec![
+                        Action::ClearCallLists,
+                        Action::Unregister(None),
+                        Action::Reload,
+                    ];
+                    screens::logged_out(&login.extension, self.expect_apply(h, actions))
+                }
+                Ok(Some(login)) => {
+                    tracing::info!(mac = %h.mac, extension = %login.extension, identity = id, "logout of one identity");
+                    let apply = self.expect_apply(h, vec![Action::Unregister(Some(id))]);
+                    screens::logged_off_one(&login.extension, apply)
+                }
+                Ok(None) => screens::not_logged_in(self.link(h, "/app")),
+                Err(e) => {
+                    tracing::error!(error = %e, mac = %h.mac, "logout not recorded");
+                    screens::try_later("The logout could not be saved.")
+                }
+            };
+        }
+        match book
             .logout(h.mac, EventKind::Logout, &ip, "from the phone")
             .await
         {
-            Ok(Some(login)) => {
-                tracing::info!(mac = %h.mac, extension = %login.extension, "logout");
-                let apply = self.expect_apply(h, vec![Action::ClearCallLists, Action::Reload]);
-                screens::logged_out(&login.extension, apply)
+            Ok(ended) if !ended.is_empty() => {
+                tracing::info!(mac = %h.mac, users = ended.len(), "logout");
+                let mut actions = vec![Action::ClearCallLists];
+                if h.caps.identities > 1 {
+                    actions.push(Action::Unregister(None));
+                }
+                actions.push(Action::Reload);
+                let apply = self.expect_apply(h, actions);
+                let who: Vec<&str> = ended.iter().map(|l| l.extension.as_str()).collect();
+                screens::logged_out(&who.join(", "), apply)
             }
-            Ok(None) => screens::not_logged_in(self.link(h, "/app")),
+            Ok(_) => screens::not_logged_in(self.link(h, "/app")),
             Err(e) => {
                 tracing::error!(error = %e, mac = %h.mac, "logout not recorded");
                 screens::try_later("The logout could not be saved.")

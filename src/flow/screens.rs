@@ -211,3 +211,59 @@ pub fn try_later(what: &str) -> Screen {
 pub fn apply(actions: Vec<Action>) -> Screen {
     Screen::Apply(Apply { actions })
 }
+
+/// A phone holding several users (Snom identities): log one off, all off, or add one.
+pub fn identities_menu(
+    logins: &[(String, String, Link)],
+    log_off_all: Link,
+    add: Option<Link>,
+) -> Screen {
+    let mut items: Vec<MenuItem> = logins
+        .iter()
+        .map(|(ext, name, link)| MenuItem {
+            label: format!("Log off {ext} {name}"),
+            link: link.clone(),
+        })
+        .collect();
+    if logins.len() > 1 {
+        items.push(MenuItem {
+            label: "Log off all".into(),
+            link: log_off_all,
+        });
+    }
+    if let Some(add) = add {
+        items.push(MenuItem {
+            label: "Log in another user".into(),
+            link: add,
+        });
+    }
+    Screen::Menu(Menu {
+        title: match logins.len() {
+            1 => "Hot desk: 1 user".to_owned(),
+            n => format!("Hot desk: {n} users"),
+        },
+        items,
+        default_index: 1,
+    })
+}
+
+pub fn no_free_identity(max: u8) -> Screen {
+    message(
+        "Login refused",
+        format!("All {max} identities of this phone are in use. Log one off first."),
+        Tone::Error,
+        None,
+    )
+}
+
+pub fn logged_off_one(extension: &str, apply: Link) -> Screen {
+    message(
+        "Logged off",
+        format!("Extension {extension} has left this phone."),
+        Tone::Success,
+        Some(Next {
+            link: apply,
+            after_secs: APPLY_AFTER_SECS,
+        }),
+    )
+}

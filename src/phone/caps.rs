@@ -20,6 +20,8 @@ pub struct Caps {
     pub exit_key: u8,
     /// Aastra `Command: FastReboot` is available (firmware 2.0.2 and later).
     pub fast_reboot: bool,
+    /// Users the phone can hold at once (Snom identities); 1 elsewhere.
+    pub identities: u8,
 }
 
 /// Aastra XML objects may not exceed 10000 bytes (AXAPI p.40); Yealink states the same (YXB p.9).
@@ -38,6 +40,7 @@ pub fn caps_for(vendor: Vendor, model: &str, firmware: &str) -> Caps {
             submit_key: 1,
             exit_key: 4,
             fast_reboot: false,
+            identities: 1,
         },
         Vendor::Snom => Caps {
             softkeys: 4,
@@ -48,6 +51,8 @@ pub fn caps_for(vendor: Vendor, model: &str, firmware: &str) -> Caps {
             submit_key: 1,
             exit_key: 4,
             fast_reboot: false,
+            // Up to seven identities with log-off-one and log-off-all (Snom's hot-desk model).
+            identities: 7,
         },
     }
 }
@@ -80,6 +85,7 @@ fn aastra(model: &str, firmware: &str) -> Caps {
         submit_key: if m == "6867i" { 2 } else { 5 },
         exit_key: 6,
         fast_reboot: fw >= (2, 0, 2),
+        identities: 1,
     }
 }
 
@@ -97,6 +103,7 @@ fn yealink(model: &str) -> Caps {
         submit_key: 1,
         exit_key: 4,
         fast_reboot: false,
+        identities: 1,
     }
 }
 

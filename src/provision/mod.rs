@@ -157,15 +157,16 @@ impl Provisioner {
         format!("{b}/default.{ext}")
     }
 
-    /// Renders the configuration of `handset`: the logged-in line (with its SIP secret from
-    /// the directory), or the base profile when `line` is `None`.
+    /// Renders the configuration of `handset`: its logged-in users (each with the SIP secret
+    /// from the directory; `line` is the first, `lines` all of them in identity order), or
+    /// the base profile when `lines` is empty.
     pub fn render(
         &self,
         config: &Config,
         handset: &Handset,
-        line: Option<(&Login, &str)>,
+        lines: &[(&Login, &str)],
     ) -> Result<Rendered, String> {
-        let login = line.map(|(l, _)| l);
+        let login = lines.first().map(|(l, _)| *l);
         let name = self.pick(handset.vendor, login.and_then(|l| l.template.as_deref()));
         let tmpl = self.env.get_template(&name).map_err(|e| e.to_string())?;
         let base_url = config.base();
@@ -175,9 +176,10 @@ impl Provisioner {
             Vendor::Snom | Vendor::Sangoma => format!("{base_url}/app?mac={mac}"),
             _ => format!("{base_url}/app"),
         };
-        let line = line.map(|(l, sip_password)| {
+        let to_value = |(l, sip_password): &(&Login, &str)| {
             let net = config.networks.get(&l.network);
             context! {
+                identity => l.identity,
                 extension => l.extension,
                 name => l.name,
                 sip_password => sip_password,
@@ -185,7 +187,18 @@ impl Provisioner {
                 network_label => net.map(|n| n.label.as_str()).unwrap_or(""),
                 sip_server => net.map(|n| n.sip_server.as_str()).unwrap_or(""),
             }
-        });
+        };
+        let all: Vec<Value> = lines.iter().map(to_value).collect();
+        let line = all.first().cloned();
+        // One entry per identity the phone holds: a user, or none (switched off).
+        let slots: Vec<Value> = (0..handset.caps.identities)
+            .map(|i| {
+                lines
+                    .iter()
+                    .position(|(l, _)| l.identity == i)
+                    .map_or(Value::from(()), |p| all[p].clone())
+            })
+            .collect();
         let base = config.base_profile.as_ref().map(|b| {
             let server = config
                 .networks
@@ -208,6 +221,8 @@ impl Provisioner {
                 entry_url => entry_url,
                 logged_in => login.is_some(),
                 line => line.unwrap_or(Value::from(())),
+                lines => all,
+                slots => slots,
                 base => base.unwrap_or(Value::from(())),
             })
             .map_err(|e| format!("template {name}: {e}"))?;

@@ -16,6 +16,8 @@ use crate::store::EventKind;
 #[derive(Serialize)]
 struct LoginView<'a> {
     mac: String,
+    /// Which identity of the phone (0-based; only Snom phones have more than one).
+    identity: u8,
     extension: &'a str,
     name: &'a str,
     vendor: &'a str,
@@ -99,6 +101,7 @@ pub(super) async fn handle(app: &App, req: AdminRequest<'_>) -> Resp {
                 .iter()
                 .map(|l| LoginView {
                     mac: l.mac.to_string(),
+                    identity: l.identity,
                     extension: &l.extension,
                     name: &l.name,
                     vendor: &l.vendor,
@@ -201,11 +204,11 @@ pub(super) async fn handle(app: &App, req: AdminRequest<'_>) -> Resp {
                 .logout(mac, EventKind::AdminLogout, &ip, "admin API")
                 .await
             {
-                Ok(Some(login)) => {
-                    tracing::info!(%mac, extension = %login.extension, "admin logout");
+                Ok(ended) if !ended.is_empty() => {
+                    tracing::info!(%mac, users = ended.len(), "admin logout");
                     respond::empty(StatusCode::NO_CONTENT)
                 }
-                Ok(None) => respond::json_error(StatusCode::NOT_FOUND, "no login on that phone"),
+                Ok(_) => respond::json_error(StatusCode::NOT_FOUND, "no login on that phone"),
                 Err(e) => {
                     tracing::error!(error = %e, "admin logout failed");
                     respond::json_error(

@@ -55,14 +55,14 @@ pub(super) async fn handle(
     span.record("mac", tracing::field::display(handset.mac));
 
     let book = app.flow.book();
-    let login = book.get(&handset.mac);
-    // The SIP secret lives in the directory, not in the login record.
-    let secret = match &login {
-        Some(l) => match app.directory.lookup(&l.extension).await {
-            Ok(Some(user)) => Some(user.sip_password.clone()),
+    let logins = book.identities(&handset.mac);
+    // SIP secrets live in the directory, not in the login records.
+    let mut lines = Vec::with_capacity(logins.len());
+    for l in &logins {
+        match app.directory.lookup(&l.extension).await {
+            Ok(Some(user)) => lines.push((l.as_ref(), user.sip_password.clone())),
             Ok(None) => {
-                tracing::warn!(extension = %l.extension, "provisioning: the logged-in user left the directory; serving the base profile");
-                None
+                tracing::warn!(extension = %l.extension, "provisioning: a logged-in user left the directory; leaving that line out")
             }
             Err(e) => {
                 tracing::warn!(error = %e, "provisioning: directory unavailable");
@@ -71,11 +71,12 @@ pub(super) async fn handle(
                     "directory unavailable; try again",
                 );
             }
-        },
-        None => None,
-    };
-    let line = login.as_deref().zip(secret.as_ref().map(|s| s.expose()));
-    let rendered = match app.provisioner.render(&app.config, &handset, line) {
+        }
+    }
+    let rendered_at = app.clock.now();
+    let lines: Vec<(&crate::store::Login, &str)> =
+        lines.iter().map(|(l, s)| (*l, s.expose())).collect();
+    let rendered = match app.provisioner.render(&app.config, &handset, &lines) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "provisioning: template failed");
@@ -85,13 +86,13 @@ pub(super) async fn handle(
             );
         }
     };
-    if line.is_some() {
-        if let Err(e) = book.mark_applied(handset.mac).await {
+    if lines.is_empty() {
+        tracing::info!(template = %rendered.template, "provisioning: base profile served");
+    } else {
+        if let Err(e) = book.mark_applied(handset.mac, rendered_at).await {
             tracing::error!(error = %e, "provisioning: could not record the fetch");
         }
-        tracing::info!(template = %rendered.template, "provisioning: login configuration served");
-    } else {
-        tracing::info!(template = %rendered.template, "provisioning: base profile served");
+        tracing::info!(template = %rendered.template, users = lines.len(), "provisioning: login configuration served");
     }
     let mut resp = respond::text(StatusCode::OK, String::new());
     *resp.body_mut() = http_body_util::Full::new(bytes::Bytes::from(rendered.body));

@@ -16,7 +16,8 @@ use crate::phone::Mac;
 
 pub struct LoginBook {
     store: Arc<dyn Store>,
-    by_mac: RwLock<HashMap<Mac, Arc<Login>>>,
+    /// Each phone's logins, ordered by identity.
+    by_mac: RwLock<HashMap<Mac, Vec<Arc<Login>>>>,
     writer: tokio::sync::Mutex<()>,
     /// Queue a PBX write-back with every login and logout.
     writeback: bool,
@@ -33,6 +34,7 @@ fn device_body(l: &Login) -> String {
         "model": l.model,
         "template": l.template,
         "network": l.network,
+        "identity": l.identity,
         "since": l.since.format(&Rfc3339).unwrap_or_default(),
     })
     .to_string()
@@ -42,6 +44,8 @@ fn device_body(l: &Login) -> String {
 pub enum BookError {
     #[error("extension is already logged in on {0} phones")]
     TooManyDevices(usize),
+    #[error("all {0} identities of the phone are in use")]
+    NoFreeIdentity(u8),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -51,19 +55,23 @@ pub enum BookError {
 pub struct LoginOutcome {
     /// Phones the extension was taken from (exclusive policy).
     pub taken_from: Vec<Mac>,
-    /// Who was logged in on this phone before, if someone else.
+    /// Who was logged in on this phone before, if someone else (one-identity phones).
     pub replaced: Option<Arc<Login>>,
+    /// The identity the login got.
+    pub identity: u8,
 }
 
 impl LoginBook {
     /// Loads the stored logins into memory. With `writeback`, every login and logout also
     /// queues a delivery to the PBX in the same transaction.
     pub fn open(store: Arc<dyn Store>, writeback: bool) -> Result<Self, StoreError> {
-        let by_mac = store
-            .load_logins()?
-            .into_iter()
-            .map(|l| (l.mac, Arc::new(l)))
-            .collect();
+        let mut by_mac: HashMap<Mac, Vec<Arc<Login>>> = HashMap::new();
+        for l in store.load_logins()? {
+            by_mac.entry(l.mac).or_default().push(Arc::new(l));
+        }
+        for v in by_mac.values_mut() {
+            v.sort_by_key(|l| l.identity);
+        }
         Ok(Self {
             store,
             by_mac: RwLock::new(by_mac),
@@ -83,44 +91,64 @@ impl LoginBook {
         }
     }
 
-    /// The login on `mac`, from memory.
+    /// The phone's first identity, from memory.
     pub fn get(&self, mac: &Mac) -> Option<Arc<Login>> {
-        self.read().get(mac).cloned()
+        self.read().get(mac).and_then(|v| v.first().cloned())
+    }
+
+    /// Every identity logged in on the phone, in identity order.
+    pub fn identities(&self, mac: &Mac) -> Vec<Arc<Login>> {
+        self.read().get(mac).cloned().unwrap_or_default()
     }
 
     /// All logins, oldest first.
     pub fn all(&self) -> Vec<Arc<Login>> {
-        let mut all: Vec<_> = self.read().values().cloned().collect();
-        all.sort_by(|a, b| a.since.cmp(&b.since).then(a.mac.cmp(&b.mac)));
+        let mut all: Vec<_> = self.read().values().flatten().cloned().collect();
+        all.sort_by(|a, b| {
+            a.since
+                .cmp(&b.since)
+                .then(a.mac.cmp(&b.mac))
+                .then(a.identity.cmp(&b.identity))
+        });
         all
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Mac, Arc<Login>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Mac, Vec<Arc<Login>>>> {
         self.by_mac.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records `login`, applying the policy, and returns once it is durable.
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Mac, Vec<Arc<Login>>>> {
+        self.by_mac.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records `login`, applying the policy, and returns once it is durable. A phone with
+    /// `max_identities > 1` keeps its other users and gives the login a free identity; a
+    /// one-identity phone's previous user is replaced.
     pub async fn login(
         &self,
-        login: Login,
+        mut login: Login,
         policy: Policy,
         max_devices: usize,
+        max_identities: u8,
         detail: &str,
     ) -> Result<LoginOutcome, BookError> {
         let _serial = self.writer.lock().await;
         let elsewhere: Vec<Arc<Login>> = self
             .read()
             .values()
+            .flatten()
             .filter(|l| l.extension == login.extension && l.mac != login.mac)
             .cloned()
             .collect();
+        let here = self.identities(&login.mac);
         let mut change = Change::default();
         let mut outcome = LoginOutcome::default();
         match policy {
             Policy::Exclusive => {
                 for old in &elsewhere {
-                    change.remove.push(old.mac);
-                    self.queue(&mut change, old.mac, WriteMethod::Delete, "{}".into());
+                    change.remove.push((old.mac, Some(old.identity)));
+                    let body = serde_json::json!({ "identity": old.identity }).to_string();
+                    self.queue(&mut change, old.mac, WriteMethod::Delete, body);
                     change.events.push(
                         AuditEvent::new(
                             EventKind::Takeover,
@@ -136,18 +164,27 @@ impl LoginBook {
             }
             Policy::Concurrent => {}
         }
-        if let Some(previous) = self.get(&login.mac)
-            && previous.extension != login.extension
-        {
-            change.events.push(
-                AuditEvent::new(
-                    EventKind::Logout,
-                    format!("replaced by extension {}", login.extension),
-                )
-                .about(&previous),
-            );
-            outcome.replaced = Some(previous);
-        }
+        login.identity = if let Some(same) = here.iter().find(|l| l.extension == login.extension) {
+            // The same user again: a fresh login in the same identity.
+            same.identity
+        } else if max_identities > 1 {
+            let free = (0..max_identities).find(|i| here.iter().all(|l| l.identity != *i));
+            free.ok_or(BookError::NoFreeIdentity(max_identities))?
+        } else {
+            for previous in &here {
+                change.remove.push((previous.mac, Some(previous.identity)));
+                change.events.push(
+                    AuditEvent::new(
+                        EventKind::Logout,
+                        format!("replaced by extension {}", login.extension),
+                    )
+                    .about(previous),
+                );
+                outcome.replaced = Some(previous.clone());
+            }
+            0
+        };
+        outcome.identity = login.identity;
         let mut event = AuditEvent::new(EventKind::Login, detail).about(&login);
         event.source_ip = Some(login.source_ip.clone());
         change.events.push(event);
@@ -158,63 +195,111 @@ impl LoginBook {
             device_body(&login),
         );
         change.put.push(login.clone());
-        self.commit(change).await?;
+        self.commit(change.clone()).await?;
 
-        let mut map = self.by_mac.write().unwrap_or_else(|e| e.into_inner());
-        for mac in &outcome.taken_from {
-            map.remove(mac);
+        let mut map = self.write();
+        for (mac, identity) in &change.remove {
+            if let Some(v) = map.get_mut(mac) {
+                v.retain(|l| identity.is_some_and(|i| i != l.identity));
+            }
         }
-        map.insert(login.mac, Arc::new(login));
+        let list = map.entry(login.mac).or_default();
+        list.retain(|l| l.identity != login.identity);
+        list.push(Arc::new(login));
+        list.sort_by_key(|l| l.identity);
+        map.retain(|_, v| !v.is_empty());
         Ok(outcome)
     }
 
-    /// The phone fetched its configuration: its login (if any, and not yet) is applied.
-    pub async fn mark_applied(&self, mac: Mac) -> Result<(), StoreError> {
-        let Some(login) = self.get(&mac).filter(|l| l.applied_at.is_none()) else {
-            return Ok(());
-        };
-        let now = time::OffsetDateTime::now_utc();
-        let since = login.since;
-        self.blocking(move |s| s.mark_applied(mac, since, now))
-            .await?;
-        let mut map = self.by_mac.write().unwrap_or_else(|e| e.into_inner());
-        // Only the login that was current when we looked (a new login starts unapplied).
-        if let Some(current) = map.get_mut(&mac)
-            && current.since == login.since
+    /// The phone fetched its configuration at `at`: its logins from before then are applied.
+    pub async fn mark_applied(&self, mac: Mac, at: time::OffsetDateTime) -> Result<(), StoreError> {
+        if self
+            .identities(&mac)
+            .iter()
+            .all(|l| l.applied_at.is_some() || l.since > at)
         {
-            let mut updated = (**current).clone();
-            updated.applied_at = Some(now);
-            *current = Arc::new(updated);
+            return Ok(());
+        }
+        self.blocking(move |s| s.mark_applied(mac, at)).await?;
+        if let Some(list) = self.write().get_mut(&mac) {
+            for l in list
+                .iter_mut()
+                .filter(|l| l.applied_at.is_none() && l.since <= at)
+            {
+                let mut updated = (**l).clone();
+                updated.applied_at = Some(at);
+                *l = Arc::new(updated);
+            }
         }
         Ok(())
     }
 
-    /// Ends the login on `mac`; `None` when the phone had none.
+    /// Ends every login on `mac`; empty when the phone had none.
     pub async fn logout(
         &self,
         mac: Mac,
         kind: EventKind,
         source_ip: &str,
         detail: &str,
+    ) -> Result<Vec<Arc<Login>>, BookError> {
+        self.end(mac, None, kind, source_ip, detail).await
+    }
+
+    /// Ends one identity's login; `None` when that identity had none.
+    pub async fn logout_identity(
+        &self,
+        mac: Mac,
+        identity: u8,
+        kind: EventKind,
+        source_ip: &str,
+        detail: &str,
     ) -> Result<Option<Arc<Login>>, BookError> {
+        Ok(self
+            .end(mac, Some(identity), kind, source_ip, detail)
+            .await?
+            .pop())
+    }
+
+    async fn end(
+        &self,
+        mac: Mac,
+        identity: Option<u8>,
+        kind: EventKind,
+        source_ip: &str,
+        detail: &str,
+    ) -> Result<Vec<Arc<Login>>, BookError> {
         let _serial = self.writer.lock().await;
-        let Some(current) = self.get(&mac) else {
-            return Ok(None);
-        };
-        let mut event = AuditEvent::new(kind, detail).about(&current);
-        event.source_ip = Some(source_ip.to_owned());
+        let ending: Vec<Arc<Login>> = self
+            .identities(&mac)
+            .into_iter()
+            .filter(|l| identity.is_none_or(|i| i == l.identity))
+            .collect();
+        if ending.is_empty() {
+            return Ok(ending);
+        }
         let mut change = Change {
-            remove: vec![mac],
-            events: vec![event],
+            remove: vec![(mac, identity)],
             ..Change::default()
         };
-        self.queue(&mut change, mac, WriteMethod::Delete, "{}".into());
+        for l in &ending {
+            let mut event = AuditEvent::new(kind, detail).about(l);
+            event.source_ip = Some(source_ip.to_owned());
+            change.events.push(event);
+        }
+        let body = match identity {
+            Some(i) => serde_json::json!({ "identity": i }).to_string(),
+            None => "{}".to_owned(),
+        };
+        self.queue(&mut change, mac, WriteMethod::Delete, body);
         self.commit(change).await?;
-        self.by_mac
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&mac);
-        Ok(Some(current))
+        let mut map = self.write();
+        if let Some(v) = map.get_mut(&mac) {
+            v.retain(|l| identity.is_some_and(|i| i != l.identity));
+            if v.is_empty() {
+                map.remove(&mac);
+            }
+        }
+        Ok(ending)
     }
 
     /// Appends events that change no login (failed attempts, lockouts).
@@ -286,18 +371,22 @@ mod tests {
         (dir, Arc::new(LoginBook::open(store, false).unwrap()))
     }
 
+    fn mac(s: &str) -> Mac {
+        s.parse().unwrap()
+    }
+
     #[tokio::test]
     async fn exclusive_takes_the_extension_from_the_other_phone() {
         let (_d, b) = book();
-        b.login(login("000000000001", "1001"), Policy::Exclusive, 4, "")
+        b.login(login("000000000001", "1001"), Policy::Exclusive, 4, 1, "")
             .await
             .unwrap();
         let out = b
-            .login(login("000000000002", "1001"), Policy::Exclusive, 4, "")
+            .login(login("000000000002", "1001"), Policy::Exclusive, 4, 1, "")
             .await
             .unwrap();
-        assert_eq!(out.taken_from, vec!["000000000001".parse().unwrap()]);
-        assert!(b.get(&"000000000001".parse().unwrap()).is_none());
+        assert_eq!(out.taken_from, vec![mac("000000000001")]);
+        assert!(b.get(&mac("000000000001")).is_none());
         let kinds: Vec<_> = b.audit(10).await.unwrap().iter().map(|e| e.kind).collect();
         assert_eq!(
             kinds,
@@ -311,15 +400,8 @@ mod tests {
         let tasks: Vec<_> = (1..=6)
             .map(|i| {
                 let b = b.clone();
-                tokio::spawn(async move {
-                    b.login(
-                        login(&format!("00000000000{i}"), "1001"),
-                        Policy::Concurrent,
-                        4,
-                        "",
-                    )
-                    .await
-                })
+                let l = login(&format!("00000000000{i}"), "1001");
+                tokio::spawn(async move { b.login(l, Policy::Concurrent, 4, 1, "").await })
             })
             .collect();
         let mut ok = 0;
@@ -335,32 +417,80 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn several_identities_log_off_one_or_all_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let open = || LoginBook::open(Arc::new(SqliteStore::open(&path).unwrap()), false).unwrap();
+        let b = open();
+        let m = mac("000413000001");
+        for ext in ["1001", "1002", "1003"] {
+            b.login(login("000413000001", ext), Policy::Exclusive, 4, 3, "")
+                .await
+                .unwrap();
+        }
+        let ids: Vec<_> = b
+            .identities(&m)
+            .iter()
+            .map(|l| (l.identity, l.extension.clone()))
+            .collect();
+        assert_eq!(
+            ids,
+            [(0, "1001".into()), (1, "1002".into()), (2, "1003".into())]
+        );
+        let full = b
+            .login(login("000413000001", "1004"), Policy::Exclusive, 4, 3, "")
+            .await;
+        assert!(matches!(full, Err(BookError::NoFreeIdentity(3))));
+        // The same user again keeps their identity.
+        let again = b
+            .login(login("000413000001", "1002"), Policy::Exclusive, 4, 3, "")
+            .await
+            .unwrap();
+        assert_eq!(again.identity, 1);
+
+        let gone = b
+            .logout_identity(m, 1, EventKind::Logout, "x", "")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(gone.extension, "1002");
+        let out = b
+            .login(login("000413000001", "1004"), Policy::Exclusive, 4, 3, "")
+            .await
+            .unwrap();
+        assert_eq!(out.identity, 1, "the freed identity is reused");
+        drop(b);
+
+        let b = open();
+        assert_eq!(b.identities(&m).len(), 3);
+        let all = b.logout(m, EventKind::Logout, "x", "").await.unwrap();
+        assert_eq!(all.len(), 3);
+        assert!(b.identities(&m).is_empty());
+        assert!(open().all().is_empty());
+    }
+
+    #[tokio::test]
     async fn logout_and_reload_from_disk() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sqlite");
         {
             let b = LoginBook::open(Arc::new(SqliteStore::open(&path).unwrap()), false).unwrap();
-            b.login(login("000000000001", "1001"), Policy::Exclusive, 4, "")
+            b.login(login("000000000001", "1001"), Policy::Exclusive, 4, 1, "")
                 .await
                 .unwrap();
-            b.login(login("000000000002", "1002"), Policy::Exclusive, 4, "")
+            b.login(login("000000000002", "1002"), Policy::Exclusive, 4, 1, "")
                 .await
                 .unwrap();
             let gone = b
-                .logout(
-                    "000000000002".parse().unwrap(),
-                    EventKind::Logout,
-                    "10.0.0.9",
-                    "user",
-                )
+                .logout(mac("000000000002"), EventKind::Logout, "10.0.0.9", "user")
                 .await
                 .unwrap();
-            assert_eq!(gone.unwrap().extension, "1002");
+            assert_eq!(gone[0].extension, "1002");
             assert!(
-                b.logout("000000000002".parse().unwrap(), EventKind::Logout, "x", "")
+                b.logout(mac("000000000002"), EventKind::Logout, "x", "")
                     .await
                     .unwrap()
-                    .is_none()
+                    .is_empty()
             );
         }
         let b = LoginBook::open(Arc::new(SqliteStore::open(&path).unwrap()), false).unwrap();

@@ -16,6 +16,8 @@ use crate::phone::Mac;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Login {
     pub mac: Mac,
+    /// Which identity of the phone (0-based; Snom phones hold several, others only 0).
+    pub identity: u8,
     pub extension: String,
     pub name: String,
     pub vendor: String,
@@ -113,7 +115,8 @@ impl AuditEvent {
 #[derive(Debug, Clone, Default)]
 pub struct Change {
     pub put: Vec<Login>,
-    pub remove: Vec<Mac>,
+    /// Logins to end: one identity, or every identity of the phone (`None`).
+    pub remove: Vec<(Mac, Option<u8>)>,
     pub events: Vec<AuditEvent>,
     /// Write-backs to the PBX, delivered later by the outbox worker.
     pub outbox: Vec<NewOutboxItem>,
@@ -181,14 +184,8 @@ pub enum StoreError {
 /// Durable storage. Calls block; [`LoginBook`] runs them on the blocking pool.
 pub trait Store: Send + Sync + 'static {
     fn load_logins(&self) -> Result<Vec<Login>, StoreError>;
-    /// Records that the phone fetched its configuration after its login.
-    /// Only the login that started at `since` is marked, so a newer login stays unapplied.
-    fn mark_applied(
-        &self,
-        mac: Mac,
-        since: OffsetDateTime,
-        at: OffsetDateTime,
-    ) -> Result<(), StoreError>;
+    /// Marks the phone's logins that began by `at` (a newer login stays unapplied).
+    fn mark_applied(&self, mac: Mac, at: OffsetDateTime) -> Result<(), StoreError>;
     /// Applies the whole change in one transaction, durable when it returns.
     fn commit(&self, change: &Change) -> Result<(), StoreError>;
     /// Newest first.
@@ -206,6 +203,7 @@ pub trait Store: Send + Sync + 'static {
 pub(crate) fn sample_login(mac: &str, ext: &str) -> Login {
     Login {
         mac: mac.parse().unwrap(),
+        identity: 0,
         extension: ext.into(),
         name: "Zoë \"O'Neil\" <&>".into(),
         vendor: "aastra".into(),

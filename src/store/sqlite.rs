@@ -50,6 +50,27 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX outbox_pending ON outbox(dead, id);",
     "ALTER TABLE logins ADD COLUMN applied_at TEXT;",
+    // Several identities per phone (Snom): the key becomes (mac, identity).
+    "CREATE TABLE logins_v4 (
+        mac        TEXT NOT NULL,
+        identity   INTEGER NOT NULL,
+        extension  TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        vendor     TEXT NOT NULL,
+        model      TEXT NOT NULL,
+        network    TEXT NOT NULL,
+        template   TEXT,
+        since      TEXT NOT NULL,
+        source_ip  TEXT NOT NULL,
+        credential TEXT NOT NULL,
+        applied_at TEXT,
+        PRIMARY KEY (mac, identity)
+     );
+     INSERT INTO logins_v4 SELECT mac, 0, extension, name, vendor, model, network, template,
+        since, source_ip, credential, applied_at FROM logins;
+     DROP TABLE logins;
+     ALTER TABLE logins_v4 RENAME TO logins;
+     CREATE INDEX logins_extension ON logins(extension);",
 ];
 
 pub struct SqliteStore {
@@ -118,7 +139,7 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT mac, extension, name, vendor, model, network, template, since, source_ip, credential, applied_at
+                "SELECT mac, extension, name, vendor, model, network, template, since, source_ip, credential, applied_at, identity
                  FROM logins ORDER BY since",
             )
             .map_err(db)?;
@@ -138,6 +159,7 @@ impl Store for SqliteStore {
                         source_ip: r.get(8)?,
                         credential: r.get(9)?,
                         applied_at: r.get::<_, Option<String>>(10)?.map(|t| parse_ts(&t)),
+                        identity: r.get(11)?,
                     },
                 ))
             })
@@ -159,18 +181,24 @@ impl Store for SqliteStore {
     fn commit(&self, change: &Change) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(db)?;
-        for mac in &change.remove {
-            tx.execute(
-                "DELETE FROM logins WHERE mac = ?1",
-                params![mac.to_string()],
-            )
+        for (mac, identity) in &change.remove {
+            match identity {
+                Some(i) => tx.execute(
+                    "DELETE FROM logins WHERE mac = ?1 AND identity = ?2",
+                    params![mac.to_string(), i],
+                ),
+                None => tx.execute(
+                    "DELETE FROM logins WHERE mac = ?1",
+                    params![mac.to_string()],
+                ),
+            }
             .map_err(db)?;
         }
         for l in &change.put {
             tx.execute(
                 "INSERT OR REPLACE INTO logins
-                 (mac, extension, name, vendor, model, network, template, since, source_ip, credential, applied_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 (mac, extension, name, vendor, model, network, template, since, source_ip, credential, applied_at, identity)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     l.mac.to_string(),
                     l.extension,
@@ -182,7 +210,8 @@ impl Store for SqliteStore {
                     ts(l.since),
                     l.source_ip,
                     l.credential,
-                    l.applied_at.map(ts)
+                    l.applied_at.map(ts),
+                    l.identity
                 ],
             )
             .map_err(db)?;
@@ -218,16 +247,12 @@ impl Store for SqliteStore {
         tx.commit().map_err(db)
     }
 
-    fn mark_applied(
-        &self,
-        mac: crate::phone::Mac,
-        since: OffsetDateTime,
-        at: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    fn mark_applied(&self, mac: crate::phone::Mac, at: OffsetDateTime) -> Result<(), StoreError> {
+        // RFC 3339 UTC strings of one format compare in time order.
         self.conn()
             .execute(
-                "UPDATE logins SET applied_at = ?2 WHERE mac = ?1 AND since = ?3 AND applied_at IS NULL",
-                params![mac.to_string(), ts(at), ts(since)],
+                "UPDATE logins SET applied_at = ?2 WHERE mac = ?1 AND since <= ?2 AND applied_at IS NULL",
+                params![mac.to_string(), ts(at)],
             )
             .map_err(db)?;
         Ok(())
@@ -376,7 +401,7 @@ mod tests {
             };
             s.commit(&change).unwrap();
             s.commit(&Change {
-                remove: vec!["00085d000002".parse().unwrap()],
+                remove: vec![("00085d000002".parse().unwrap(), None)],
                 events: vec![AuditEvent::new(EventKind::Logout, "user")],
                 ..Change::default()
             })
