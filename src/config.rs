@@ -90,6 +90,9 @@ pub struct Config {
     pub writeback: WritebackConfig,
     #[serde(default)]
     pub provision: ProvisionConfig,
+    /// The innovaphone update script (hot desking there is the phone's own key).
+    #[serde(default)]
+    pub innovaphone: InnovaphoneConfig,
     /// What a logged-out phone registers as (an emergency-only line); none when absent.
     #[serde(rename = "base")]
     pub base_profile: Option<BaseProfile>,
@@ -228,6 +231,18 @@ pub struct ProvisionConfig {
     /// Folder of `<brand>/<name>.<cfg|xml>.j2` templates (brand: aastra, yealink, htek, snom).
     /// A user's `template = "sales"` picks `<brand>/sales.*` on that brand's phones.
     pub templates: Option<PathBuf>,
+}
+
+/// innovaphone phones fetch an update-server script. hotdesk adds `config write`,
+/// `config activate` and `iresetn`; the lines that set the Hot Desk Base user and the
+/// hot-desking key come from here, copied from a real device's `config show` (see
+/// vendor-xml/innovaphone/README.md). `{password}` in a line is replaced by `password`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InnovaphoneConfig {
+    #[serde(default)]
+    pub lines: Vec<String>,
+    pub password: Option<Secret>,
 }
 
 /// The registration a logged-out phone gets, e.g. an emergency-only extension.

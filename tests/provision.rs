@@ -437,3 +437,59 @@ async fn a_snom_phone_holds_three_identities_and_logs_off_one_then_all() {
     assert_eq!(commands, ["calllistclear", "unregister=-1", "reboot"]);
     assert!(server.logins().await.is_empty());
 }
+
+#[tokio::test]
+async fn innovaphone_update_script() {
+    let extra = "[innovaphone]\npassword = \"base-pw-31\"\nlines = [\"# Hot Desk Base user and key: lines from the device's config show\", \"config change EXAMPLE /pwd {password}\"]\n";
+    let server = Server::start(extra).await;
+    let r = request(
+        server.addr,
+        "GET",
+        "/provision/innovaphone.txt?sn=009033aabbcc",
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let body = r.text();
+    assert!(
+        body.lines().all(|_| true) && body.ends_with("iresetn\r\n"),
+        "{body:?}"
+    );
+    assert!(
+        !body.replace("\r\n", "").contains('\n'),
+        "every line ends in CR LF"
+    );
+    let lines: Vec<&str> = body.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines[0], "# hotdesk update script for 009033aabbcc");
+    assert_eq!(lines[2], "config change EXAMPLE /pwd base-pw-31");
+    assert_eq!(
+        lines[lines.len() - 3..],
+        ["config write", "config activate", "iresetn"]
+    );
+    for bad in [
+        "/provision/innovaphone.txt",
+        "/provision/innovaphone.txt?sn=%23m",
+        "/provision/innovaphone.txt?sn=zz",
+    ] {
+        assert_eq!(
+            request(server.addr, "GET", bad, &[]).await.status,
+            400,
+            "{bad}"
+        );
+    }
+
+    // Golden: the shipped template with no lines configured.
+    let tmp = tempfile::tempdir().unwrap();
+    let text = support::config_text(tmp.path(), "http://hd.example.net:8080", "");
+    let config = hotdesk::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+    let p = hotdesk::provision::Provisioner::new(None).unwrap();
+    let out = p
+        .render_innovaphone(&config, "009033aabbcc".parse().unwrap())
+        .unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("vendor-xml/innovaphone/update-script.txt");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &out).unwrap();
+    }
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), out);
+}

@@ -20,7 +20,11 @@ use crate::phone::{Handset, Vendor};
 use crate::store::Login;
 
 /// Shipped default templates, one per brand.
-const DEFAULTS: [(&str, &str); 4] = [
+const DEFAULTS: [(&str, &str); 5] = [
+    (
+        "innovaphone/default.txt",
+        include_str!("../../vendor-xml/innovaphone/update.txt.j2"),
+    ),
     (
         "aastra/default.cfg",
         include_str!("../../vendor-xml/aastra/provision.cfg.j2"),
@@ -236,6 +240,31 @@ impl Provisioner {
             content_type,
             template: name,
         })
+    }
+}
+
+impl Provisioner {
+    /// The innovaphone update script for `mac`, lines ending in CR LF as the update server's.
+    pub fn render_innovaphone(
+        &self,
+        config: &Config,
+        mac: crate::phone::Mac,
+    ) -> Result<String, String> {
+        let c = &config.innovaphone;
+        let password = c.password.as_ref().map(|p| p.expose()).unwrap_or("");
+        let lines: Vec<String> = c
+            .lines
+            .iter()
+            .map(|l| l.replace("{password}", password))
+            .collect();
+        let tmpl = self
+            .env
+            .get_template("innovaphone/default.txt")
+            .map_err(|e| e.to_string())?;
+        let text = tmpl
+            .render(context! { mac => mac.to_string(), innovaphone_lines => lines })
+            .map_err(|e| format!("innovaphone template: {e}"))?;
+        Ok(text.lines().map(|l| format!("{l}\r\n")).collect())
     }
 }
 

@@ -109,3 +109,30 @@ fn not_found(kind: FileKind, mac: crate::phone::Mac) -> Resp {
         format!("this phone's provisioning file is {}", kind.file_name(mac)),
     )
 }
+
+/// `GET /provision/innovaphone.txt?sn=#m`: innovaphone's update client puts the MAC in `sn`
+/// (innovaphone's own update server asks for `?sn=#m`).
+pub(super) fn innovaphone(app: &App, sn: Option<&str>) -> Resp {
+    let Some(mac) = sn.and_then(|s| s.parse::<crate::phone::Mac>().ok()) else {
+        return respond::text(
+            StatusCode::BAD_REQUEST,
+            "expected ?sn=<MAC>; configure the update URL as …/provision/innovaphone.txt?sn=#m",
+        );
+    };
+    tracing::Span::current().record("mac", tracing::field::display(mac));
+    match app.provisioner.render_innovaphone(&app.config, mac) {
+        Ok(body) => {
+            tracing::info!("provisioning: innovaphone update script served");
+            let mut resp = respond::text(StatusCode::OK, String::new());
+            *resp.body_mut() = http_body_util::Full::new(bytes::Bytes::from(body));
+            resp
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "provisioning: innovaphone template failed");
+            respond::text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the update script template failed; see the server log",
+            )
+        }
+    }
+}

@@ -138,6 +138,9 @@ async fn dispatch(app: &App, peer: SocketAddr, r: Route, req: Request<Incoming>)
     let method = &parts.method;
     match (r, method) {
         (Route::Health, &Method::GET | &Method::HEAD) => respond::text(StatusCode::OK, "ok"),
+        (Route::Provision, &Method::GET) if parts.uri.path() == "/provision/innovaphone.txt" => {
+            super::provision::innovaphone(app, query.get("sn").map(String::as_str))
+        }
         (Route::Provision, &Method::GET) => {
             let file = &parts.uri.path()["/provision/".len()..];
             let vendor = query.get("vendor").map(String::as_str);
