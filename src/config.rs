@@ -425,7 +425,7 @@ pub struct ReloadConfig {
 impl Default for ReloadConfig {
     fn default() -> Self {
         Self {
-            aastra: ReloadMethod::FastReboot,
+            aastra: ReloadMethod::Push,
             yealink: ReloadMethod::Reboot,
             htek: ReloadMethod::Reboot,
             snom: ReloadMethod::Reboot,
@@ -438,6 +438,9 @@ impl Default for ReloadConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReloadMethod {
+    /// Aastra: push the new line as `AastraIPPhoneConfiguration` without a reboot where the
+    /// firmware has dynamic SIP (2.5.0 and later), else `fast-reboot`.
+    Push,
     /// Aastra `Command: FastReboot` where the firmware has it, else `Command: Reset`.
     FastReboot,
     /// A full reboot (Aastra `Command: Reset`).

@@ -43,6 +43,8 @@ pub enum Screen {
     Input(Input),
     Message(Message),
     Apply(Apply),
+    /// Configuration settings applied live (Aastra `AastraIPPhoneConfiguration`).
+    Configuration(Vec<(String, String)>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +108,7 @@ pub struct Apply {
     pub actions: Vec<Action>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Wipe the previous user's missed/received/dialled lists (privacy on logout).
     ClearCallLists,
@@ -114,6 +116,8 @@ pub enum Action {
     Reload,
     /// Drop one identity's registration (0-based), or every identity's (`None`), at once.
     Unregister(Option<u8>),
+    /// Fetch this server link (each answer is processed in turn).
+    Open(Link),
 }
 
 #[cfg(test)]

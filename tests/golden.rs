@@ -176,6 +176,14 @@ fn all_screens() -> Vec<(&'static str, Screen)> {
             screens::apply(vec![Action::ClearCallLists, Action::Reload]),
         ),
         ("apply-nothing", screens::apply(vec![])),
+        (
+            "configuration",
+            Screen::Configuration(vec![
+                ("sip line1 auth name".into(), "1001".into()),
+                ("sip line1 display name".into(), hostile.into()),
+                ("sip line1 proxy ip".into(), "10.0.0.5".into()),
+            ]),
+        ),
     ]
 }
 
@@ -185,7 +193,7 @@ fn handset(ua: &str, mac: Option<&str>) -> Handset {
 
 fn default_reload(folder: &str) -> ReloadMethod {
     match folder {
-        "aastra" => ReloadMethod::FastReboot,
+        "aastra" => ReloadMethod::Push,
         _ => ReloadMethod::Reboot,
     }
 }

@@ -493,3 +493,48 @@ async fn innovaphone_update_script() {
     }
     assert_eq!(std::fs::read_to_string(&path).unwrap(), out);
 }
+
+/// Aastra with dynamic SIP: the apply step pushes the new line in pages, no reboot.
+#[tokio::test]
+async fn aastra_takes_its_new_line_without_a_reboot() {
+    let server = Server::start("").await;
+    let phone = Phone::new(server.addr, AASTRA_6737I);
+    let done = phone.login("Internal", "1001", "73915").await;
+    let View::Execute { commands } = phone.ok(&done).await else {
+        panic!()
+    };
+    assert_eq!(commands, [format!("http://{}/app/push", server.addr)]);
+    // The push answers an Execute that fetches each page in turn.
+    let View::Execute { commands: pages } = phone.go(&commands[0]).await else {
+        panic!()
+    };
+    assert_eq!(pages, [format!("http://{}/app/push?page=1", server.addr)]);
+    let r = phone.fetch(&pages[0]).await;
+    let doc = support::xml::parse(&r.body);
+    assert_eq!(doc.name, "AastraIPPhoneConfiguration");
+    let items: Vec<(String, String)> = doc
+        .all("ConfigurationItem")
+        .iter()
+        .map(|i| (i.get("Parameter"), i.get("Value")))
+        .collect();
+    let get = |k: &str| items.iter().find(|(p, _)| p == k).map(|(_, v)| v.as_str());
+    assert_eq!(get("sip line1 auth name"), Some("1001"));
+    assert_eq!(get("sip line1 password"), Some("sip-secret-1001"));
+    assert_eq!(get("sip line1 proxy ip"), Some("10.0.0.5"));
+    assert_eq!(
+        get("softkey1 value"),
+        Some(format!("http://{}/app", server.addr).as_str()),
+        "URLs keep their colons"
+    );
+    assert!(items.len() <= 30);
+    assert_eq!(server.logins().await[0]["applied"], true);
+    // Other vendors have no live push.
+    let y = request(
+        server.addr,
+        "GET",
+        "/app/push",
+        &[("User-Agent", YEALINK_T46S)],
+    )
+    .await;
+    assert_eq!(y.status, 404);
+}

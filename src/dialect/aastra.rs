@@ -6,11 +6,11 @@ use std::io;
 
 use quick_xml::Writer;
 
-use super::text::display;
+use super::text::{clean, display};
 use super::{Limits, Rendered, Target, document, leaf};
 use crate::config::ReloadMethod;
 use crate::phone::Caps;
-use crate::screen::{Action, Apply, Input, Menu, Message, Screen, Tone};
+use crate::screen::{Action, Apply, Input, Link, Menu, Message, Screen, Tone};
 
 /// What differs between the vendors that share the Aastra object model.
 pub(super) struct Flavor {
@@ -22,7 +22,15 @@ pub(super) struct Flavor {
     backspace_key: bool,
     /// `triggerDestroyOnExit` on Execute (Aastra, AXAPI p.191).
     trigger_destroy: bool,
-    commands: fn(Action, ReloadMethod, &Caps) -> &'static [&'static str],
+    commands: fn(&Action, Target<'_>) -> Vec<String>,
+    /// `ConfigurationItem/Parameter/Value` (Aastra) or `Item` with `key = value` (Yealink).
+    config_items: ConfigItems,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ConfigItems {
+    Aastra,
+    Yealink,
 }
 
 pub(super) const AASTRA: Flavor = Flavor {
@@ -31,6 +39,7 @@ pub(super) const AASTRA: Flavor = Flavor {
     backspace_key: true,
     trigger_destroy: true,
     commands: aastra_commands,
+    config_items: ConfigItems::Aastra,
 };
 
 pub(super) const YEALINK: Flavor = Flavor {
@@ -39,6 +48,7 @@ pub(super) const YEALINK: Flavor = Flavor {
     backspace_key: false,
     trigger_destroy: false,
     commands: yealink_commands,
+    config_items: ConfigItems::Yealink,
 };
 
 pub(super) const HTEK: Flavor = Flavor {
@@ -47,30 +57,46 @@ pub(super) const HTEK: Flavor = Flavor {
     backspace_key: false,
     trigger_destroy: false,
     commands: yealink_commands,
+    config_items: ConfigItems::Yealink,
 };
 
-/// Aastra Execute commands (AXAPI p.151-152; the Aastra scripts' logout.php).
-fn aastra_commands(action: Action, reload: ReloadMethod, caps: &Caps) -> &'static [&'static str] {
-    match (action, reload) {
-        (Action::ClearCallLists, _) => &["Command: ClearCallersList", "Command: ClearRedialList"],
-        // One identity per phone: the reload re-registers from the new configuration.
-        (Action::Unregister(_), _) => &[],
-        (Action::Reload, ReloadMethod::None) => &[],
-        (Action::Reload, ReloadMethod::FastReboot | ReloadMethod::Resync) if caps.fast_reboot => {
-            &["Command: FastReboot"]
+fn strs(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Aastra Execute commands (AXAPI p.151-152; the Aastra scripts' logout.php), and the
+/// no-reboot push where the firmware has dynamic SIP.
+fn aastra_commands(action: &Action, t: Target<'_>) -> Vec<String> {
+    let caps = &t.handset.caps;
+    match (action, t.reload) {
+        (Action::ClearCallLists, _) => {
+            strs(&["Command: ClearCallersList", "Command: ClearRedialList"])
         }
-        (Action::Reload, _) => &["Command: Reset"],
+        // One identity per phone: the reload re-registers from the new configuration.
+        (Action::Unregister(_), _) => Vec::new(),
+        (Action::Open(link), _) => vec![link.absolute(t.base)],
+        (Action::Reload, ReloadMethod::None) => Vec::new(),
+        (Action::Reload, ReloadMethod::Push) if caps.dynamic_sip => {
+            vec![Link::new("/app/push").absolute(t.base)]
+        }
+        (Action::Reload, ReloadMethod::Push | ReloadMethod::FastReboot | ReloadMethod::Resync)
+            if caps.fast_reboot =>
+        {
+            strs(&["Command: FastReboot"])
+        }
+        (Action::Reload, _) => strs(&["Command: Reset"]),
     }
 }
 
 /// Yealink/Htek Execute commands. Unverified by a primary source: see the vendor README.
-fn yealink_commands(action: Action, reload: ReloadMethod, _: &Caps) -> &'static [&'static str] {
-    match (action, reload) {
+fn yealink_commands(action: &Action, t: Target<'_>) -> Vec<String> {
+    match (action, t.reload) {
         // No documented Execute URI clears Yealink call lists.
-        (Action::ClearCallLists, _) | (Action::Unregister(_), _) => &[],
-        (Action::Reload, ReloadMethod::None) => &[],
-        (Action::Reload, ReloadMethod::Resync) => &["Command: AutoP"],
-        (Action::Reload, _) => &["Command: Reboot"],
+        (Action::ClearCallLists, _) | (Action::Unregister(_), _) => Vec::new(),
+        (Action::Open(link), _) => vec![link.absolute(t.base)],
+        (Action::Reload, ReloadMethod::None) => Vec::new(),
+        (Action::Reload, ReloadMethod::Resync) => strs(&["Command: AutoP"]),
+        (Action::Reload, _) => strs(&["Command: Reboot"]),
     }
 }
 
@@ -94,6 +120,7 @@ pub(super) fn render(f: &Flavor, screen: &Screen, t: Target<'_>, lim: Limits) ->
             document(|w| message(f, w, m, t, lim))
         }
         Screen::Apply(a) => document(|w| execute(f, w, a, t)),
+        Screen::Configuration(items) => document(|w| configuration(f, w, items)),
     };
     Rendered { body, refresh }
 }
@@ -272,14 +299,10 @@ fn message(
 }
 
 fn execute(f: &Flavor, w: &mut Writer<Vec<u8>>, a: &Apply, t: Target<'_>) -> io::Result<()> {
-    let commands: Vec<&str> = a
+    let commands: Vec<String> = a
         .actions
         .iter()
-        .flat_map(|&action| {
-            (f.commands)(action, t.reload, &t.handset.caps)
-                .iter()
-                .copied()
-        })
+        .flat_map(|action| (f.commands)(action, t))
         .collect();
     let name = root(f, "Execute");
     let mut el = w.create_element(name.as_str());
@@ -293,10 +316,43 @@ fn execute(f: &Flavor, w: &mut Writer<Vec<u8>>, a: &Apply, t: Target<'_>) -> io:
                 .with_attribute(("URI", ""))
                 .write_empty()?;
         }
-        for c in commands {
+        for c in &commands {
             w.create_element("ExecuteItem")
-                .with_attribute(("URI", c))
+                .with_attribute(("URI", c.as_str()))
                 .write_empty()?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Settings applied live: Aastra `ConfigurationItem`s (AXAPI p.154-157), or Yealink's
+/// `Item` lines in `.cfg` syntax.
+fn configuration(
+    f: &Flavor,
+    w: &mut Writer<Vec<u8>>,
+    items: &[(String, String)],
+) -> io::Result<()> {
+    let name = root(f, "Configuration");
+    let mut el = w
+        .create_element(name.as_str())
+        .with_attribute(("Beep", "no"));
+    if f.config_items == ConfigItems::Yealink {
+        el = el.with_attribute(("setType", "config"));
+    }
+    el.write_inner_content(|w| {
+        for (key, value) in items {
+            let (key, value) = (clean(key, false), clean(value, false));
+            match f.config_items {
+                ConfigItems::Aastra => {
+                    w.create_element("ConfigurationItem")
+                        .write_inner_content(|w| {
+                            leaf(w, "Parameter", &key)?;
+                            leaf(w, "Value", &value)
+                        })?;
+                }
+                ConfigItems::Yealink => leaf(w, "Item", &format!("{key} = {value}"))?,
+            }
         }
         Ok(())
     })?;

@@ -21,6 +21,16 @@ pub(super) fn render(screen: &Screen, t: Target<'_>, lim: Limits) -> Rendered {
         Screen::Input(i) => document(|w| input(w, i, t, lim)),
         Screen::Message(m) => document(|w| message(w, m, t, lim)),
         Screen::Apply(a) => document(|w| apply(w, a, t)),
+        // Snom phones take settings from their settings file; nothing to push live.
+        Screen::Configuration(_) => document(|w| {
+            apply(
+                w,
+                &Apply {
+                    actions: Vec::new(),
+                },
+                t,
+            )
+        }),
     };
     Rendered {
         body,
@@ -117,6 +127,7 @@ fn apply(w: &mut Writer<Vec<u8>>, a: &Apply, t: Target<'_>) -> io::Result<()> {
             (Action::ClearCallLists, _) => Some("calllistclear".to_owned()),
             (Action::Unregister(Some(i)), _) => Some(format!("unregister={i}")),
             (Action::Unregister(None), _) => Some("unregister=-1".to_owned()),
+            (Action::Open(_), _) => None,
             (Action::Reload, ReloadMethod::None) => None,
             (Action::Reload, _) => Some("reboot".to_owned()),
         })

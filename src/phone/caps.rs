@@ -22,6 +22,9 @@ pub struct Caps {
     pub fast_reboot: bool,
     /// Users the phone can hold at once (Snom identities); 1 elsewhere.
     pub identities: u8,
+    /// Aastra "dynamic SIP": line settings pushed by `AastraIPPhoneConfiguration` apply
+    /// without a reboot (firmware 2.5.0 and later, not the 8000i; Aastra scripts).
+    pub dynamic_sip: bool,
 }
 
 /// Aastra XML objects may not exceed 10000 bytes (AXAPI p.40); Yealink states the same (YXB p.9).
@@ -41,6 +44,7 @@ pub fn caps_for(vendor: Vendor, model: &str, firmware: &str) -> Caps {
             exit_key: 4,
             fast_reboot: false,
             identities: 1,
+            dynamic_sip: false,
         },
         Vendor::Snom => Caps {
             softkeys: 4,
@@ -53,6 +57,7 @@ pub fn caps_for(vendor: Vendor, model: &str, firmware: &str) -> Caps {
             fast_reboot: false,
             // Up to seven identities with log-off-one and log-off-all (Snom's hot-desk model).
             identities: 7,
+            dynamic_sip: false,
         },
     }
 }
@@ -86,6 +91,7 @@ fn aastra(model: &str, firmware: &str) -> Caps {
         exit_key: 6,
         fast_reboot: fw >= (2, 0, 2),
         identities: 1,
+        dynamic_sip: fw >= (2, 5, 0) && m != "8000i",
     }
 }
 
@@ -104,6 +110,7 @@ fn yealink(model: &str) -> Caps {
         exit_key: 4,
         fast_reboot: false,
         identities: 1,
+        dynamic_sip: false,
     }
 }
 

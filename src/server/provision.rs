@@ -54,6 +54,25 @@ pub(super) async fn handle(
     span.record("vendor", handset.vendor.as_str());
     span.record("mac", tracing::field::display(handset.mac));
 
+    let rendered = match render_for(app, &handset).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let mut resp = respond::text(StatusCode::OK, String::new());
+    *resp.body_mut() = http_body_util::Full::new(bytes::Bytes::from(rendered.body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(rendered.content_type),
+    );
+    resp
+}
+
+/// Renders `handset`'s configuration (its logged-in users with their SIP secrets from the
+/// directory, or the base profile) and records that the phone fetched it.
+async fn render_for(
+    app: &App,
+    handset: &crate::phone::Handset,
+) -> Result<crate::provision::Rendered, Resp> {
     let book = app.flow.book();
     let logins = book.identities(&handset.mac);
     // SIP secrets live in the directory, not in the login records.
@@ -66,26 +85,26 @@ pub(super) async fn handle(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "provisioning: directory unavailable");
-                return respond::text(
+                return Err(respond::text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "directory unavailable; try again",
-                );
+                ));
             }
         }
     }
     let rendered_at = app.clock.now();
     let lines: Vec<(&crate::store::Login, &str)> =
         lines.iter().map(|(l, s)| (*l, s.expose())).collect();
-    let rendered = match app.provisioner.render(&app.config, &handset, &lines) {
-        Ok(r) => r,
-        Err(e) => {
+    let rendered = app
+        .provisioner
+        .render(&app.config, handset, &lines)
+        .map_err(|e| {
             tracing::error!(error = %e, "provisioning: template failed");
-            return respond::text(
+            respond::text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the provisioning template failed; see the server log",
-            );
-        }
-    };
+            )
+        })?;
     if lines.is_empty() {
         tracing::info!(template = %rendered.template, "provisioning: base profile served");
     } else {
@@ -94,13 +113,70 @@ pub(super) async fn handle(
         }
         tracing::info!(template = %rendered.template, users = lines.len(), "provisioning: login configuration served");
     }
-    let mut resp = respond::text(StatusCode::OK, String::new());
-    *resp.body_mut() = http_body_util::Full::new(bytes::Bytes::from(rendered.body));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(rendered.content_type),
-    );
-    resp
+    Ok(rendered)
+}
+
+/// Items per `AastraIPPhoneConfiguration` page, as Aastra's own scripts page them.
+const PUSH_PAGE: usize = 30;
+
+/// `GET /app/push[?page=N]`: an Aastra phone with dynamic SIP takes its new configuration
+/// without a reboot. Without `page`: an Execute that fetches every page in turn; with it:
+/// that page of `key: value` settings from the phone's own `<MAC>.cfg`.
+pub(super) async fn push(
+    app: &App,
+    headers: &HeaderMap,
+    query: &std::collections::HashMap<String, String>,
+) -> Resp {
+    use crate::dialect::{self, Target};
+    use crate::screen::{Action, Apply, Link, Screen};
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let handset = match phone::identify(
+        ua,
+        query.get("vendor").map(String::as_str),
+        query.get("mac").map(String::as_str),
+    ) {
+        Ok(h) if h.vendor == crate::phone::Vendor::Aastra => h,
+        Ok(_) => {
+            return respond::text(
+                StatusCode::NOT_FOUND,
+                "live configuration push is for Aastra/Mitel phones",
+            );
+        }
+        Err(e) => return respond::text(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    tracing::Span::current().record("mac", tracing::field::display(handset.mac));
+    let rendered = match render_for(app, &handset).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let settings: Vec<(String, String)> = rendered
+        .body
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let pages: Vec<&[(String, String)]> = settings.chunks(PUSH_PAGE).collect();
+    let screen = match query.get("page").map(|p| p.parse::<usize>()) {
+        None => Screen::Apply(Apply {
+            actions: (1..=pages.len())
+                .map(|n| Action::Open(Link::new("/app/push").with("page", n.to_string())))
+                .collect(),
+        }),
+        Some(Ok(n)) if (1..=pages.len()).contains(&n) => {
+            Screen::Configuration(pages[n - 1].to_vec())
+        }
+        Some(_) => Screen::Configuration(Vec::new()),
+    };
+    let target = Target {
+        handset: &handset,
+        base: app.config.base(),
+        reload: app.config.reload.aastra,
+    };
+    respond::xml(dialect::render(&screen, target).body)
 }
 
 fn not_found(kind: FileKind, mac: crate::phone::Mac) -> Resp {

@@ -32,6 +32,7 @@ enum Route {
     Invalidate,
     Outbox,
     Provision,
+    Push,
     NotFound,
 }
 
@@ -42,6 +43,7 @@ fn route(path: &str) -> Route {
         "/app/login" => Route::Phone(Step::Login),
         "/app/logout" => Route::Phone(Step::Logout),
         "/app/apply" => Route::Phone(Step::Apply),
+        "/app/push" => Route::Push,
         "/api/v1/logins" => Route::Logins,
         "/api/v1/audit" => Route::Audit,
         "/api/v1/directory/invalidate" => Route::Invalidate,
@@ -65,6 +67,7 @@ fn route_name(r: Route) -> &'static str {
         Route::Invalidate => "api/directory/invalidate",
         Route::Outbox => "api/outbox",
         Route::Provision => "provision",
+        Route::Push => "app/push",
         Route::NotFound => "not-found",
     }
 }
@@ -138,6 +141,7 @@ async fn dispatch(app: &App, peer: SocketAddr, r: Route, req: Request<Incoming>)
     let method = &parts.method;
     match (r, method) {
         (Route::Health, &Method::GET | &Method::HEAD) => respond::text(StatusCode::OK, "ok"),
+        (Route::Push, &Method::GET) => super::provision::push(app, &parts.headers, &query).await,
         (Route::Provision, &Method::GET) if parts.uri.path() == "/provision/innovaphone.txt" => {
             super::provision::innovaphone(app, query.get("sn").map(String::as_str))
         }
