@@ -83,6 +83,8 @@ pub struct Config {
     #[serde(default)]
     pub login: LoginConfig,
     #[serde(default)]
+    pub phones: PhonesConfig,
+    #[serde(default)]
     pub admin: AdminConfig,
     #[serde(default)]
     pub reload: ReloadConfig,
@@ -115,6 +117,8 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Span,
+    /// Reverse proxies whose `X-Forwarded-For` is believed; nobody else's is.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for ServerConfig {
@@ -126,6 +130,7 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024,
             max_header_bytes: 16 * 1024,
             shutdown_grace: Span(Duration::from_secs(10)),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -404,12 +409,65 @@ impl Default for LoginConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Bearer keys for the admin API.
     #[serde(default)]
     pub api_keys: Vec<Secret>,
+    /// Source addresses allowed to use the admin API; loopback only by default.
+    #[serde(default = "loopback")]
+    pub allow: Vec<IpNet>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            api_keys: Vec::new(),
+            allow: loopback(),
+        }
+    }
+}
+
+/// Who may use the phone-facing routes (`/app`, `/provision`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhonesConfig {
+    /// Private, link-local and loopback ranges by default; phones on the internet must be
+    /// listed explicitly.
+    #[serde(default = "private_ranges")]
+    pub allow: Vec<IpNet>,
+}
+
+impl Default for PhonesConfig {
+    fn default() -> Self {
+        Self {
+            allow: private_ranges(),
+        }
+    }
+}
+
+fn loopback() -> Vec<IpNet> {
+    ["127.0.0.0/8", "::1/128"]
+        .iter()
+        .map(|n| n.parse().expect("constant"))
+        .collect()
+}
+
+fn private_ranges() -> Vec<IpNet> {
+    [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",
+        "127.0.0.0/8",
+        "fc00::/7",
+        "fe80::/10",
+        "::1/128",
+    ]
+    .iter()
+    .map(|n| n.parse().expect("constant"))
+    .collect()
 }
 
 /// How each vendor's phone is made to load its new configuration after a login or logout.

@@ -44,6 +44,8 @@ pub struct App {
     pub directory: Arc<CachedDirectory>,
     pub provisioner: provision::Provisioner,
     pub clock: Arc<dyn clock::Clock>,
+    /// Refused sources, so that each is logged at most once a minute.
+    pub refusals: server::access::RefusalLog,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -151,6 +153,7 @@ impl App {
             directory,
             provisioner,
             clock,
+            refusals: server::access::RefusalLog::new(),
             tasks: std::sync::Mutex::new(tasks),
         }))
     }

@@ -81,6 +81,7 @@ async fn secrets_stay_out_of_logs_urls_and_responses() {
     );
     std::thread::sleep(std::time::Duration::from_millis(300));
     child.kill().unwrap();
+    child.wait().unwrap();
     let mut log = String::new();
     child
         .stderr

@@ -1,6 +1,7 @@
 //! Transport: the listener, connection limits and timeouts, graceful shutdown. Plain HTTP is
 //! http1 only (protocol sniffing has no timeout, see rust-notes C1).
 
+pub mod access;
 mod admin;
 mod provision;
 mod respond;

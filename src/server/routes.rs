@@ -12,8 +12,8 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body, Incoming};
 use tracing::Instrument;
 
-use super::admin;
 use super::respond::{self, Resp};
+use super::{access, admin};
 use crate::App;
 use crate::dialect::{self, Target};
 use crate::flow::{PhoneRequest, Step, screens};
@@ -139,6 +139,33 @@ async fn dispatch(app: &App, peer: SocketAddr, r: Route, req: Request<Incoming>)
     };
     let query = parse_query(parts.uri.query());
     let method = &parts.method;
+    // The address that counts (through trusted proxies only), checked against its group.
+    let client = access::client_ip(
+        peer.ip(),
+        &parts.headers,
+        &app.config.server.trusted_proxies,
+    );
+    let group = match r {
+        Route::Phone(_) | Route::Provision | Route::Push => {
+            Some((&app.config.phones.allow, "phone"))
+        }
+        Route::Logins | Route::Login | Route::Audit | Route::Invalidate | Route::Outbox => {
+            Some((&app.config.admin.allow, "admin"))
+        }
+        Route::Health | Route::NotFound => None,
+    };
+    if let Some((allow, what)) = group
+        && !access::allowed(client, allow)
+    {
+        if app.refusals.should_log(client) {
+            tracing::warn!(%client, group = what, "refused: source not in the allow-list (logged once a minute per source)");
+        }
+        return respond::text(
+            StatusCode::FORBIDDEN,
+            format!("{what} access is not allowed from {client}"),
+        );
+    }
+    let peer = SocketAddr::new(client, peer.port());
     match (r, method) {
         (Route::Health, &Method::GET | &Method::HEAD) => respond::text(StatusCode::OK, "ok"),
         (Route::Push, &Method::GET) => super::provision::push(app, &parts.headers, &query).await,
