@@ -26,22 +26,11 @@ async fn phones_outside_the_allow_list_get_403() {
     );
 }
 
-/// Starts a server whose config text is the test template edited by `edit`.
-async fn start_edited(edit: impl Fn(String) -> String) -> std::net::SocketAddr {
-    let tmp = tempfile::tempdir().unwrap().keep();
-    std::fs::write(tmp.join("directory.toml"), support::DIRECTORY).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let text = edit(support::config_text(&tmp, &format!("http://{addr}"), ""));
-    let config = hotdesk::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
-    tokio::spawn(hotdesk::run(config, listener, std::future::pending()));
-    addr
-}
-
 #[tokio::test]
 async fn the_admin_api_has_its_own_allow_list() {
     let addr =
-        start_edited(|t| t.replace("[admin]\n", "[admin]\nallow = [\"192.0.2.0/24\"]\n")).await;
+        support::start_edited(|t| t.replace("[admin]\n", "[admin]\nallow = [\"192.0.2.0/24\"]\n"))
+            .await;
     let auth = format!("Bearer {API_KEY}");
     let r = request(addr, "GET", "/api/v1/logins", &[("Authorization", &auth)]).await;
     assert_eq!(r.status, 403);
@@ -52,7 +41,7 @@ async fn the_admin_api_has_its_own_allow_list() {
 
 #[tokio::test]
 async fn forwarded_for_counts_only_from_a_trusted_proxy() {
-    let addr = start_edited(|t| {
+    let addr = support::start_edited(|t| {
         t.replace(
             "[server]\n",
             "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n",

@@ -152,3 +152,30 @@ async fn many_parallel_phones_are_served() {
         assert_eq!(t.await.unwrap(), 200);
     }
 }
+
+#[tokio::test]
+async fn the_connection_cap_sheds_load_and_recovers() {
+    let addr =
+        support::start_edited(|t| t.replace("max_connections = 256", "max_connections = 4")).await;
+    // Four silent connections fill the cap.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The fifth is closed at once instead of queueing.
+    let mut fifth = TcpStream::connect(addr).await.unwrap();
+    let (_, took) = until_closed(&mut fifth).await;
+    assert!(
+        took < Duration::from_millis(500),
+        "over the cap: closed after {took:?}"
+    );
+    // The silent ones are cut by the header timeout; then phones are served again.
+    for s in &mut idle {
+        until_closed(s).await;
+    }
+    let ua = [("User-Agent", support::phone::YEALINK_T46S)];
+    for _ in 0..10 {
+        assert_eq!(request(addr, "GET", "/app", &ua).await.status, 200);
+    }
+}

@@ -338,3 +338,16 @@ pub fn parse_response(raw: &[u8]) -> Response {
         body,
     }
 }
+
+/// Starts a server whose config text is the test template edited by `edit` (for keys in
+/// tables the template already has, such as `[server]` or `[admin]`).
+pub async fn start_edited(edit: impl Fn(String) -> String) -> std::net::SocketAddr {
+    let tmp = tempfile::tempdir().unwrap().keep();
+    std::fs::write(tmp.join("directory.toml"), DIRECTORY).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let text = edit(config_text(&tmp, &format!("http://{addr}"), ""));
+    let config = hotdesk::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+    tokio::spawn(hotdesk::run(config, listener, std::future::pending()));
+    addr
+}
