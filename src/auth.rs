@@ -5,6 +5,7 @@
 //! user password only for users without a voicemail PIN.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -78,6 +79,17 @@ impl Verifier {
     /// Which tier `secret` satisfies for `user`, if any. Unknown users and wrong secrets
     /// take the same path and the same time.
     pub async fn verify(&self, user: Option<&User>, secret: &str) -> Option<Tier> {
+        self.verify_with(user, secret, true).await
+    }
+
+    /// As `verify`; with `admin_allowed` false the admin password is not tried (its own,
+    /// stricter limit was reached), which also spares the argon2 work.
+    pub async fn verify_with(
+        &self,
+        user: Option<&User>,
+        secret: &str,
+        admin_allowed: bool,
+    ) -> Option<Tier> {
         // The cheap checks first; they accept exactly what the documented order accepts.
         let cheap = user.and_then(|u| match &u.voicemail_pin {
             Some(pin) => pin.matches(secret).then_some(Tier::VoicemailPin),
@@ -87,7 +99,7 @@ impl Verifier {
                 .filter(|p| p.matches(secret))
                 .map(|_| Tier::UserPassword),
         });
-        if cheap.is_some() {
+        if cheap.is_some() || !admin_allowed {
             return cheap;
         }
         let phc = match (&self.admin_phc, user) {
@@ -122,86 +134,126 @@ impl Verifier {
 pub enum Subject {
     Extension(String),
     Handset(Mac),
+    /// A source address; IPv6 is keyed by its /64 (one host holds a whole /64).
+    Source(IpAddr),
 }
 
-/// Failed attempts per subject within a window. `max` failures within `window` lock the
-/// subject until the oldest of them leaves the window.
+impl Subject {
+    pub fn source(ip: IpAddr) -> Self {
+        Subject::Source(match ip.to_canonical() {
+            IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !0xffff_ffff_ffff_ffff).into()),
+            v4 => v4,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Record {
+    times: VecDeque<Instant>,
+    /// Lockouts so far; each doubles the next one's length.
+    strikes: u32,
+    locked_until: Option<Instant>,
+    last: Instant,
+}
+
+/// Failed attempts per subject within a window. `max` failures (`source_max` for source
+/// addresses) within `window` lock the subject for `window`, doubling with every further
+/// lockout up to a day; a quiet day forgets the history.
 pub struct Lockouts {
     max: u32,
+    source_max: u32,
     window: Duration,
-    failures: Mutex<HashMap<Subject, VecDeque<Instant>>>,
+    records: Mutex<HashMap<Subject, Record>>,
 }
 
-/// Subjects tracked at most; beyond this, expired entries are swept before inserting.
+/// Subjects tracked at most; beyond this, idle entries are swept before inserting.
 const MAX_SUBJECTS: usize = 100_000;
+const LONGEST_LOCK: Duration = Duration::from_secs(24 * 3600);
 
 impl Lockouts {
-    pub fn new(max: u32, window: Duration) -> Self {
+    pub fn new(max: u32, source_max: u32, window: Duration) -> Self {
         Self {
             max: max.max(1),
+            source_max: source_max.max(1),
             window,
-            failures: Mutex::new(HashMap::new()),
+            records: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn max_for(&self, s: &Subject) -> u32 {
+        match s {
+            Subject::Source(_) => self.source_max,
+            _ => self.max,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Subject, Record>> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// `Err(wait)` when any subject is locked, with the longest wait.
     pub fn check(&self, subjects: &[Subject], now: Instant) -> Result<(), Duration> {
-        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let map = self.lock();
         let wait = subjects
             .iter()
-            .filter_map(|s| map.get(s))
-            .filter_map(|times| self.locked_for(times, now))
+            .filter_map(|s| map.get(s)?.locked_until)
+            .filter(|until| *until > now)
+            .map(|until| until - now)
             .max();
         wait.map_or(Ok(()), Err)
     }
 
     /// Records one failure against every subject; returns the attempts left before a
-    /// lockout (the smallest over the subjects).
+    /// lockout (the smallest over the subjects; 0 when one is now locked).
     pub fn fail(&self, subjects: &[Subject], now: Instant) -> u32 {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.lock();
         if map.len() >= MAX_SUBJECTS {
             let window = self.window;
-            map.retain(|_, t| {
-                t.back()
-                    .is_some_and(|&last| now.duration_since(last) < window)
+            map.retain(|_, r| {
+                r.locked_until.is_some_and(|u| u > now) || now.duration_since(r.last) < window
             });
         }
-        let mut left = self.max;
+        let mut left = u32::MAX;
         for s in subjects {
-            let times = map.entry(s.clone()).or_default();
-            while times
+            let max = self.max_for(s);
+            let r = map.entry(s.clone()).or_insert_with(|| Record {
+                times: VecDeque::new(),
+                strikes: 0,
+                locked_until: None,
+                last: now,
+            });
+            if now.duration_since(r.last) >= LONGEST_LOCK {
+                r.strikes = 0;
+            }
+            r.last = now;
+            while r
+                .times
                 .front()
                 .is_some_and(|&t| now.duration_since(t) >= self.window)
             {
-                times.pop_front();
+                r.times.pop_front();
             }
-            times.push_back(now);
-            while times.len() > self.max as usize {
-                times.pop_front();
+            r.times.push_back(now);
+            if r.times.len() as u32 >= max {
+                r.strikes += 1;
+                let factor = 2u32.saturating_pow(r.strikes - 1);
+                let lock = self.window.saturating_mul(factor).min(LONGEST_LOCK);
+                r.locked_until = Some(now + lock);
+                r.times.clear();
+                left = 0;
+            } else {
+                left = left.min(max - r.times.len() as u32);
             }
-            left = left.min(self.max.saturating_sub(times.len() as u32));
         }
-        left
+        if left == u32::MAX { self.max } else { left }
     }
 
     /// A successful login forgives earlier failures of these subjects.
     pub fn clear(&self, subjects: &[Subject]) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.lock();
         for s in subjects {
             map.remove(s);
         }
-    }
-
-    fn locked_for(&self, times: &VecDeque<Instant>, now: Instant) -> Option<Duration> {
-        let recent: Vec<&Instant> = times
-            .iter()
-            .filter(|&&t| now.duration_since(t) < self.window)
-            .collect();
-        if recent.len() < self.max as usize {
-            return None;
-        }
-        let oldest = **recent.first()?;
-        Some(self.window.saturating_sub(now.duration_since(oldest)))
     }
 }
 
@@ -256,7 +308,7 @@ mod tests {
 
     #[test]
     fn lockout_after_max_failures_then_expires() {
-        let l = Lockouts::new(3, Duration::from_secs(60));
+        let l = Lockouts::new(3, 10, Duration::from_secs(60));
         let t0 = Instant::now();
         let ext = [Subject::Extension("1001".into())];
         assert_eq!(l.fail(&ext, t0), 2);
@@ -264,8 +316,8 @@ mod tests {
         assert!(l.check(&ext, t0 + Duration::from_secs(2)).is_ok());
         assert_eq!(l.fail(&ext, t0 + Duration::from_secs(2)), 0);
         let wait = l.check(&ext, t0 + Duration::from_secs(10)).unwrap_err();
-        assert_eq!(wait, Duration::from_secs(50));
-        assert!(l.check(&ext, t0 + Duration::from_secs(61)).is_ok());
+        assert_eq!(wait, Duration::from_secs(52));
+        assert!(l.check(&ext, t0 + Duration::from_secs(63)).is_ok());
         // Another extension from another phone is not affected.
         assert!(
             l.check(
@@ -277,8 +329,39 @@ mod tests {
     }
 
     #[test]
+    fn repeated_lockouts_back_off_exponentially() {
+        let l = Lockouts::new(2, 10, Duration::from_secs(60));
+        let ext = [Subject::Extension("1001".into())];
+        let mut t = Instant::now();
+        for expected in [60, 120, 240] {
+            l.fail(&ext, t);
+            l.fail(&ext, t);
+            assert_eq!(l.check(&ext, t).unwrap_err(), Duration::from_secs(expected));
+            t += Duration::from_secs(expected + 1);
+        }
+    }
+
+    #[test]
+    fn sources_have_their_own_limit_and_ipv6_counts_per_64() {
+        let l = Lockouts::new(100, 3, Duration::from_secs(60));
+        let t = Instant::now();
+        let a = Subject::source("2001:db8:1:2::1".parse().unwrap());
+        let b = Subject::source("2001:db8:1:2:ffff::9".parse().unwrap());
+        assert_eq!(a, b, "same /64");
+        assert_ne!(a, Subject::source("2001:db8:1:3::1".parse().unwrap()));
+        assert_eq!(
+            Subject::source("::ffff:192.0.2.1".parse().unwrap()),
+            Subject::source("192.0.2.1".parse().unwrap())
+        );
+        l.fail(std::slice::from_ref(&a), t);
+        l.fail(std::slice::from_ref(&b), t);
+        assert_eq!(l.fail(std::slice::from_ref(&a), t), 0);
+        assert!(l.check(&[b], t).is_err());
+    }
+
+    #[test]
     fn the_handset_counts_across_extensions() {
-        let l = Lockouts::new(2, Duration::from_secs(60));
+        let l = Lockouts::new(2, 10, Duration::from_secs(60));
         let t0 = Instant::now();
         let mac: Mac = "00085d000001".parse().unwrap();
         l.fail(&[Subject::Extension("1".into()), Subject::Handset(mac)], t0);

@@ -375,8 +375,13 @@ pub struct LoginConfig {
     pub max_devices: usize,
     /// Failed attempts per extension, or per phone, before a lockout.
     pub max_failures: u32,
-    /// The window failures are counted in, and how long a lockout lasts.
+    /// The window failures are counted in, and how long a lockout lasts (doubling for
+    /// every further lockout of the same subject, up to a day).
     pub lockout: Span,
+    /// Failed attempts from one source address (IPv6: one /64) before it is locked out.
+    pub max_failures_per_source: u32,
+    /// Failed attempts from one source before the admin password stops being tried for it.
+    pub admin_max_failures: u32,
     /// End every login at this time of day (server time zone), e.g. "02:00".
     pub auto_logout: Option<String>,
     /// End every login after this long, e.g. "10h".
@@ -402,6 +407,8 @@ impl Default for LoginConfig {
             max_devices: 4,
             max_failures: 5,
             lockout: Span(Duration::from_secs(15 * 60)),
+            max_failures_per_source: 20,
+            admin_max_failures: 3,
             auto_logout: None,
             max_login: None,
             expiry_check: Span(Duration::from_secs(30)),

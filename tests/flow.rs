@@ -600,3 +600,51 @@ async fn the_voicemail_conf_backend_logs_users_in() {
     );
     assert_eq!(server.logins().await.len(), 2);
 }
+
+#[tokio::test]
+async fn the_admin_password_has_a_stricter_limit_per_source() {
+    let server = Server::start("").await;
+    // Three wrong attempts from this address, each on another phone and extension.
+    for (ua, ext) in [
+        (AASTRA_6737I, "1001"),
+        (YEALINK_T46S, "1002"),
+        (HTEK_UC903, "1003"),
+    ] {
+        let v = Phone::new(server.addr, ua)
+            .login("Internal", ext, "00000")
+            .await;
+        assert_eq!(message(&v).0, "Login failed");
+    }
+    // Now the admin password is not tried from here any more ...
+    let snom = Phone::new(server.addr, SNOM_D785);
+    assert_eq!(
+        message(&snom.login("Internal", "1004", ADMIN_PASSWORD).await).0,
+        "Login failed"
+    );
+    // ... while a user's own PIN still works.
+    assert_eq!(
+        message(&snom.login("Internal", "1004", "55117").await).0,
+        "Logged in"
+    );
+}
+
+#[tokio::test]
+async fn one_source_guessing_many_extensions_is_locked_out() {
+    let server = Server::start("").await;
+    // max_failures_per_source defaults to 20; spread over many phones and extensions.
+    let mut last = String::new();
+    for i in 0..20 {
+        let ua = format!("Yealink SIP-T46S 66.86.0.15 80:5e:c0:00:02:{i:02x}");
+        let url = format!("/app/login?net=internal&ext={}&pin=1", 5000 + i);
+        last = match Phone::new(server.addr, &ua).go(&url).await {
+            View::Message { title, .. } => title,
+            other => panic!("{other:?}"),
+        };
+    }
+    assert_eq!(last, "Login locked");
+    // Even a right PIN from this source is refused now.
+    let v = Phone::new(server.addr, AASTRA_6737I)
+        .go("/app/login?net=internal&ext=1001&pin=73915")
+        .await;
+    assert_eq!(message(&v).0, "Login locked");
+}

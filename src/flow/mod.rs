@@ -65,6 +65,8 @@ pub struct Flow {
     directory: Arc<dyn Directory>,
     verifier: Verifier,
     lockouts: Lockouts,
+    /// Admin-password attempts per source: stricter than `lockouts`.
+    admin_limits: Lockouts,
     book: Arc<LoginBook>,
     pending: Mutex<HashMap<Mac, Pending>>,
 }
@@ -82,7 +84,16 @@ impl Flow {
                 login.admin_password_hash.clone(),
                 login.user_password.clone(),
             ),
-            lockouts: Lockouts::new(login.max_failures, login.lockout.0),
+            lockouts: Lockouts::new(
+                login.max_failures,
+                login.max_failures_per_source,
+                login.lockout.0,
+            ),
+            admin_limits: Lockouts::new(
+                login.admin_max_failures,
+                login.admin_max_failures,
+                login.lockout.0,
+            ),
             directory,
             book,
             pending: Mutex::new(HashMap::new()),
@@ -214,7 +225,12 @@ impl Flow {
     ) -> Screen {
         let h = req.handset;
         let ip = req.source_ip.to_canonical().to_string();
-        let subjects = [Subject::Extension(ext.to_owned()), Subject::Handset(h.mac)];
+        let source = Subject::source(req.source_ip);
+        let subjects = [
+            Subject::Extension(ext.to_owned()),
+            Subject::Handset(h.mac),
+            source.clone(),
+        ];
         if let Err(wait) = self.lockouts.check(&subjects, Instant::now()) {
             tracing::info!(mac = %h.mac, extension = ext, "login refused: locked out");
             return screens::locked_out(wait);
@@ -230,22 +246,38 @@ impl Flow {
         } else {
             None
         };
-        let mut tier = self.verifier.verify(user.as_deref(), pin).await;
+        let admin_ok = self
+            .admin_limits
+            .check(std::slice::from_ref(&source), Instant::now())
+            .is_ok();
+        let mut tier = self
+            .verifier
+            .verify_with(user.as_deref(), pin, admin_ok)
+            .await;
         let mut user = user;
         if tier.is_none() && user.is_some() {
             // The PIN may have just changed at the PBX: look once more, bypassing the cache.
             if let Ok(fresh) = self.directory.refetch(ext).await
                 && fresh != user
             {
-                tier = self.verifier.verify(fresh.as_deref(), pin).await;
+                tier = self
+                    .verifier
+                    .verify_with(fresh.as_deref(), pin, admin_ok)
+                    .await;
                 user = fresh;
             }
         }
         let Some(tier) = tier else {
+            if admin_ok && user.is_some() {
+                // The admin password was tried and was wrong.
+                self.admin_limits
+                    .fail(std::slice::from_ref(&source), Instant::now());
+            }
             return self.failed(req, ext, net, &subjects, retry).await;
         };
         let user = user.expect("a tier implies a user");
-        self.lockouts.clear(&subjects);
+        // Success forgives the extension and the phone, not the source address.
+        self.lockouts.clear(&subjects[..2]);
         let login = Login {
             mac: h.mac,
             identity: 0, // chosen by the book
