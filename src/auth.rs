@@ -55,6 +55,57 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// `sha256:<hex>` of an admin API key, as the config stores it.
+pub fn hash_api_key(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(key.as_bytes());
+    format!(
+        "sha256:{}",
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+/// The 32 digest bytes of a `sha256:<hex>` string.
+pub fn parse_key_hash(text: &str) -> Option<[u8; 32]> {
+    let hex = text.strip_prefix("sha256:")?;
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The name of the configured key that `candidate` is, if it may be used from `source`.
+/// Every key is compared, in constant time, whatever matches.
+pub fn match_api_key<'a>(
+    keys: &'a [crate::config::ApiKey],
+    candidate: &str,
+    source: IpAddr,
+) -> Option<&'a str> {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    let digest = Sha256::digest(candidate.as_bytes());
+    let mut found = None;
+    for key in keys {
+        let Some(stored) = parse_key_hash(&key.hash) else {
+            continue;
+        };
+        let same: bool = stored.ct_eq(digest.as_slice()).into();
+        let place_ok =
+            key.from.is_empty() || key.from.iter().any(|n| n.contains(&source.to_canonical()));
+        if same && place_ok && found.is_none() {
+            found = Some(key.name.as_str());
+        }
+    }
+    found
+}
+
 /// A PHC string that authenticates nothing, verified when there is no admin hash or no such
 /// user, so that every failed attempt costs the same time.
 const DUMMY_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$4vR8RkqL4JGHj3r4mYw5m2kq0a6s9y0Jc6mG0y2b9gk";

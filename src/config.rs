@@ -419,9 +419,9 @@ impl Default for LoginConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Bearer keys for the admin API.
+    /// Keys for the admin API (`Authorization: Bearer <key>`), stored hashed.
     #[serde(default)]
-    pub api_keys: Vec<Secret>,
+    pub keys: Vec<ApiKey>,
     /// Source addresses allowed to use the admin API; loopback only by default.
     #[serde(default = "loopback")]
     pub allow: Vec<IpNet>,
@@ -430,10 +430,22 @@ pub struct AdminConfig {
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
-            api_keys: Vec::new(),
+            keys: Vec::new(),
             allow: loopback(),
         }
     }
+}
+
+/// One admin API key: a name for the logs, its hash, and optionally where it may be used from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    pub name: String,
+    /// `sha256:<64 hex digits>` of the key (`hotdesk new-api-key` prints both).
+    pub hash: String,
+    /// Source addresses this key works from; anywhere the admin allow-list permits when empty.
+    #[serde(default)]
+    pub from: Vec<IpNet>,
 }
 
 /// Who may use the phone-facing routes (`/app`, `/provision`).
@@ -629,10 +641,11 @@ impl Config {
         if self.server.max_header_bytes < 8192 {
             return Err("[server] max_header_bytes must be at least 8192".into());
         }
-        for (i, key) in self.admin.api_keys.iter().enumerate() {
-            if key.expose().len() < 16 {
+        for key in &self.admin.keys {
+            if crate::auth::parse_key_hash(&key.hash).is_none() {
                 return Err(format!(
-                    "[admin] api_keys[{i}] is shorter than 16 characters; use a long random key"
+                    "[[admin.keys]] `{}`: hash must be sha256:<64 hex digits>; make one with `hotdesk new-api-key`",
+                    key.name
                 ));
             }
         }
@@ -772,7 +785,10 @@ sip_server = "10.0.0.5"
                 format!("{MINIMAL}[login]\nlockout = \"soon\"\n"),
                 "duration",
             ),
-            (format!("{MINIMAL}[admin]\napi_keys = [\"short\"]\n"), "16"),
+            (
+                format!("{MINIMAL}[[admin.keys]]\nname = \"x\"\nhash = \"plain-key\"\n"),
+                "new-api-key",
+            ),
         ];
         for (text, needle) in cases {
             let err = Config::parse(&text, Path::new("x.toml"))

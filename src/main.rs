@@ -33,12 +33,30 @@ enum Command {
     },
     /// Read a password from standard input and print its argon2id PHC string.
     HashPassword,
+    /// Make a random admin API key; prints the key (give it to the client) and the
+    /// `[[admin.keys]]` lines for the config (which hold only its hash).
+    NewApiKey {
+        /// The key's name in logs and the audit trail.
+        #[arg(long, default_value = "admin")]
+        name: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve { config, log_format } => serve(config, log_format),
         Command::CheckConfig { config } => check(config),
+        Command::NewApiKey { name } => {
+            let mut bytes = [0u8; 24];
+            getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            println!("key: {key}");
+            println!();
+            println!("[[admin.keys]]");
+            println!("name = {:?}", name);
+            println!("hash = \"{}\"", hotdesk::auth::hash_api_key(&key));
+            Ok(())
+        }
         Command::HashPassword => {
             let mut password = String::new();
             std::io::stdin()

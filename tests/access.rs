@@ -86,3 +86,59 @@ async fn forwarded_for_counts_only_from_a_trusted_proxy() {
         .text();
     assert!(audit.contains("\"source_ip\":\"198.51.100.7\""), "{audit}");
 }
+
+#[tokio::test]
+async fn api_keys_are_named_hashed_and_can_be_bound_to_a_source() {
+    let hook = hotdesk::auth::hash_api_key("pbx-hook-key-0123456789");
+    let elsewhere = hotdesk::auth::hash_api_key("remote-key-0123456789abc");
+    let addr = support::start_edited(|t| {
+        format!(
+            "{t}[[admin.keys]]\nname = \"pbx-hook\"\nhash = \"{hook}\"\nfrom = [\"127.0.0.1/32\"]\n[[admin.keys]]\nname = \"remote\"\nhash = \"{elsewhere}\"\nfrom = [\"192.0.2.0/24\"]\n"
+        )
+    })
+    .await;
+    let get = |key: &'static str| async move {
+        request(
+            addr,
+            "GET",
+            "/api/v1/logins",
+            &[("Authorization", &format!("Bearer {key}"))],
+        )
+        .await
+        .status
+    };
+    assert_eq!(get("pbx-hook-key-0123456789").await, 200);
+    assert_eq!(
+        get("remote-key-0123456789abc").await,
+        401,
+        "bound to another network"
+    );
+    assert_eq!(get(API_KEY).await, 200);
+    assert_eq!(get("pbx-hook-key-012345678").await, 401);
+    // The audit names the key that logged a phone out.
+    let r = request(
+        addr,
+        "GET",
+        "/app/login?net=internal&ext=1001&pin=73915",
+        &[("User-Agent", YEALINK_T46S)],
+    )
+    .await;
+    assert!(r.text().contains("Logged in"));
+    let del = request(
+        addr,
+        "DELETE",
+        "/api/v1/logins/805ec02f3c2e",
+        &[("Authorization", "Bearer pbx-hook-key-0123456789")],
+    )
+    .await;
+    assert_eq!(del.status, 204);
+    let audit = request(
+        addr,
+        "GET",
+        "/api/v1/audit?limit=1",
+        &[("Authorization", &format!("Bearer {API_KEY}"))],
+    )
+    .await
+    .text();
+    assert!(audit.contains("admin API (key pbx-hook)"), "{audit}");
+}

@@ -136,6 +136,21 @@ fn check_config_explains_errors() {
 }
 
 #[test]
+fn new_api_key_prints_a_key_and_only_its_hash_for_the_config() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hotdesk"))
+        .args(["new-api-key", "--name", "pbx"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let key = text.lines().next().unwrap().strip_prefix("key: ").unwrap();
+    assert_eq!(key.len(), 48);
+    let config_part = text.split_once("[[admin.keys]]").unwrap().1;
+    assert!(!config_part.contains(key));
+    assert!(config_part.contains(&hotdesk::auth::hash_api_key(key)));
+    assert!(config_part.contains("name = \"pbx\""));
+}
+
+#[test]
 fn hash_password_prints_an_argon2id_phc_string() {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_hotdesk"))

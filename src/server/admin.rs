@@ -1,5 +1,6 @@
 //! The admin JSON API: who is logged in where, remote logout, the audit trail.
-//! Every call needs `Authorization: Bearer <key>` with a key from `[admin] api_keys`.
+//! Every call needs `Authorization: Bearer <key>` with a key from `[[admin.keys]]` (stored hashed;
+//! a key may be bound to source addresses).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -46,20 +47,13 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-/// Checks the bearer key against every configured key (no early exit, constant-time each).
-fn authorized(app: &App, headers: &HeaderMap) -> bool {
-    let Some(key) = headers
+/// The name of the API key the request carries, if it is a configured one valid from here.
+fn authorized<'a>(app: &'a App, headers: &HeaderMap, source: std::net::IpAddr) -> Option<&'a str> {
+    let key = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    app.config
-        .admin
-        .api_keys
-        .iter()
-        .fold(false, |ok, k| k.matches(key.trim()) | ok)
+        .and_then(|v| v.strip_prefix("Bearer "))?;
+    crate::auth::match_api_key(&app.config.admin.keys, key.trim(), source)
 }
 
 /// One admin API request, parsed by the router.
@@ -87,13 +81,15 @@ pub(super) async fn handle(app: &App, req: AdminRequest<'_>) -> Resp {
         query,
         body,
     } = req;
-    if !authorized(app, headers) {
+    let Some(key_name) = authorized(app, headers, peer.ip()) else {
         tracing::info!("admin API: missing or wrong API key");
         return respond::json_error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong API key (Authorization: Bearer <key>)",
         );
-    }
+    };
+    tracing::Span::current().record("key", key_name);
+    let detail = format!("admin API (key {key_name})");
     match (method, path) {
         (&Method::GET, "/api/v1/logins") => {
             let logins = app.flow.book().all();
@@ -201,7 +197,7 @@ pub(super) async fn handle(app: &App, req: AdminRequest<'_>) -> Resp {
             match app
                 .flow
                 .book()
-                .logout(mac, EventKind::AdminLogout, &ip, "admin API")
+                .logout(mac, EventKind::AdminLogout, &ip, &detail)
                 .await
             {
                 Ok(ended) if !ended.is_empty() => {

@@ -96,6 +96,7 @@ pub async fn handle(
         peer = %peer.ip().to_canonical(),
         vendor = tracing::field::Empty,
         mac = tracing::field::Empty,
+        key = tracing::field::Empty,
     );
     let timeout = app.config.server.request_timeout.0;
     let resp = async {

@@ -127,10 +127,13 @@ label = "External"
 sip_server = "pbx.example.com"
 cidrs = ["127.0.0.0/8"]
 [admin]
-api_keys = ["{API_KEY}"]
+[[admin.keys]]
+name = "test"
+hash = "{key_hash}"
 {login}{extra}
 "#,
-        dir = dir.display()
+        dir = dir.display(),
+        key_hash = hotdesk::auth::hash_api_key(API_KEY)
     )
     .replace("{ADMIN_HASH}", admin_hash())
 }
