@@ -119,6 +119,12 @@ pub struct ServerConfig {
     pub shutdown_grace: Span,
     /// Reverse proxies whose `X-Forwarded-For` is believed; nobody else's is.
     pub trusted_proxies: Vec<IpNet>,
+    /// Sign the links hotdesk generates (HMAC) so their state cannot be forged or replayed.
+    pub sign_links: bool,
+    /// How long a generated link stays valid.
+    pub link_ttl: Span,
+    /// The signing key; generated and stored as `url.key` beside the store when absent.
+    pub url_key: Option<Secret>,
 }
 
 impl Default for ServerConfig {
@@ -131,6 +137,9 @@ impl Default for ServerConfig {
             max_header_bytes: 16 * 1024,
             shutdown_grace: Span(Duration::from_secs(10)),
             trusted_proxies: Vec::new(),
+            sign_links: true,
+            link_ttl: Span(Duration::from_secs(600)),
+            url_key: None,
         }
     }
 }
@@ -382,6 +391,8 @@ pub struct LoginConfig {
     pub max_failures_per_source: u32,
     /// Failed attempts from one source before the admin password stops being tried for it.
     pub admin_max_failures: u32,
+    /// Logging out from the phone needs the user's PIN (else: the address the login came from).
+    pub logout_requires_pin: bool,
     /// End every login at this time of day (server time zone), e.g. "02:00".
     pub auto_logout: Option<String>,
     /// End every login after this long, e.g. "10h".
@@ -409,6 +420,7 @@ impl Default for LoginConfig {
             lockout: Span(Duration::from_secs(15 * 60)),
             max_failures_per_source: 20,
             admin_max_failures: 3,
+            logout_requires_pin: false,
             auto_logout: None,
             max_login: None,
             expiry_check: Span(Duration::from_secs(30)),

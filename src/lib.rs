@@ -44,6 +44,8 @@ pub struct App {
     pub directory: Arc<CachedDirectory>,
     pub provisioner: provision::Provisioner,
     pub clock: Arc<dyn clock::Clock>,
+    /// Signs generated links; `None` when `[server] sign_links = false`.
+    pub signer: Option<flow::signing::Signer>,
     /// Refused sources, so that each is logged at most once a minute.
     pub refusals: server::access::RefusalLog,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -147,6 +149,17 @@ impl App {
             tasks.push(tokio::spawn(sweep));
         }
         let flow = Flow::new(config.clone(), directory.clone(), book, clock.clone());
+        let signer = if config.server.sign_links {
+            let key_file = config.store.path.with_file_name("url.key");
+            let key = flow::signing::Signer::load_key(
+                config.server.url_key.as_ref().map(|k| k.expose()),
+                &key_file,
+            )
+            .map_err(StartError::Directory)?;
+            Some(flow::signing::Signer::new(key, config.server.link_ttl.0))
+        } else {
+            None
+        };
         Ok(Arc::new(Self {
             config,
             flow,
@@ -154,6 +167,7 @@ impl App {
             provisioner,
             clock,
             refusals: server::access::RefusalLog::new(),
+            signer,
             tasks: std::sync::Mutex::new(tasks),
         }))
     }

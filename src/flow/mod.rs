@@ -7,6 +7,7 @@
 
 pub mod expiry;
 pub mod screens;
+pub mod signing;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -359,10 +360,68 @@ impl Flow {
         }
     }
 
+    /// A login ends from the phone only from the address it began from, or, with
+    /// `logout_requires_pin`, with one of the leaving users' credentials.
+    async fn logout_guard(
+        &self,
+        req: &PhoneRequest<'_>,
+        leaving: &[Arc<Login>],
+    ) -> Result<(), Screen> {
+        let h = req.handset;
+        if !self.config.login.logout_requires_pin {
+            let ip = req.source_ip.to_canonical().to_string();
+            if leaving.iter().any(|l| l.source_ip != ip) {
+                tracing::warn!(mac = %h.mac, "logout refused: request from another address than the login");
+                return Err(screens::logout_refused());
+            }
+            return Ok(());
+        }
+        let mut submit = self.link(h, "/app/logout");
+        if let Some(id) = req.param("id") {
+            submit = submit.with("id", id);
+        }
+        let Some(pin) = req.query.get("pin").filter(|p| !p.is_empty()) else {
+            return Err(screens::ask_logout_pin(&leaving[0].extension, submit));
+        };
+        let subjects = [Subject::Handset(h.mac), Subject::source(req.source_ip)];
+        if let Err(wait) = self.lockouts.check(&subjects, Instant::now()) {
+            return Err(screens::locked_out(wait));
+        }
+        for l in leaving {
+            if let Ok(user) = self.directory.lookup(&l.extension).await
+                && self
+                    .verifier
+                    .verify_with(user.as_deref(), pin, false)
+                    .await
+                    .is_some()
+            {
+                return Ok(());
+            }
+        }
+        let left = self.lockouts.fail(&subjects, Instant::now());
+        tracing::info!(mac = %h.mac, tries_left = left, "logout PIN wrong");
+        Err(match self.lockouts.check(&subjects, Instant::now()) {
+            Err(wait) => screens::locked_out(wait),
+            Ok(()) => screens::wrong_credentials(left, submit),
+        })
+    }
+
     async fn logout(&self, req: &PhoneRequest<'_>) -> Screen {
         let h = req.handset;
         let ip = req.source_ip.to_canonical().to_string();
         let book = &self.book;
+        let id = req.param("id").and_then(|i| i.parse::<u8>().ok());
+        let leaving: Vec<Arc<Login>> = book
+            .identities(&h.mac)
+            .into_iter()
+            .filter(|l| id.is_none_or(|i| i == l.identity))
+            .collect();
+        if leaving.is_empty() {
+            return screens::not_logged_in(self.link(h, "/app"));
+        }
+        if let Err(screen) = self.logout_guard(req, &leaving).await {
+            return screen;
+        }
         // `?id=N` logs one identity off (several-user phones); without it, everyone.
         if let Some(id) = req.param("id").and_then(|i| i.parse::<u8>().ok()) {
             return match book

@@ -267,3 +267,21 @@ pub fn logged_off_one(extension: &str, apply: Link) -> Screen {
         }),
     )
 }
+
+/// Logging out from the phone needs the user's PIN (`logout_requires_pin`).
+pub fn ask_logout_pin(extension: &str, submit: Link) -> Screen {
+    Screen::Input(Input {
+        title: format!("Log out {extension}"),
+        fields: vec![pin_field()],
+        submit,
+    })
+}
+
+pub fn logout_refused() -> Screen {
+    message(
+        "Logout refused",
+        "This phone's network address changed since the login, so hotdesk cannot tell it is the same phone. Ask your administrator to log it out, or log in again.".into(),
+        Tone::Error,
+        None,
+    )
+}

@@ -179,7 +179,7 @@ async fn dispatch(app: &App, peer: SocketAddr, r: Route, req: Request<Incoming>)
             super::provision::handle(app, file, &parts.headers, vendor).await
         }
         (Route::Phone(step), &Method::GET | &Method::HEAD) => {
-            phone(app, peer, step, &parts.headers, &query).await
+            phone(app, peer, step, &parts.uri, &parts.headers, &query).await
         }
         (Route::Logins, &Method::GET)
         | (Route::Login, &Method::DELETE)
@@ -217,6 +217,7 @@ async fn phone(
     app: &App,
     peer: SocketAddr,
     step: Step,
+    uri: &http::Uri,
     headers: &http::HeaderMap,
     query: &HashMap<String, String>,
 ) -> Resp {
@@ -243,12 +244,39 @@ async fn phone(
         source_ip: peer.ip(),
         query,
     };
+    // Every step after the entry must come from a link hotdesk signed, not yet expired;
+    // anything else starts over at the entry screen.
+    let now = app.clock.now().unix_timestamp();
+    let beyond_entry = match step {
+        Step::Entry => false,
+        Step::Login => query.contains_key("net"),
+        Step::Logout | Step::Apply => true,
+    };
+    let step = match &app.signer {
+        Some(signer) if beyond_entry => {
+            let ordered: Vec<(String, String)> =
+                form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+                    .into_owned()
+                    .take(MAX_QUERY_PAIRS)
+                    .collect();
+            if signer.verify(uri.path(), &ordered, now) {
+                step
+            } else {
+                tracing::info!("unsigned, forged or expired link; starting over");
+                Step::Entry
+            }
+        }
+        _ => step,
+    };
     // A phone waits only a few seconds: answer with a screen before the transport timeout.
     let budget = app.config.server.request_timeout.0.mul_f32(0.8);
-    let screen = match tokio::time::timeout(budget, app.flow.handle(step, &req)).await {
+    let mut screen = match tokio::time::timeout(budget, app.flow.handle(step, &req)).await {
         Ok(screen) => screen,
         Err(_) => screens::try_later("hotdesk is busy."),
     };
+    if let Some(signer) = &app.signer {
+        signer.sign_screen(&mut screen, now);
+    }
     let target = Target {
         handset: &handset,
         base: app.config.base(),
