@@ -1,7 +1,11 @@
 # The two commands that matter: `make run` and `make test`.
 CONFIG ?= fixtures/hotdesk.toml
 
-.PHONY: run build test lint fmt bench clean
+.PHONY: run build test lint fmt bench fuzz clean
+
+# Seconds each fuzz target runs for `make fuzz`.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = user_agent query config directory voicemail xml_writer
 
 run: build
 	@echo "Entry URL for phones: http://127.0.0.1:8080/app"
@@ -25,6 +29,14 @@ lint:
 
 bench:
 	cargo bench --locked --bench login
+
+# cargo-fuzz on stable: -s none (coverage only; the code is safe Rust, no ASan needed).
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+		echo "== $$t ($(FUZZ_SECONDS)s)"; \
+		cargo fuzz run -s none $$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096 || exit 1; \
+	done
 
 fmt:
 	cargo fmt --all

@@ -27,8 +27,13 @@ struct DirectoryFile {
 pub fn load(path: &Path) -> Result<Users, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse(&text, path)
+}
+
+/// Parses and checks directory text; `path` only names it in errors.
+pub fn parse(text: &str, path: &Path) -> Result<Users, String> {
     let file: DirectoryFile =
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        toml::from_str(text).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut users = HashMap::with_capacity(file.user.len());
     for (i, user) in file.user.into_iter().enumerate() {
         if !valid_extension(&user.extension) {

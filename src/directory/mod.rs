@@ -13,7 +13,7 @@ pub use cache::{CachePolicy, CachedDirectory};
 pub use file::FileDirectory;
 pub use freepbx::FreepbxDirectory;
 pub use http::HttpDirectory;
-pub use voicemail::VoicemailDirectory;
+pub use voicemail::{VoicemailDirectory, parse_file as voicemail_parse};
 
 use std::future::Future;
 use std::pin::Pin;

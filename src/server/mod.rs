@@ -7,6 +7,8 @@ mod provision;
 mod respond;
 mod routes;
 
+pub use routes::parse_query;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

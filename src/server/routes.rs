@@ -73,7 +73,7 @@ fn route_name(r: Route) -> &'static str {
 }
 
 /// Decodes the query: first value of each key wins, at most [`MAX_QUERY_PAIRS`].
-pub(super) fn parse_query(query: Option<&str>) -> HashMap<String, String> {
+pub fn parse_query(query: Option<&str>) -> HashMap<String, String> {
     let mut out = HashMap::new();
     for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()).take(MAX_QUERY_PAIRS) {
         out.entry(k.into_owned()).or_insert_with(|| v.into_owned());
