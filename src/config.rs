@@ -100,6 +100,8 @@ pub struct Config {
     pub base_profile: Option<BaseProfile>,
     #[serde(default)]
     pub log: LogConfig,
+    /// HTTPS beside plain HTTP; none when absent.
+    pub tls: Option<TlsConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -125,6 +127,9 @@ pub struct ServerConfig {
     pub link_ttl: Span,
     /// The signing key; generated and stored as `url.key` beside the store when absent.
     pub url_key: Option<Secret>,
+    /// Other URLs phones reach hotdesk by (e.g. the https one). A phone whose request came
+    /// by one of these (scheme and Host) gets links on it; otherwise links use `base_url`.
+    pub base_urls: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -140,6 +145,7 @@ impl Default for ServerConfig {
             sign_links: true,
             link_ttl: Span(Duration::from_secs(600)),
             url_key: None,
+            base_urls: Vec::new(),
         }
     }
 }
@@ -538,6 +544,19 @@ pub enum ReloadMethod {
     Resync,
     /// Do nothing; the admin reloads phones another way (e.g. SIP check-sync from the PBX).
     None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub listen: SocketAddr,
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+    pub key: PathBuf,
+    /// How often the files are checked for a new certificate (SIGHUP reloads at once).
+    #[serde(default = "default_poll")]
+    pub reload_check: Span,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

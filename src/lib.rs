@@ -60,6 +60,8 @@ pub enum StartError {
     Store(#[from] store::StoreError),
     #[error("templates: {0}")]
     Templates(String),
+    #[error("tls: {0}")]
+    Tls(String),
 }
 
 /// A user of the embedded directory naming a template that exists for no brand is a
@@ -194,13 +196,54 @@ pub async fn run(
     run_app(App::open(config)?, listener, shutdown).await
 }
 
-/// Serves an opened app on `listener` until `shutdown` resolves, then stops its tasks.
+/// Binds `[tls] listen` when configured.
+pub async fn bind_tls(config: &Config) -> Result<Option<TcpListener>, StartError> {
+    match &config.tls {
+        Some(t) => TcpListener::bind(t.listen)
+            .await
+            .map(Some)
+            .map_err(|e| StartError::Tls(format!("cannot listen on {}: {e}", t.listen))),
+        None => Ok(None),
+    }
+}
+
+/// Serves an opened app on `listener` (and `[tls] listen` when configured) until `shutdown`
+/// resolves, then stops its tasks.
 pub async fn run_app(
     app: Arc<App>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    server::serve(app.clone(), listener, shutdown).await;
+    let tls = bind_tls(&app.config).await?;
+    run_app_on(app, listener, tls, shutdown).await
+}
+
+/// As [`run_app`], with the TLS listener already bound (tests bind port 0).
+pub async fn run_app_on(
+    app: Arc<App>,
+    listener: TcpListener,
+    tls_listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let tls = match (&app.config.tls, tls_listener) {
+        (Some(t), Some(l)) => {
+            let first = server::tls::load(&t.cert, &t.key).map_err(StartError::Tls)?;
+            let certs = server::tls::Certificates::new(first);
+            let cfg = server::tls::server_config(certs.clone()).map_err(StartError::Tls)?;
+            let watch = server::tls::watch(certs, t.cert.clone(), t.key.clone(), t.reload_check.0);
+            app.tasks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(tokio::spawn(watch));
+            tracing::info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "TLS listening");
+            Some(server::TlsListener {
+                listener: l,
+                acceptor: tokio_rustls::TlsAcceptor::from(cfg),
+            })
+        }
+        _ => None,
+    };
+    server::serve(app.clone(), listener, tls, shutdown).await;
     app.stop_tasks();
     Ok(())
 }

@@ -117,8 +117,14 @@ fn serve(path: PathBuf, log_format: Option<String>) -> anyhow::Result<()> {
             "hotdesk listening on http://{addr} (phones use {}/app)",
             config.base()
         );
+        let tls = hotdesk::bind_tls(&config)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(t) = &tls {
+            println!("hotdesk TLS on https://{}", t.local_addr()?);
+        }
         let app = hotdesk::App::open_with(config, clock).map_err(|e| anyhow::anyhow!("{e}"))?;
-        hotdesk::run_app(app, listener, shutdown_signal())
+        hotdesk::run_app_on(app, listener, tls, shutdown_signal())
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))
     })

@@ -84,6 +84,7 @@ pub fn parse_query(query: Option<&str>) -> HashMap<String, String> {
 pub async fn handle(
     app: Arc<App>,
     peer: SocketAddr,
+    secure: bool,
     req: Request<Incoming>,
 ) -> Result<Resp, Infallible> {
     let started = Instant::now();
@@ -100,7 +101,7 @@ pub async fn handle(
     );
     let timeout = app.config.server.request_timeout.0;
     let resp = async {
-        match tokio::time::timeout(timeout, dispatch(&app, peer, r, req)).await {
+        match tokio::time::timeout(timeout, dispatch(&app, peer, secure, r, req)).await {
             Ok(resp) => resp,
             Err(_) => {
                 tracing::warn!("request timed out");
@@ -123,7 +124,13 @@ pub async fn handle(
     Ok(resp)
 }
 
-async fn dispatch(app: &App, peer: SocketAddr, r: Route, req: Request<Incoming>) -> Resp {
+async fn dispatch(
+    app: &App,
+    peer: SocketAddr,
+    secure: bool,
+    r: Route,
+    req: Request<Incoming>,
+) -> Resp {
     let (parts, body) = req.into_parts();
     // Bodies are read whole, within the limit; only the admin API uses them.
     let body = if body.size_hint().exact() == Some(0) {
@@ -179,7 +186,8 @@ async fn dispatch(app: &App, peer: SocketAddr, r: Route, req: Request<Incoming>)
             super::provision::handle(app, file, &parts.headers, vendor).await
         }
         (Route::Phone(step), &Method::GET | &Method::HEAD) => {
-            phone(app, peer, step, &parts.uri, &parts.headers, &query).await
+            let base = link_base(app, secure, &parts.headers);
+            phone(app, peer, base, step, &parts.uri, &parts.headers, &query).await
         }
         (Route::Logins, &Method::GET)
         | (Route::Login, &Method::DELETE)
@@ -216,6 +224,7 @@ async fn dispatch(app: &App, peer: SocketAddr, r: Route, req: Request<Incoming>)
 async fn phone(
     app: &App,
     peer: SocketAddr,
+    base: &str,
     step: Step,
     uri: &http::Uri,
     headers: &http::HeaderMap,
@@ -279,7 +288,7 @@ async fn phone(
     }
     let target = Target {
         handset: &handset,
-        base: app.config.base(),
+        base,
         reload: reload_for(app, handset.vendor),
     };
     let rendered = dialect::render(&screen, target);
@@ -290,6 +299,26 @@ async fn phone(
         resp.headers_mut().insert("refresh", v);
     }
     resp
+}
+
+/// The base for generated links: the configured URL whose scheme and host match what the
+/// phone used (so an https phone stays on https), else `base_url`. The Host header only
+/// selects among configured URLs; it never becomes a link itself.
+fn link_base<'a>(app: &'a App, secure: bool, headers: &http::HeaderMap) -> &'a str {
+    let scheme = if secure { "https://" } else { "http://" };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    std::iter::once(app.config.base_url.as_str())
+        .chain(app.config.server.base_urls.iter().map(String::as_str))
+        .map(|b| b.trim_end_matches('/'))
+        .find(|b| {
+            b.strip_prefix(scheme)
+                .map(|rest| rest.split('/').next().unwrap_or(""))
+                .is_some_and(|authority| !host.is_empty() && authority.eq_ignore_ascii_case(host))
+        })
+        .unwrap_or_else(|| app.config.base())
 }
 
 fn reload_for(app: &App, vendor: Vendor) -> crate::config::ReloadMethod {
