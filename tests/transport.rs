@@ -53,6 +53,29 @@ async fn byte_drip_headers_are_cut_off() {
 }
 
 #[tokio::test]
+async fn phones_are_served_while_slow_clients_hold_connections() {
+    let server = Server::start("").await;
+    // Twenty slow clients dripping header bytes ...
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(b"GET /app HTTP/1.1\r\nX-Slow: ").await.unwrap();
+        slow.push(s);
+    }
+    // ... while a phone keeps getting its screens promptly.
+    let ua = [("User-Agent", support::phone::AASTRA_6737I)];
+    for _ in 0..20 {
+        let start = Instant::now();
+        assert_eq!(request(server.addr, "GET", "/app", &ua).await.status, 200);
+        assert!(start.elapsed() < Duration::from_millis(500));
+    }
+    for s in &mut slow {
+        let (_, took) = until_closed(s).await;
+        assert!(took < Duration::from_secs(3));
+    }
+}
+
+#[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
     let server = Server::start("").await;
     let mut s = TcpStream::connect(server.addr).await.unwrap();
