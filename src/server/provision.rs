@@ -129,24 +129,14 @@ pub(super) async fn push(
 ) -> Resp {
     use crate::dialect::{self, Target};
     use crate::screen::{Action, Apply, Link, Screen};
-    let ua = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
-    let handset = match phone::identify(
-        ua,
-        query.get("vendor").map(String::as_str),
-        query.get("mac").map(String::as_str),
-    ) {
+    let handset = match super::routes::identify_request(headers, query) {
         Ok(h) if h.vendor == crate::phone::Vendor::Aastra => h,
         Ok(_) => {
-            return respond::text(
-                StatusCode::NOT_FOUND,
-                "live configuration push is for Aastra/Mitel phones",
-            );
+            let msg = "live configuration push is for Aastra/Mitel phones";
+            return respond::text(StatusCode::NOT_FOUND, msg);
         }
-        Err(e) => return respond::text(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(resp) => return resp,
     };
-    tracing::Span::current().record("mac", tracing::field::display(handset.mac));
     let rendered = match render_for(app, &handset).await {
         Ok(r) => r,
         Err(resp) => return resp,

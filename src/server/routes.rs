@@ -230,23 +230,10 @@ async fn phone(
     headers: &http::HeaderMap,
     query: &HashMap<String, String>,
 ) -> Resp {
-    let ua = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
-    let handset = match phone::identify(
-        ua,
-        query.get("vendor").map(String::as_str),
-        query.get("mac").map(String::as_str),
-    ) {
+    let handset = match identify_request(headers, query) {
         Ok(h) => h,
-        Err(e) => {
-            tracing::info!(error = %e, "phone not identified");
-            return respond::text(StatusCode::BAD_REQUEST, e.to_string());
-        }
+        Err(resp) => return resp,
     };
-    let span = tracing::Span::current();
-    span.record("vendor", handset.vendor.as_str());
-    span.record("mac", tracing::field::display(handset.mac));
 
     let req = PhoneRequest {
         handset: &handset,
@@ -299,6 +286,27 @@ async fn phone(
         resp.headers_mut().insert("refresh", v);
     }
     resp
+}
+
+/// The phone behind a request (User-Agent, `?vendor=`, `?mac=`), recorded in the request
+/// span; a plain 400 saying what was expected otherwise.
+pub(super) fn identify_request(
+    headers: &http::HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<phone::Handset, Resp> {
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let vendor = query.get("vendor").map(String::as_str);
+    let handset =
+        phone::identify(ua, vendor, query.get("mac").map(String::as_str)).map_err(|e| {
+            tracing::info!(error = %e, "phone not identified");
+            respond::text(StatusCode::BAD_REQUEST, e.to_string())
+        })?;
+    let span = tracing::Span::current();
+    span.record("vendor", handset.vendor.as_str());
+    span.record("mac", tracing::field::display(handset.mac));
+    Ok(handset)
 }
 
 /// The base for generated links: the configured URL whose scheme and host match what the
