@@ -7,14 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::sync::watch;
 
 use super::reload::{Loader, Reloading, Users};
-use super::{BoxFuture, Directory, DirectoryError, User, valid_extension};
-
-pub struct FileDirectory {
-    users: Reloading,
-}
+use super::{User, valid_extension};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,41 +50,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Users, String> {
     Ok(users)
 }
 
-impl FileDirectory {
-    /// Loads `path` (an error stops start-up) and re-reads it when it changes.
-    pub fn open(path: PathBuf, poll: Duration) -> Result<Self, String> {
-        let loader: Loader = Arc::new(move || load(&path).map(|users| (users, vec![path.clone()])));
-        Ok(Self {
-            users: Reloading::start("directory file", loader, poll)?,
-        })
-    }
-
-    pub fn len(&self) -> usize {
-        self.users.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl Directory for FileDirectory {
-    fn lookup<'a>(
-        &'a self,
-        extension: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Arc<User>>, DirectoryError>> {
-        let found = self.users.get(extension);
-        Box::pin(async move { Ok(found) })
-    }
-
-    fn changes(&self) -> Option<watch::Receiver<u64>> {
-        Some(self.users.changes())
-    }
+/// The embedded directory at `path`, re-read when it changes (an error stops start-up).
+pub fn open(path: PathBuf, poll: Duration) -> Result<Reloading, String> {
+    let loader: Loader = Arc::new(move || load(&path).map(|users| (users, vec![path.clone()])));
+    Reloading::start("directory file", loader, poll)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::directory::Directory;
 
     #[test]
     fn rejects_duplicates_and_bad_extensions() {
@@ -116,7 +86,7 @@ mod tests {
             format!("[[user]]\nextension = \"{ext}\"\nname = \"{name}\"\nsip_password = \"s\"\n")
         };
         std::fs::write(&p, user("1001", "Ada")).unwrap();
-        let d = FileDirectory::open(p.clone(), Duration::from_millis(20)).unwrap();
+        let d = open(p.clone(), Duration::from_millis(20)).unwrap();
         let mut changes = d.changes().unwrap();
         assert!(d.lookup("1002").await.unwrap().is_none());
 

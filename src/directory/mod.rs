@@ -6,14 +6,14 @@ mod cache;
 pub mod file;
 mod freepbx;
 mod http;
-mod reload;
+pub mod reload;
 mod voicemail;
 
 pub use cache::{CachePolicy, CachedDirectory};
-pub use file::FileDirectory;
 pub use freepbx::FreepbxDirectory;
 pub use http::HttpDirectory;
-pub use voicemail::{VoicemailDirectory, parse_file as voicemail_parse};
+pub use reload::Reloading;
+pub use voicemail::parse_file as voicemail_parse;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -75,7 +75,7 @@ pub fn open_backend(config: &crate::config::DirectoryConfig) -> Result<Arc<dyn D
     match config.kind {
         DirectoryKind::File => {
             let path = config.file.clone().ok_or("no [directory] file")?;
-            let d = FileDirectory::open(path.clone(), poll)?;
+            let d = file::open(path.clone(), poll)?;
             tracing::info!(users = d.len(), file = %path.display(), "directory file loaded");
             Ok(Arc::new(d))
         }
@@ -84,7 +84,7 @@ pub fn open_backend(config: &crate::config::DirectoryConfig) -> Result<Arc<dyn D
                 .voicemail_conf
                 .clone()
                 .ok_or("no [directory] voicemail_conf")?;
-            let d = VoicemailDirectory::open(path.clone(), config.context.clone(), poll)?;
+            let d = voicemail::open(path.clone(), config.context.clone(), poll)?;
             tracing::info!(mailboxes = d.len(), file = %path.display(), "voicemail.conf loaded");
             Ok(Arc::new(d))
         }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
-use super::User;
+use super::{BoxFuture, Directory, DirectoryError, User};
 
 pub(super) type Users = HashMap<String, Arc<User>>;
 
@@ -28,7 +28,8 @@ fn stamps(files: &[PathBuf]) -> Stamps {
         .collect()
 }
 
-pub(super) struct Reloading {
+/// Users loaded from files, kept current; a [`Directory`] backend.
+pub struct Reloading {
     users: Arc<RwLock<Arc<Users>>>,
     changes: watch::Receiver<u64>,
 }
@@ -84,11 +85,29 @@ impl Reloading {
             .cloned()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn len(&self) -> usize {
         self.users.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    pub fn changes(&self) -> watch::Receiver<u64> {
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.clone()
+    }
+}
+
+impl Directory for Reloading {
+    fn lookup<'a>(
+        &'a self,
+        extension: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<User>>, DirectoryError>> {
+        let found = self.get(extension);
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn changes(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.subscribe())
     }
 }

@@ -11,10 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use super::reload::{Loader, Reloading, Users};
-use super::{BoxFuture, Directory, DirectoryError, User, valid_extension};
+use super::{User, valid_extension};
 use crate::secret::Secret;
 
 /// Sections that hold settings, not mailboxes (Asterisk sample; FreePBX's Voicemail.class.php).
@@ -22,39 +20,11 @@ const NOT_MAILBOXES: [&str; 4] = ["general", "zonemessages", "pbxaliases", "devi
 /// Include depth at most; deeper is an include loop.
 const MAX_DEPTH: usize = 8;
 
-pub struct VoicemailDirectory {
-    users: Reloading,
-}
-
-impl VoicemailDirectory {
-    pub fn open(path: PathBuf, context: Option<String>, poll: Duration) -> Result<Self, String> {
-        let loader: Loader = Arc::new(move || parse_file(&path, context.as_deref()));
-        Ok(Self {
-            users: Reloading::start("voicemail.conf", loader, poll)?,
-        })
-    }
-
-    pub fn len(&self) -> usize {
-        self.users.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl Directory for VoicemailDirectory {
-    fn lookup<'a>(
-        &'a self,
-        extension: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Arc<User>>, DirectoryError>> {
-        let found = self.users.get(extension);
-        Box::pin(async move { Ok(found) })
-    }
-
-    fn changes(&self) -> Option<watch::Receiver<u64>> {
-        Some(self.users.changes())
-    }
+/// voicemail.conf at `path` (optionally one `context`), re-read when it or an included file
+/// changes (an error stops start-up).
+pub fn open(path: PathBuf, context: Option<String>, poll: Duration) -> Result<Reloading, String> {
+    let loader: Loader = Arc::new(move || parse_file(&path, context.as_deref()));
+    Reloading::start("voicemail.conf", loader, poll)
 }
 
 /// Reads `path` and its includes; returns the mailboxes and every file read.

@@ -135,7 +135,7 @@ pub(super) async fn push(
             let msg = "live configuration push is for Aastra/Mitel phones";
             return respond::text(StatusCode::NOT_FOUND, msg);
         }
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let rendered = match render_for(app, &handset).await {
         Ok(r) => r,

@@ -232,7 +232,7 @@ async fn phone(
 ) -> Resp {
     let handset = match identify_request(headers, query) {
         Ok(h) => h,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
 
     let req = PhoneRequest {
@@ -293,7 +293,7 @@ async fn phone(
 pub(super) fn identify_request(
     headers: &http::HeaderMap,
     query: &HashMap<String, String>,
-) -> Result<phone::Handset, Resp> {
+) -> Result<phone::Handset, Box<Resp>> {
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
