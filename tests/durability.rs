@@ -75,6 +75,22 @@ async fn a_confirmed_login_survives_kill_9() {
     );
 }
 
+/// Runs `hotdesk check-config` from the project folder; it must succeed. Returns stdout.
+fn check_ok(config: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_hotdesk"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["check-config", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn check_config_explains_errors() {
     let tmp = tempfile::tempdir().unwrap();
@@ -97,18 +113,7 @@ fn check_config_explains_errors() {
     );
 
     let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hotdesk.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_hotdesk"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["check-config", "--config"])
-        .arg(&demo)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("3 user(s)"));
+    assert!(check_ok(&demo).contains("3 user(s)"));
 
     // The same demo config switched to the voicemail.conf backend.
     let text = std::fs::read_to_string(&demo)
@@ -117,22 +122,8 @@ fn check_config_explains_errors() {
         .replace("# voicemail_conf = ", "voicemail_conf = ");
     let switched = tmp.path().join("vm.toml");
     std::fs::write(&switched, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hotdesk"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["check-config", "--config"])
-        .arg(&switched)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("3 mailbox(es)"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let out = check_ok(&switched);
+    assert!(out.contains("3 mailbox(es)"), "{out}");
 }
 
 #[test]
