@@ -144,14 +144,10 @@ mod tests {
         "Mozilla/4.0 (compatible; snomD785-SIP 10.1.33.33 x 000413922D24)",
     ];
 
-    fn legal(c: char) -> bool {
-        matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
-    }
-
     /// Well-formed per quick-xml and made only of XML-1.0-legal characters.
     fn check(body: &[u8]) -> Result<(), String> {
         let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
-        if let Some(c) = text.chars().find(|&c| !legal(c)) {
+        if let Some(c) = text.chars().find(|&c| !text::is_xml_char(c)) {
             return Err(format!("illegal {c:?}"));
         }
         let mut r = quick_xml::Reader::from_str(text);

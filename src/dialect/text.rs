@@ -1,6 +1,11 @@
 //! Making arbitrary directory text safe for a phone: XML-1.0-legal, single-line where the
 //! vendor wants it, and short enough for the screen and the byte limit.
 
+/// Whether XML 1.0 allows `c` in a document (the `Char` production).
+pub fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
+}
+
 /// Keeps only characters XML 1.0 allows (quick-xml writes C0 controls unchanged, which
 /// strict phone parsers reject). Tabs and line breaks become spaces unless `multiline`.
 pub fn clean(text: &str, multiline: bool) -> String {
@@ -9,9 +14,7 @@ pub fn clean(text: &str, multiline: bool) -> String {
         match c {
             '\n' if multiline => out.push('\n'),
             '\t' | '\n' | '\r' => out.push(' '),
-            '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}' => {
-                out.push(c)
-            }
+            c if is_xml_char(c) => out.push(c),
             _ => {}
         }
     }
@@ -52,15 +55,34 @@ mod tests {
         assert_eq!(clip("abc", 3), "abc");
     }
 
-    fn legal(c: char) -> bool {
-        matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
+    #[test]
+    fn the_xml_char_production() {
+        for c in [
+            '\t',
+            '\n',
+            '\r',
+            ' ',
+            'é',
+            '\u{D7FF}',
+            '\u{E000}',
+            '\u{FFFD}',
+            '\u{10000}',
+            '🦀',
+        ] {
+            assert!(is_xml_char(c), "{c:?}");
+        }
+        for c in [
+            '\u{0}', '\u{7}', '\u{8}', '\u{B}', '\u{C}', '\u{1B}', '\u{1F}', '\u{FFFE}', '\u{FFFF}',
+        ] {
+            assert!(!is_xml_char(c), "{c:?}");
+        }
     }
 
     proptest! {
         #[test]
         fn output_is_always_legal(s in any::<String>(), max in 1usize..300, ml in any::<bool>()) {
             let out = display(&s, max, ml);
-            prop_assert!(out.chars().all(legal));
+            prop_assert!(out.chars().all(is_xml_char));
             prop_assert!(out.chars().count() <= max);
         }
     }

@@ -49,7 +49,7 @@ pub fn parse(body: &[u8]) -> El {
         "{text}"
     );
     assert!(
-        text.chars().all(|c| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)),
+        text.chars().all(hotdesk::dialect::text::is_xml_char),
         "illegal XML character in {text:?}"
     );
     let mut reader = Reader::from_str(text);
