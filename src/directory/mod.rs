@@ -132,11 +132,26 @@ pub fn check_offline(config: &crate::config::DirectoryConfig) -> Result<String, 
     }
 }
 
-/// Extensions are short and dialable: digits plus a few PBX-legal characters.
+/// Extensions are short and dialable: digits, `*` and `#`, with an optional leading `+`
+/// (E.164). Anything else (dots, slashes, letters) never reaches a backend or an upstream URL.
 pub fn valid_extension(ext: &str) -> bool {
-    !ext.is_empty()
-        && ext.len() <= 32
-        && ext.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'*' | b'#' | b'+' | b'_' | b'-' | b'.')
-        })
+    let digits = ext.strip_prefix('+').unwrap_or(ext);
+    !digits.is_empty()
+        && digits.len() <= 32
+        && digits.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'*' | b'#'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_extension;
+
+    #[test]
+    fn extensions_are_dialable_text_only() {
+        for ok in ["1001", "*97", "#1", "+4930123", &"9".repeat(32)] {
+            assert!(valid_extension(ok), "{ok:?}");
+        }
+        for bad in ["", "+", "..", ".", "10.01", "1001/..", "abc", "1001 ", "++1", &"9".repeat(33)] {
+            assert!(!valid_extension(bad), "{bad:?}");
+        }
+    }
 }

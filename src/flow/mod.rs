@@ -277,6 +277,10 @@ impl Flow {
             return self.failed(req, ext, net, &subjects, retry).await;
         };
         let user = user.expect("a tier implies a user");
+        if user.sip_password.is_empty() {
+            tracing::warn!(extension = %user.extension, "login refused: the directory has no SIP secret for this user");
+            return screens::no_line(&user.extension);
+        }
         // Success forgives the extension and the phone, not the source address.
         self.lockouts.clear(&subjects[..2]);
         let login = Login {

@@ -199,6 +199,17 @@ pub fn unknown_network(back: Link) -> Screen {
     )
 }
 
+/// The directory knows the user but has no SIP secret for them (an adhoc device, a
+/// mailbox without a line): a login would leave the phone unregistered.
+pub fn no_line(extension: &str) -> Screen {
+    message(
+        "Login refused",
+        format!("Extension {extension} has no phone line set up. Ask your administrator."),
+        Tone::Error,
+        None,
+    )
+}
+
 pub fn try_later(what: &str) -> Screen {
     message(
         "Please try later",
