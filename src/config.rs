@@ -245,12 +245,26 @@ pub struct UpstreamHttp {
     pub breaker_cooldown: Span,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ProvisionConfig {
     /// Folder of `<brand>/<name>.<cfg|xml>.j2` templates (brand: aastra, yealink, htek, snom).
     /// A user's `template = "sales"` picks `<brand>/sales.*` on that brand's phones.
     pub templates: Option<PathBuf>,
+    /// Provisioning fetches (files and Aastra push pages) one source address (IPv6: one /64)
+    /// may make per second on average, and in a burst.
+    pub rate_per_second: u32,
+    pub rate_burst: u32,
+}
+
+impl Default for ProvisionConfig {
+    fn default() -> Self {
+        Self {
+            templates: None,
+            rate_per_second: 2,
+            rate_burst: 20,
+        }
+    }
 }
 
 /// innovaphone phones fetch an update-server script. hotdesk adds `config write`,
@@ -356,6 +370,13 @@ fn default_breaker_cooldown() -> Span {
 pub struct StoreConfig {
     /// SQLite file for logins and the audit trail; created on first start.
     pub path: PathBuf,
+    /// How often the store is checked (still the same file, writable) for `/readyz`.
+    #[serde(default = "default_probe")]
+    pub probe_interval: Span,
+}
+
+fn default_probe() -> Span {
+    Span(Duration::from_secs(10))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -397,6 +418,16 @@ pub struct LoginConfig {
     pub max_failures_per_source: u32,
     /// Failed attempts from one source before the admin password stops being tried for it.
     pub admin_max_failures: u32,
+    /// Failed attempts on one extension from all sources together before it is locked
+    /// everywhere (`max_failures` locks it only for the source that failed).
+    pub extension_max_failures: u32,
+    /// Failed attempts that could have been the shared user password, or the admin password,
+    /// across every extension and source, before that password stops being accepted.
+    pub shared_max_failures: u32,
+    /// Threads that run argon2 (each keeps one block of the hash's memory, 19 MiB by default).
+    pub argon2_threads: usize,
+    /// argon2 checks that may wait for a thread; past this a phone is told to try later.
+    pub argon2_queue: usize,
     /// Logging out from the phone needs the user's PIN (else: the address the login came from).
     pub logout_requires_pin: bool,
     /// End every login at this time of day (server time zone), e.g. "02:00".
@@ -426,6 +457,10 @@ impl Default for LoginConfig {
             lockout: Span(Duration::from_secs(15 * 60)),
             max_failures_per_source: 20,
             admin_max_failures: 3,
+            extension_max_failures: 50,
+            shared_max_failures: 30,
+            argon2_threads: 2,
+            argon2_queue: 32,
             logout_requires_pin: false,
             auto_logout: None,
             max_login: None,
@@ -657,6 +692,12 @@ impl Config {
         }
         if self.login.expiry_check.0.is_zero() {
             return Err("[login] expiry_check must be above zero".into());
+        }
+        if self.provision.rate_per_second == 0 || self.provision.rate_burst == 0 {
+            return Err("[provision] rate_per_second and rate_burst must be at least 1".into());
+        }
+        if self.login.argon2_threads == 0 {
+            return Err("[login] argon2_threads must be at least 1".into());
         }
         if self.login.max_devices == 0 {
             return Err("[login] max_devices must be at least 1".into());

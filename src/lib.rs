@@ -35,7 +35,7 @@ use tokio::net::TcpListener;
 use config::Config;
 use directory::{CachePolicy, CachedDirectory};
 use flow::Flow;
-use store::{LoginBook, SqliteStore};
+use store::{LoginBook, SqliteStore, Store};
 
 /// Everything a request needs, built once at start-up.
 pub struct App {
@@ -48,6 +48,8 @@ pub struct App {
     pub signer: Option<flow::signing::Signer>,
     /// Refused sources, so that each is logged at most once a minute.
     pub refusals: server::access::RefusalLog,
+    /// Who may fetch provisioning files and pushes, and how often.
+    pub fetch_guard: server::fetch_guard::FetchGuard,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -118,7 +120,13 @@ impl App {
             deadline: d.deadline.0,
         };
         let directory = CachedDirectory::new(backend, policy);
+        let had_database = config.store.path.exists();
+        let key_file = config.store.path.with_file_name("url.key");
+        if !had_database && key_file.exists() {
+            tracing::error!(store = %config.store.path.display(), "the database is missing but url.key is there: this deployment lost its store, and every login it held; starting with none");
+        }
         let store = Arc::new(SqliteStore::open(&config.store.path)?);
+        let saved_lockouts = store.load_lockouts()?;
         let writeback = config.writeback_http().cloned();
         let book = Arc::new(LoginBook::open(store, writeback.is_some())?);
         let mut tasks = Vec::new();
@@ -150,9 +158,18 @@ impl App {
                 flow::expiry::sweep(book.clone(), clock.clone(), policy, login.expiry_check.0);
             tasks.push(tokio::spawn(sweep));
         }
-        let flow = Flow::new(config.clone(), directory.clone(), book, clock.clone());
+        tasks.push(tokio::spawn(store_probe(book.clone(), config.store.probe_interval.0)));
+        let flow = Flow::new(
+            config.clone(),
+            directory.clone(),
+            book,
+            clock.clone(),
+            &saved_lockouts,
+        );
         let signer = if config.server.sign_links {
-            let key_file = config.store.path.with_file_name("url.key");
+            if had_database && config.server.url_key.is_none() && !key_file.exists() {
+                tracing::error!(key = %key_file.display(), "url.key is missing beside an existing database: a new link-signing key is made, and every link phones hold now is void");
+            }
             let key = flow::signing::Signer::load_key(
                 config.server.url_key.as_ref().map(|k| k.expose()),
                 &key_file,
@@ -162,13 +179,16 @@ impl App {
         } else {
             None
         };
+        let fetch_guard = server::fetch_guard::FetchGuard::new(&config.provision);
         Ok(Arc::new(Self {
+            fetch_guard,
             config,
             flow,
             directory,
             provisioner,
             clock,
             refusals: server::access::RefusalLog::new(),
+
             signer,
             tasks: std::sync::Mutex::new(tasks),
         }))
@@ -184,6 +204,18 @@ impl App {
         {
             t.abort();
         }
+    }
+}
+
+/// Probes the store every `interval`, so `/readyz` notices a store that went away or
+/// read-only even while no phone logs in.
+async fn store_probe(book: Arc<LoginBook>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // The outcome is kept by the store for `health`; it logs the changes itself.
+        let _ = book.probe().await;
     }
 }
 

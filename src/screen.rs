@@ -106,6 +106,9 @@ pub struct Next {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Apply {
     pub actions: Vec<Action>,
+    /// The token that lets this phone fetch its live configuration push (Aastra), issued
+    /// with the apply commands and bound to the phone's MAC.
+    pub grant: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

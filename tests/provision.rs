@@ -503,12 +503,17 @@ async fn aastra_takes_its_new_line_without_a_reboot() {
     let View::Execute { commands } = phone.ok(&done).await else {
         panic!()
     };
-    assert_eq!(commands, [format!("http://{}/app/push", server.addr)]);
-    // The push answers an Execute that fetches each page in turn.
+    let push = format!("http://{}/app/push?t=", server.addr);
+    assert!(commands.len() == 1 && commands[0].starts_with(&push), "{commands:?}");
+    let grant = &commands[0][push.len()..];
+    // The push answers an Execute that fetches each page in turn, each with the grant.
     let View::Execute { commands: pages } = phone.go(&commands[0]).await else {
         panic!()
     };
-    assert_eq!(pages, [format!("http://{}/app/push?page=1", server.addr)]);
+    assert_eq!(
+        pages,
+        [format!("http://{}/app/push?page=1&t={grant}", server.addr)]
+    );
     let r = phone.fetch(&pages[0]).await;
     let doc = support::xml::parse(&r.body);
     assert_eq!(doc.name, "AastraIPPhoneConfiguration");

@@ -22,7 +22,7 @@ pub(super) struct Flavor {
     backspace_key: bool,
     /// `triggerDestroyOnExit` on Execute (Aastra, AXAPI p.191).
     trigger_destroy: bool,
-    commands: fn(&Action, Target<'_>) -> Vec<String>,
+    commands: fn(&Action, Target<'_>, Option<&str>) -> Vec<String>,
     /// `ConfigurationItem/Parameter/Value` (Aastra) or `Item` with `key = value` (Yealink).
     config_items: ConfigItems,
 }
@@ -66,7 +66,7 @@ fn strs(items: &[&str]) -> Vec<String> {
 
 /// Aastra Execute commands (AXAPI p.151-152; the Aastra scripts' logout.php), and the
 /// no-reboot push where the firmware has dynamic SIP.
-fn aastra_commands(action: &Action, t: Target<'_>) -> Vec<String> {
+fn aastra_commands(action: &Action, t: Target<'_>, grant: Option<&str>) -> Vec<String> {
     let caps = &t.handset.caps;
     match (action, t.reload) {
         (Action::ClearCallLists, _) => {
@@ -77,7 +77,11 @@ fn aastra_commands(action: &Action, t: Target<'_>) -> Vec<String> {
         (Action::Open(link), _) => vec![link.absolute(t.base)],
         (Action::Reload, ReloadMethod::None) => Vec::new(),
         (Action::Reload, ReloadMethod::Push) if caps.dynamic_sip => {
-            vec![Link::new("/app/push").absolute(t.base)]
+            let mut link = Link::new("/app/push");
+            if let Some(g) = grant {
+                link = link.with("t", g);
+            }
+            vec![link.absolute(t.base)]
         }
         (Action::Reload, ReloadMethod::Push | ReloadMethod::FastReboot | ReloadMethod::Resync)
             if caps.fast_reboot =>
@@ -89,7 +93,7 @@ fn aastra_commands(action: &Action, t: Target<'_>) -> Vec<String> {
 }
 
 /// Yealink/Htek Execute commands. Unverified by a primary source: see the vendor README.
-fn yealink_commands(action: &Action, t: Target<'_>) -> Vec<String> {
+fn yealink_commands(action: &Action, t: Target<'_>, _grant: Option<&str>) -> Vec<String> {
     match (action, t.reload) {
         // No documented Execute URI clears Yealink call lists.
         (Action::ClearCallLists, _) | (Action::Unregister(_), _) => Vec::new(),
@@ -302,7 +306,7 @@ fn execute(f: &Flavor, w: &mut Writer<Vec<u8>>, a: &Apply, t: Target<'_>) -> io:
     let commands: Vec<String> = a
         .actions
         .iter()
-        .flat_map(|action| (f.commands)(action, t))
+        .flat_map(|action| (f.commands)(action, t, a.grant.as_deref()))
         .collect();
     let name = root(f, "Execute");
     let mut el = w.create_element(name.as_str());

@@ -27,6 +27,7 @@ pub(super) fn render(screen: &Screen, t: Target<'_>, lim: Limits) -> Rendered {
                 w,
                 &Apply {
                     actions: Vec::new(),
+                    grant: None,
                 },
                 t,
             )

@@ -14,12 +14,13 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::auth::{Lockouts, Subject, Verifier};
+use crate::auth::lockouts::{Failure, Refusal};
+use crate::auth::{Attempt, Hasher, Limits, Lockouts, Offer, Subject, Verifier};
 use crate::config::{Config, Policy};
 use crate::directory::{Directory, valid_extension};
 use crate::phone::{Handset, Mac};
 use crate::screen::{Action, Link, Screen};
-use crate::store::{AuditEvent, BookError, EventKind, Login, LoginBook};
+use crate::store::{AuditEvent, BookError, Change, EventKind, LockoutRow, Login, LoginBook};
 
 /// The phone-facing steps, one per URL path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,48 +60,58 @@ struct Pending {
 }
 
 const PENDING_TTL: Duration = Duration::from_secs(600);
+/// How long a live-push grant lasts: the phone fetches its pages right after the apply.
+const GRANT_TTL: Duration = Duration::from_secs(120);
 
 pub struct Flow {
     config: Arc<Config>,
     clock: Arc<dyn crate::clock::Clock>,
     directory: Arc<dyn Directory>,
     verifier: Verifier,
-    lockouts: Lockouts,
-    /// Admin-password attempts per source: stricter than `lockouts`.
-    admin_limits: Lockouts,
+    lockouts: Arc<Lockouts>,
     book: Arc<LoginBook>,
     pending: Mutex<HashMap<Mac, Pending>>,
+    /// Live-push grants issued with an apply (token, when).
+    grants: Mutex<HashMap<Mac, (String, Instant)>>,
 }
 
 impl Flow {
+    /// `saved` are the lockout histories the store kept across the last restart.
     pub fn new(
         config: Arc<Config>,
         directory: Arc<dyn Directory>,
         book: Arc<LoginBook>,
         clock: Arc<dyn crate::clock::Clock>,
+        saved: &[LockoutRow],
     ) -> Self {
         let login = &config.login;
+        let lockouts = Lockouts::new(Limits {
+            pair: login.max_failures,
+            extension: login.extension_max_failures,
+            source: login.max_failures_per_source,
+            admin_from: login.admin_max_failures,
+            shared: login.shared_max_failures,
+            window: login.lockout.0,
+        });
+        lockouts.restore(saved, Instant::now(), clock.now().unix_timestamp());
         Self {
             verifier: Verifier::new(
                 login.admin_password_hash.clone(),
                 login.user_password.clone(),
+                Hasher::new(login.argon2_threads, login.argon2_queue),
             ),
-            lockouts: Lockouts::new(
-                login.max_failures,
-                login.max_failures_per_source,
-                login.lockout.0,
-            ),
-            admin_limits: Lockouts::new(
-                login.admin_max_failures,
-                login.admin_max_failures,
-                login.lockout.0,
-            ),
+            lockouts,
             directory,
             book,
             pending: Mutex::new(HashMap::new()),
+            grants: Mutex::new(HashMap::new()),
             config,
             clock,
         }
+    }
+
+    pub fn lockouts(&self) -> &Arc<Lockouts> {
+        &self.lockouts
     }
 
     pub fn book(&self) -> &Arc<LoginBook> {
@@ -226,67 +237,96 @@ impl Flow {
     ) -> Screen {
         let h = req.handset;
         let ip = req.source_ip.to_canonical().to_string();
-        let source = Subject::source(req.source_ip);
+        let now = Instant::now();
+        // The attempt is counted before any slow work; a guess that is never resolved
+        // (the task ends early) still counts as a failure.
         let subjects = [
+            Subject::extension_from(ext, req.source_ip),
             Subject::Extension(ext.to_owned()),
-            Subject::Handset(h.mac),
-            source.clone(),
+            Subject::handset_from(h.mac, req.source_ip),
+            Subject::source(req.source_ip),
         ];
-        if let Err(wait) = self.lockouts.check(&subjects, Instant::now()) {
-            tracing::info!(mac = %h.mac, extension = ext, "login refused: locked out");
-            return screens::locked_out(wait);
-        }
+        let mut attempt = match self.lockouts.begin(&subjects, now) {
+            Ok(a) => a,
+            Err(Refusal::Locked(wait)) => {
+                tracing::info!(mac = %h.mac, extension = ext, "login refused: locked out");
+                return screens::locked_out(wait);
+            }
+            Err(Refusal::Busy) => {
+                tracing::info!(mac = %h.mac, extension = ext, "login refused: as many attempts running as may still fail");
+                return screens::try_later("Other attempts for this login are still being checked.");
+            }
+        };
+        // One deadline for everything the directory does in this request.
+        let deadline = tokio::time::Instant::now() + self.config.directory.deadline.0;
         let user = if valid_extension(ext) {
             match self.directory.lookup(ext).await {
                 Ok(user) => user,
                 Err(e) => {
                     tracing::warn!(error = %e, extension = ext, "directory lookup failed");
+                    attempt.abandon();
                     return screens::try_later("The user directory cannot be reached.");
                 }
             }
         } else {
             None
         };
-        let admin_ok = self
-            .admin_limits
-            .check(std::slice::from_ref(&source), Instant::now())
-            .is_ok();
-        let mut tier = self
-            .verifier
-            .verify_with(user.as_deref(), pin, admin_ok)
-            .await;
+        // The shared passwords are tried only within their own budgets. The admin password
+        // is offered whether or not the extension exists, so both cost the same.
+        let offer = Offer {
+            user_password: self.verifier.would_try_user_password(user.as_deref())
+                && self
+                    .lockouts
+                    .join(&mut attempt, &[Subject::UserPassword], now)
+                    .is_ok(),
+            admin_password: self.verifier.has_admin_password()
+                && self
+                    .lockouts
+                    .join(
+                        &mut attempt,
+                        &[Subject::admin_from(req.source_ip), Subject::AdminPassword],
+                        now,
+                    )
+                    .is_ok(),
+        };
         let mut user = user;
-        if tier.is_none() && user.is_some() {
-            // The PIN may have just changed at the PBX: look once more, bypassing the cache.
-            if let Ok(fresh) = self.directory.refetch(ext).await
+        let mut tier = match self.verifier.verify(user.as_deref(), pin, offer).await {
+            Ok(t) => t,
+            Err(busy) => return self.busy(attempt, busy),
+        };
+        if tier.is_none() && valid_extension(ext) {
+            // The PIN may have just changed at the PBX: look once more past the cache, within
+            // what is left of the deadline. Known and unknown extensions both look again.
+            if let Ok(Ok(fresh)) =
+                tokio::time::timeout_at(deadline, self.directory.refetch(ext)).await
                 && fresh != user
             {
-                tier = self
-                    .verifier
-                    .verify_with(fresh.as_deref(), pin, admin_ok)
-                    .await;
+                tier = match self.verifier.verify(fresh.as_deref(), pin, offer).await {
+                    Ok(t) => t,
+                    Err(busy) => return self.busy(attempt, busy),
+                };
                 user = fresh;
             }
         }
-        let Some(tier) = tier else {
-            if admin_ok && user.is_some() {
-                // The admin password was tried and was wrong.
-                self.admin_limits
-                    .fail(std::slice::from_ref(&source), Instant::now());
-            }
-            return self.failed(req, ext, net, &subjects, retry).await;
+        let (Some(tier), Some(user)) = (tier, user) else {
+            return self.failed(req, ext, net, attempt.fail(), retry).await;
         };
-        let user = user.expect("a tier implies a user");
+        // Success forgives the extension and the phone, not the address or the shared budgets.
+        let forgiven: Vec<String> = attempt
+            .succeed(&subjects[..3])
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         if user.sip_password.is_empty() {
             tracing::warn!(extension = %user.extension, "login refused: the directory has no SIP secret for this user");
             return screens::no_line(&user.extension);
         }
-        // Success forgives the extension and the phone, not the source address.
-        self.lockouts.clear(&subjects[..2]);
+        if let Err(screen) = self.replacement_guard(req, &user.extension) {
+            return screen;
+        }
         let login = Login {
             mac: h.mac,
             identity: 0, // chosen by the book
-
             extension: user.extension.clone(),
             name: user.name.clone(),
             vendor: h.vendor.to_string(),
@@ -303,7 +343,7 @@ impl Flow {
         let identities = h.caps.identities;
         match self
             .book
-            .login(login, policy, max, identities, tier.as_str())
+            .login(login, policy, max, identities, tier.as_str(), forgiven)
             .await
         {
             Ok(outcome) => {
@@ -332,19 +372,47 @@ impl Flow {
         }
     }
 
+    /// Nothing was checked: the password checks are queued to the limit.
+    fn busy(&self, attempt: Attempt, busy: crate::auth::Busy) -> Screen {
+        tracing::warn!(error = %busy, "login not checked: hotdesk is busy");
+        attempt.abandon();
+        screens::try_later("hotdesk is busy.")
+    }
+
+    /// A one-identity phone's user is replaced by a login only from the address that user
+    /// logged in from, as for a logout: else anyone could log a desk out by logging in on
+    /// its MAC from elsewhere.
+    fn replacement_guard(&self, req: &PhoneRequest<'_>, extension: &str) -> Result<(), Screen> {
+        let h = req.handset;
+        if h.caps.identities > 1 {
+            return Ok(());
+        }
+        let ip = req.source_ip.to_canonical().to_string();
+        let here = self.book.identities(&h.mac);
+        if here
+            .iter()
+            .any(|l| l.extension != extension && l.source_ip != ip)
+        {
+            tracing::warn!(mac = %h.mac, "login refused: it would replace a login made from another address");
+            return Err(screens::replace_refused());
+        }
+        Ok(())
+    }
+
+    /// Records a failed attempt (audit and lockout histories in one commit) and answers.
     async fn failed(
         &self,
         req: &PhoneRequest<'_>,
         ext: &str,
         net: &str,
-        subjects: &[Subject],
+        failure: Failure,
         retry: Link,
     ) -> Screen {
         let h = req.handset;
-        let left = self.lockouts.fail(subjects, Instant::now());
-        tracing::info!(mac = %h.mac, extension = ext, tries_left = left, "login failed");
+        tracing::info!(mac = %h.mac, extension = ext, tries_left = failure.left, "login failed");
+        let source_ip = req.source_ip.to_canonical().to_string();
         let mut event = AuditEvent::new(
-            if left == 0 {
+            if failure.left == 0 {
                 EventKind::LockedOut
             } else {
                 EventKind::LoginFailed
@@ -354,13 +422,32 @@ impl Flow {
         event.mac = Some(h.mac);
         event.extension = Some(ext.chars().take(32).collect());
         event.network = Some(net.to_owned());
-        event.source_ip = Some(req.source_ip.to_canonical().to_string());
-        if let Err(e) = self.book.note(vec![event]).await {
-            tracing::error!(error = %e, "audit event not recorded");
+        event.source_ip = Some(source_ip.clone());
+        let mut events = vec![event];
+        for s in failure.newly_locked.iter().filter(|s| s.is_shared()) {
+            tracing::error!(subject = %s, "a shared password's failure budget is used up; it is not accepted until the lockout ends (clear it with the admin API)");
+            let mut e = AuditEvent::new(EventKind::LockedOut, format!("{s}: failure budget used up"));
+            e.source_ip = Some(source_ip.clone());
+            events.push(e);
         }
-        match self.lockouts.check(subjects, Instant::now()) {
+        let change = Change {
+            events,
+            lockouts: failure.saved,
+            ..Change::default()
+        };
+        if let Err(e) = self.book.record(change).await {
+            tracing::error!(error = %e, "failed attempt not recorded");
+        }
+        // What the user sees depends on their own subjects, not the shared budgets.
+        let own = [
+            Subject::extension_from(ext, req.source_ip),
+            Subject::Extension(ext.to_owned()),
+            Subject::handset_from(h.mac, req.source_ip),
+            Subject::source(req.source_ip),
+        ];
+        match self.lockouts.check(&own, Instant::now()) {
             Err(wait) => screens::locked_out(wait),
-            Ok(()) => screens::wrong_credentials(left, retry),
+            Ok(()) => screens::wrong_credentials(failure.left, retry),
         }
     }
 
@@ -387,26 +474,49 @@ impl Flow {
         let Some(pin) = req.query.get("pin").filter(|p| !p.is_empty()) else {
             return Err(screens::ask_logout_pin(&leaving[0].extension, submit));
         };
-        let subjects = [Subject::Handset(h.mac), Subject::source(req.source_ip)];
-        if let Err(wait) = self.lockouts.check(&subjects, Instant::now()) {
-            return Err(screens::locked_out(wait));
-        }
+        let subjects = [
+            Subject::handset_from(h.mac, req.source_ip),
+            Subject::source(req.source_ip),
+        ];
+        let attempt = match self.lockouts.begin(&subjects, Instant::now()) {
+            Ok(a) => a,
+            Err(Refusal::Locked(wait)) => return Err(screens::locked_out(wait)),
+            Err(Refusal::Busy) => {
+                return Err(screens::try_later(
+                    "Other attempts for this phone are still being checked.",
+                ));
+            }
+        };
         for l in leaving {
-            if let Ok(user) = self.directory.lookup(&l.extension).await
-                && self
-                    .verifier
-                    .verify_with(user.as_deref(), pin, false)
-                    .await
-                    .is_some()
+            let user = match self.directory.lookup(&l.extension).await {
+                Ok(user) => user,
+                Err(_) => continue,
+            };
+            match self
+                .verifier
+                .verify(user.as_deref(), pin, Offer::OWN_PIN_ONLY)
+                .await
             {
-                return Ok(());
+                Ok(Some(_)) => {
+                    attempt.succeed(&subjects[..1]);
+                    return Ok(());
+                }
+                Ok(None) => {}
+                Err(busy) => return Err(self.busy(attempt, busy)),
             }
         }
-        let left = self.lockouts.fail(&subjects, Instant::now());
-        tracing::info!(mac = %h.mac, tries_left = left, "logout PIN wrong");
+        let failure = attempt.fail();
+        tracing::info!(mac = %h.mac, tries_left = failure.left, "logout PIN wrong");
+        let change = Change {
+            lockouts: failure.saved,
+            ..Change::default()
+        };
+        if let Err(e) = self.book.record(change).await {
+            tracing::error!(error = %e, "failed attempt not recorded");
+        }
         Err(match self.lockouts.check(&subjects, Instant::now()) {
             Err(wait) => screens::locked_out(wait),
-            Ok(()) => screens::wrong_credentials(left, submit),
+            Ok(()) => screens::wrong_credentials(failure.left, submit),
         })
     }
 
@@ -494,21 +604,44 @@ impl Flow {
         self.link(h, "/app/apply").with("t", token)
     }
 
-    /// The phone's commands, once; a replayed or forged token gets a no-op.
+    /// The phone's commands, once; a replayed or forged token gets a no-op. A reload comes
+    /// with a grant for the live push pages, bound to this phone.
     fn apply(&self, req: &PhoneRequest<'_>) -> Screen {
         let mac = req.handset.mac;
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let fresh = pending.get(&mac).is_some_and(|p| {
-            req.param("t")
-                .is_some_and(|t| crate::secret::Secret::new(p.token.as_str()).matches(t))
-                && p.created.elapsed() < PENDING_TTL
-        });
-        let actions = if fresh {
-            pending.remove(&mac).map(|p| p.actions).unwrap_or_default()
-        } else {
-            Vec::new()
+        let actions = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let fresh = pending.get(&mac).is_some_and(|p| {
+                req.param("t")
+                    .is_some_and(|t| crate::secret::Secret::new(p.token.as_str()).matches(t))
+                    && p.created.elapsed() < PENDING_TTL
+            });
+            if fresh {
+                pending.remove(&mac).map(|p| p.actions).unwrap_or_default()
+            } else {
+                Vec::new()
+            }
         };
-        screens::apply(actions)
+        let grant = actions.contains(&Action::Reload).then(|| {
+            let token = new_token();
+            let mut grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
+            grants.retain(|_, (_, at)| at.elapsed() < GRANT_TTL);
+            grants.insert(mac, (token.clone(), Instant::now()));
+            token
+        });
+        Screen::Apply(crate::screen::Apply { actions, grant })
+    }
+
+    /// Whether `token` is the live-push grant this phone's last apply issued, still fresh.
+    /// It stays valid for its short life: firmware that fetches each page twice must get
+    /// both.
+    pub fn push_granted(&self, mac: Mac, token: Option<&str>) -> bool {
+        let grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
+        match (grants.get(&mac), token) {
+            (Some((granted, at)), Some(t)) => {
+                at.elapsed() < GRANT_TTL && crate::secret::Secret::new(granted.as_str()).matches(t)
+            }
+            _ => false,
+        }
     }
 }
 

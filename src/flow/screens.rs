@@ -220,7 +220,10 @@ pub fn try_later(what: &str) -> Screen {
 }
 
 pub fn apply(actions: Vec<Action>) -> Screen {
-    Screen::Apply(Apply { actions })
+    Screen::Apply(Apply {
+        actions,
+        grant: None,
+    })
 }
 
 /// A phone holding several users (Snom identities): log one off, all off, or add one.
@@ -292,6 +295,28 @@ pub fn logout_refused() -> Screen {
     message(
         "Logout refused",
         "This phone's network address changed since the login, so hotdesk cannot tell it is the same phone. Ask your administrator to log it out, or log in again.".into(),
+        Tone::Error,
+        None,
+    )
+}
+
+/// The step outlived the phone's patience but goes on; the phone is not told an outcome
+/// that might not be the one recorded.
+pub fn still_working() -> Screen {
+    message(
+        "Please wait",
+        "hotdesk is busy and still working on this. Press the app key again in a moment to see whether it went through.".into(),
+        Tone::Error,
+        None,
+    )
+}
+
+/// Someone else is logged in on this phone from another address: a login from here would
+/// log them out, which only their own phone (or an admin) may do.
+pub fn replace_refused() -> Screen {
+    message(
+        "Login refused",
+        "Someone is logged in on this phone from another network address. Ask your administrator to log them out first.".into(),
         Tone::Error,
         None,
     )

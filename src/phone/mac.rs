@@ -15,7 +15,8 @@ impl FromStr for Mac {
     type Err = BadMac;
 
     fn from_str(s: &str) -> Result<Self, BadMac> {
-        let bad = || BadMac(s.chars().take(40).collect());
+        // Client text: shown and logged, so control characters are escaped.
+        let bad = || BadMac(s.chars().take(40).flat_map(char::escape_debug).collect());
         let digits: Vec<u8> = s
             .bytes()
             .filter(|b| !matches!(b, b':' | b'-' | b'.'))

@@ -105,7 +105,7 @@ pub fn identify(
     let forced = match vendor_param.filter(|v| !v.is_empty()) {
         Some(v) => Some(
             v.parse::<Vendor>()
-                .map_err(|_| IdentifyError::BadVendor(v.chars().take(32).collect()))?,
+                .map_err(|_| IdentifyError::BadVendor(printable(v, 32)))?,
         ),
         None => None,
     };
@@ -116,7 +116,10 @@ pub fn identify(
     let info = user_agent.and_then(ua::parse);
     let (vendor, model, firmware, ua_mac) = match (forced, info) {
         (Some(v), Some(i)) if same_family(v, i.vendor) => (v, i.model, i.firmware, i.mac),
-        (Some(v), _) => (v, String::from("unknown"), String::new(), None),
+        // Another family's dialect may be forced, but the phone's own MAC still counts: a
+        // forced vendor must never turn a request into one for another desk.
+        (Some(v), Some(i)) => (v, String::from("unknown"), String::new(), i.mac),
+        (Some(v), None) => (v, String::from("unknown"), String::new(), None),
         (None, Some(i)) => (i.vendor, i.model, i.firmware, i.mac),
         (None, None) => return Err(IdentifyError::Unknown),
     };
@@ -138,6 +141,12 @@ pub fn identify(
         vendor_forced: forced.is_some(),
         mac_from_query: ua_mac.is_none(),
     })
+}
+
+/// Client text made safe to show and to log: at most `max` characters, control characters
+/// (newlines, terminal escapes) written as escapes.
+pub fn printable(text: &str, max: usize) -> String {
+    text.chars().take(max).flat_map(char::escape_debug).collect()
 }
 
 fn same_family(a: Vendor, b: Vendor) -> bool {
@@ -169,6 +178,31 @@ mod tests {
             Err(IdentifyError::MacMismatch)
         );
         assert!(identify(Some(aastra), None, Some("00085D30A6CE")).is_ok());
+    }
+
+    #[test]
+    fn a_forced_vendor_keeps_the_phones_own_mac() {
+        let aastra = "Aastra6737i MAC:00-08-5D-30-A6-CE V:3.2.2.6038-SIP";
+        let h = identify(Some(aastra), Some("yealink"), None).unwrap();
+        assert_eq!(h.vendor, Vendor::Yealink);
+        assert_eq!(h.mac.to_string(), "00085d30a6ce");
+        assert!(!h.mac_from_query);
+        assert_eq!(
+            identify(Some(aastra), Some("yealink"), Some("805ec02f3c2e")),
+            Err(IdentifyError::MacMismatch)
+        );
+    }
+
+    #[test]
+    fn client_text_in_errors_cannot_forge_log_lines() {
+        let e = identify(None, Some("x\n2026-11-23T00:00:00Z ERROR forged\u{1b}[31m"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains('\n') && !e.contains('\u{1b}'), "{e}");
+        let e = identify(None, Some("snom"), Some("\nERROR forged\u{1b}[31m"))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains('\n') && !e.contains('\u{1b}'), "{e}");
     }
 
     #[test]

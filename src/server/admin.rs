@@ -185,6 +185,24 @@ pub(super) async fn handle(app: &App, req: AdminRequest<'_>) -> Resp {
                 ),
             }
         }
+        (&Method::GET, "/api/v1/lockouts") => {
+            let now = std::time::Instant::now();
+            let views: Vec<_> = app
+                .flow
+                .lockouts()
+                .active(now)
+                .into_iter()
+                .map(|l| {
+                    serde_json::json!({
+                        "subject": l.subject.to_string(),
+                        "remaining_seconds": l.remaining.as_secs(),
+                        "strikes": l.strikes,
+                    })
+                })
+                .collect();
+            respond::json(StatusCode::OK, &views)
+        }
+        (&Method::DELETE, "/api/v1/lockouts") => clear_lockouts(app, query, peer, &detail).await,
         (&Method::DELETE, p) => {
             let raw = p.trim_start_matches("/api/v1/logins/");
             let Ok(mac) = raw.parse::<Mac>() else {
@@ -216,4 +234,61 @@ pub(super) async fn handle(app: &App, req: AdminRequest<'_>) -> Resp {
         }
         _ => respond::json_error(StatusCode::NOT_FOUND, "no such API route"),
     }
+}
+
+/// `DELETE /api/v1/lockouts?subject=S | extension=E | source=IP | all=true`: forgets the
+/// failures of every matching subject (locked or not), audited with the key's name.
+async fn clear_lockouts(
+    app: &App,
+    query: &HashMap<String, String>,
+    peer: SocketAddr,
+    detail: &str,
+) -> Resp {
+    use crate::auth::Subject;
+    use crate::auth::lockouts::source_key;
+    let pick: Box<dyn Fn(&Subject) -> bool + Send> = if let Some(s) = query.get("subject") {
+        let Ok(wanted) = s.parse::<Subject>() else {
+            return respond::json_error(StatusCode::BAD_REQUEST, "unknown subject; see GET /api/v1/lockouts");
+        };
+        Box::new(move |x| *x == wanted)
+    } else if let Some(ext) = query.get("extension") {
+        let ext = ext.clone();
+        Box::new(move |x| {
+            matches!(x, Subject::Extension(e) | Subject::ExtensionFrom(e, _) if *e == ext)
+        })
+    } else if let Some(ip) = query.get("source") {
+        let Ok(ip) = ip.parse::<std::net::IpAddr>() else {
+            return respond::json_error(StatusCode::BAD_REQUEST, "source must be an IP address");
+        };
+        let ip = source_key(ip);
+        Box::new(move |x| {
+            matches!(x, Subject::Source(a) | Subject::AdminFrom(a)
+                | Subject::ExtensionFrom(_, a) | Subject::HandsetFrom(_, a) if *a == ip)
+        })
+    } else if query.get("all").map(String::as_str) == Some("true") {
+        Box::new(|_| true)
+    } else {
+        return respond::json_error(
+            StatusCode::BAD_REQUEST,
+            "say which: ?subject=, ?extension=, ?source= or ?all=true",
+        );
+    };
+    let cleared = app.flow.lockouts().clear_where(pick);
+    let names: Vec<String> = cleared.iter().map(ToString::to_string).collect();
+    let mut event = crate::store::AuditEvent::new(
+        EventKind::LockoutCleared,
+        format!("{detail}: {}", if names.is_empty() { "nothing to clear".to_owned() } else { names.join(", ") }),
+    );
+    event.source_ip = Some(peer.ip().to_canonical().to_string());
+    let change = crate::store::Change {
+        events: vec![event],
+        lockouts_cleared: names.clone(),
+        ..Default::default()
+    };
+    if let Err(e) = app.flow.book().record(change).await {
+        tracing::error!(error = %e, "lockout clearing not recorded");
+        return respond::json_error(StatusCode::INTERNAL_SERVER_ERROR, "could not be saved");
+    }
+    tracing::info!(cleared = names.len(), "lockouts cleared by the admin API");
+    respond::json(StatusCode::OK, &serde_json::json!({ "cleared": names }))
 }

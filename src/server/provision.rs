@@ -2,8 +2,11 @@
 //! MAC in the name must be the requesting phone's own when its User-Agent carries one; the
 //! SIP secret is only ever in this answer, never in a log.
 
+use std::net::IpAddr;
+
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
+use super::fetch_guard::may_receive;
 use super::respond::{self, Resp};
 use crate::App;
 use crate::directory::Directory;
@@ -15,7 +18,11 @@ pub(super) async fn handle(
     file: &str,
     headers: &HeaderMap,
     vendor: Option<&str>,
+    client: IpAddr,
 ) -> Resp {
+    if let Err(resp) = app.fetch_guard.rate(client) {
+        return resp;
+    }
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
@@ -24,17 +31,15 @@ pub(super) async fn handle(
             let kind = FileKind::for_vendor(h.vendor);
             match parse_file_name(kind, file) {
                 Some(mac) if mac == h.mac => Ok(h),
-                Some(_) => {
-                    tracing::warn!(mac = %h.mac, "provisioning: a phone asked for another phone's file");
-                    return respond::text(
-                        StatusCode::FORBIDDEN,
-                        "this file belongs to another phone",
-                    );
+                Some(mac) => {
+                    let why = "this file belongs to another phone";
+                    return app.fetch_guard.refuse(app, client, mac, why).await;
                 }
                 None => return not_found(kind, h.mac),
             }
         }
-        // No MAC in the User-Agent: the file name says which phone it is.
+        // No MAC in the User-Agent: the file name says which phone it is; the source address
+        // decides below whether it may have that phone's secrets.
         Err(IdentifyError::NoMac(v)) => match parse_file_name(FileKind::for_vendor(v), file) {
             Some(mac) => phone::identify(ua, vendor, Some(&mac.to_string())),
             None => {
@@ -54,7 +59,7 @@ pub(super) async fn handle(
     span.record("vendor", handset.vendor.as_str());
     span.record("mac", tracing::field::display(handset.mac));
 
-    let rendered = match render_for(app, &handset).await {
+    let rendered = match render_for(app, &handset, client).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -68,13 +73,19 @@ pub(super) async fn handle(
 }
 
 /// Renders `handset`'s configuration (its logged-in users with their SIP secrets from the
-/// directory, or the base profile) and records that the phone fetched it.
+/// directory, or the base profile) and records that the phone fetched it. Secrets go only
+/// to the address the login came from; anyone else is refused and nothing is recorded.
 async fn render_for(
     app: &App,
     handset: &crate::phone::Handset,
+    client: IpAddr,
 ) -> Result<crate::provision::Rendered, Resp> {
     let book = app.flow.book();
     let logins = book.identities(&handset.mac);
+    if !may_receive(&logins, client) {
+        let why = "this phone's configuration is served only to the address it logged in from";
+        return Err(app.fetch_guard.refuse(app, client, handset.mac, why).await);
+    }
     // SIP secrets live in the directory, not in the login records.
     let mut lines = Vec::with_capacity(logins.len());
     for l in &logins {
@@ -126,7 +137,11 @@ pub(super) async fn push(
     app: &App,
     headers: &HeaderMap,
     query: &std::collections::HashMap<String, String>,
+    client: IpAddr,
 ) -> Resp {
+    if let Err(resp) = app.fetch_guard.rate(client) {
+        return resp;
+    }
     use crate::dialect::{self, Target};
     use crate::screen::{Action, Apply, Link, Screen};
     let handset = match super::routes::identify_request(headers, query) {
@@ -137,7 +152,13 @@ pub(super) async fn push(
         }
         Err(resp) => return *resp,
     };
-    let rendered = match render_for(app, &handset).await {
+    // Only with the grant this phone's apply issued.
+    let grant = query.get("t").map(String::as_str);
+    if !app.flow.push_granted(handset.mac, grant) {
+        let why = "a configuration push needs the token from this phone's own apply";
+        return app.fetch_guard.refuse(app, client, handset.mac, why).await;
+    }
+    let rendered = match render_for(app, &handset, client).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -153,8 +174,12 @@ pub(super) async fn push(
     let screen = match query.get("page").map(|p| p.parse::<usize>()) {
         None => Screen::Apply(Apply {
             actions: (1..=pages.len())
-                .map(|n| Action::Open(Link::new("/app/push").with("page", n.to_string())))
+                .map(|n| {
+                    let link = Link::new("/app/push").with("page", n.to_string());
+                    Action::Open(link.with("t", grant.unwrap_or_default()))
+                })
                 .collect(),
+            grant: None,
         }),
         Some(Ok(n)) if (1..=pages.len()).contains(&n) => {
             Screen::Configuration(pages[n - 1].to_vec())

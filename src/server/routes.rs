@@ -25,12 +25,14 @@ const MAX_QUERY_PAIRS: usize = 32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     Health,
+    Ready,
     Phone(Step),
     Logins,
     Login,
     Audit,
     Invalidate,
     Outbox,
+    Lockouts,
     Provision,
     Push,
     NotFound,
@@ -39,6 +41,7 @@ enum Route {
 fn route(path: &str) -> Route {
     match path {
         "/healthz" => Route::Health,
+        "/readyz" => Route::Ready,
         "/app" | "/app/" => Route::Phone(Step::Entry),
         "/app/login" => Route::Phone(Step::Login),
         "/app/logout" => Route::Phone(Step::Logout),
@@ -48,6 +51,7 @@ fn route(path: &str) -> Route {
         "/api/v1/audit" => Route::Audit,
         "/api/v1/directory/invalidate" => Route::Invalidate,
         "/api/v1/outbox" => Route::Outbox,
+        "/api/v1/lockouts" => Route::Lockouts,
         p if p.starts_with("/api/v1/logins/") => Route::Login,
         p if p.starts_with("/provision/") && !p[11..].contains('/') => Route::Provision,
         _ => Route::NotFound,
@@ -57,6 +61,7 @@ fn route(path: &str) -> Route {
 fn route_name(r: Route) -> &'static str {
     match r {
         Route::Health => "healthz",
+        Route::Ready => "readyz",
         Route::Phone(Step::Entry) => "app",
         Route::Phone(Step::Login) => "app/login",
         Route::Phone(Step::Logout) => "app/logout",
@@ -66,6 +71,7 @@ fn route_name(r: Route) -> &'static str {
         Route::Audit => "api/audit",
         Route::Invalidate => "api/directory/invalidate",
         Route::Outbox => "api/outbox",
+        Route::Lockouts => "api/lockouts",
         Route::Provision => "provision",
         Route::Push => "app/push",
         Route::NotFound => "not-found",
@@ -125,7 +131,7 @@ pub async fn handle(
 }
 
 async fn dispatch(
-    app: &App,
+    app: &Arc<App>,
     peer: SocketAddr,
     secure: bool,
     r: Route,
@@ -157,10 +163,15 @@ async fn dispatch(
         Route::Phone(_) | Route::Provision | Route::Push => {
             Some((&app.config.phones.allow, "phone"))
         }
-        Route::Logins | Route::Login | Route::Audit | Route::Invalidate | Route::Outbox => {
+        Route::Logins
+        | Route::Login
+        | Route::Audit
+        | Route::Invalidate
+        | Route::Outbox
+        | Route::Lockouts => {
             Some((&app.config.admin.allow, "admin"))
         }
-        Route::Health | Route::NotFound => None,
+        Route::Health | Route::Ready | Route::NotFound => None,
     };
     if let Some((allow, what)) = group
         && !access::allowed(client, allow)
@@ -176,16 +187,34 @@ async fn dispatch(
     let peer = SocketAddr::new(client, peer.port());
     match (r, method) {
         (Route::Health, &Method::GET | &Method::HEAD) => respond::text(StatusCode::OK, "ok"),
-        (Route::Push, &Method::GET) => super::provision::push(app, &parts.headers, &query).await,
+        // Ready = the store takes writes (liveness stays `/healthz`).
+        (Route::Ready, &Method::GET | &Method::HEAD) => match app.flow.book().health() {
+            Ok(()) => respond::text(StatusCode::OK, "ready"),
+            // The reason (paths, errors) is for the log, not for whoever asks.
+            Err(_) => respond::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: the store cannot take writes (see the server log)",
+            ),
+        },
+        (Route::Push, &Method::GET) => {
+            super::provision::push(app, &parts.headers, &query, client).await
+        }
         (Route::Provision, &Method::GET) if parts.uri.path() == "/provision/innovaphone.txt" => {
-            super::provision::innovaphone(app, query.get("sn").map(String::as_str))
+            match app.fetch_guard.rate(client) {
+                Ok(()) => super::provision::innovaphone(app, query.get("sn").map(String::as_str)),
+                Err(resp) => resp,
+            }
         }
         (Route::Provision, &Method::GET) => {
             let file = &parts.uri.path()["/provision/".len()..];
             let vendor = query.get("vendor").map(String::as_str);
-            super::provision::handle(app, file, &parts.headers, vendor).await
+            super::provision::handle(app, file, &parts.headers, vendor, client).await
         }
-        (Route::Phone(step), &Method::GET | &Method::HEAD) => {
+        // HEAD never changes state: only the entry screen answers it.
+        (Route::Phone(Step::Entry), &Method::HEAD) | (Route::Phone(_), &Method::GET) => {
+            let Route::Phone(step) = r else {
+                unreachable!("matched a phone route")
+            };
             let base = link_base(app, secure, &parts.headers);
             phone(app, peer, base, step, &parts.uri, &parts.headers, &query).await
         }
@@ -193,6 +222,7 @@ async fn dispatch(
         | (Route::Login, &Method::DELETE)
         | (Route::Audit, &Method::GET)
         | (Route::Outbox, &Method::GET)
+        | (Route::Lockouts, &Method::GET | &Method::DELETE)
         | (Route::Invalidate, &Method::POST) => {
             let req = admin::AdminRequest {
                 peer,
@@ -211,7 +241,9 @@ async fn dispatch(
             let allow = match r {
                 Route::Login => "DELETE",
                 Route::Invalidate => "POST",
-                _ => "GET, HEAD",
+                Route::Lockouts => "GET, DELETE",
+                Route::Phone(Step::Entry) | Route::Health | Route::Ready => "GET, HEAD",
+                _ => "GET",
             };
             let mut resp = respond::text(StatusCode::METHOD_NOT_ALLOWED, format!("use {allow}"));
             resp.headers_mut()
@@ -222,7 +254,7 @@ async fn dispatch(
 }
 
 async fn phone(
-    app: &App,
+    app: &Arc<App>,
     peer: SocketAddr,
     base: &str,
     step: Step,
@@ -235,11 +267,6 @@ async fn phone(
         Err(resp) => return *resp,
     };
 
-    let req = PhoneRequest {
-        handset: &handset,
-        source_ip: peer.ip(),
-        query,
-    };
     // Every step after the entry must come from a link hotdesk signed, not yet expired;
     // anything else starts over at the entry screen.
     let now = app.clock.now().unix_timestamp();
@@ -264,11 +291,17 @@ async fn phone(
         }
         _ => step,
     };
-    // A phone waits only a few seconds: answer with a screen before the transport timeout.
-    let budget = app.config.server.request_timeout.0.mul_f32(0.8);
-    let mut screen = match tokio::time::timeout(budget, app.flow.handle(step, &req)).await {
-        Ok(screen) => screen,
-        Err(_) => screens::try_later("hotdesk is busy."),
+    let mut screen = match step {
+        // The entry screen changes nothing and is the hot path: answered inline.
+        Step::Entry => {
+            let req = PhoneRequest {
+                handset: &handset,
+                source_ip: peer.ip(),
+                query,
+            };
+            app.flow.handle(step, &req).await
+        }
+        _ => run_to_completion(app, step, &handset, peer, query).await,
     };
     if let Some(signer) = &app.signer {
         signer.sign_screen(&mut screen, now);
@@ -286,6 +319,45 @@ async fn phone(
         resp.headers_mut().insert("refresh", v);
     }
     resp
+}
+
+/// Runs a step that may change state in its own task, so that it finishes (failure counted,
+/// login committed to disk and memory) whether or not the client waits. A phone waits only
+/// a few seconds: past the budget it is told the step is still running, never an outcome
+/// that may not be the one recorded.
+async fn run_to_completion(
+    app: &Arc<App>,
+    step: Step,
+    handset: &phone::Handset,
+    peer: SocketAddr,
+    query: &HashMap<String, String>,
+) -> crate::screen::Screen {
+    let task = {
+        let (app, handset, query) = (app.clone(), handset.clone(), query.clone());
+        tokio::spawn(
+            async move {
+                let req = PhoneRequest {
+                    handset: &handset,
+                    source_ip: peer.ip(),
+                    query: &query,
+                };
+                app.flow.handle(step, &req).await
+            }
+            .in_current_span(),
+        )
+    };
+    let budget = app.config.server.request_timeout.0.mul_f32(0.8);
+    match tokio::time::timeout(budget, task).await {
+        Ok(Ok(screen)) => screen,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "phone step failed");
+            screens::try_later("hotdesk had a problem.")
+        }
+        Err(_) => {
+            tracing::warn!("phone step outlived the request budget; it goes on");
+            screens::still_working()
+        }
+    }
 }
 
 /// The phone behind a request (User-Agent, `?vendor=`, `?mac=`), recorded in the request

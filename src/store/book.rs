@@ -14,10 +14,30 @@ use super::{
 use crate::config::Policy;
 use crate::phone::Mac;
 
+type Logins = HashMap<Mac, Vec<Arc<Login>>>;
+
+/// What a committed change does to the logins in memory: removals, then additions.
+fn apply(map: &mut Logins, change: &Change) {
+    for (mac, identity) in &change.remove {
+        if let Some(v) = map.get_mut(mac) {
+            v.retain(|l| identity.is_some_and(|i| i != l.identity));
+        }
+    }
+    for login in &change.put {
+        let list = map.entry(login.mac).or_default();
+        list.retain(|l| l.identity != login.identity);
+        list.push(Arc::new(login.clone()));
+        list.sort_by_key(|l| l.identity);
+    }
+    map.retain(|_, v| !v.is_empty());
+}
+
 pub struct LoginBook {
     store: Arc<dyn Store>,
-    /// Each phone's logins, ordered by identity.
-    by_mac: RwLock<HashMap<Mac, Vec<Arc<Login>>>>,
+    /// Each phone's logins, ordered by identity. Shared with the blocking commit, which
+    /// updates it right after the transaction, so memory and disk agree even when the
+    /// caller stops waiting.
+    by_mac: Arc<RwLock<Logins>>,
     writer: tokio::sync::Mutex<()>,
     /// Queue a PBX write-back with every login and logout.
     writeback: bool,
@@ -74,7 +94,7 @@ impl LoginBook {
         }
         Ok(Self {
             store,
-            by_mac: RwLock::new(by_mac),
+            by_mac: Arc::new(RwLock::new(by_mac)),
             writer: tokio::sync::Mutex::new(()),
             writeback,
             outbox_ready: Arc::new(Notify::new()),
@@ -131,6 +151,7 @@ impl LoginBook {
         max_devices: usize,
         max_identities: u8,
         detail: &str,
+        forgiven: Vec<String>,
     ) -> Result<LoginOutcome, BookError> {
         let _serial = self.writer.lock().await;
         let elsewhere: Vec<Arc<Login>> = self
@@ -173,13 +194,13 @@ impl LoginBook {
         } else {
             for previous in &here {
                 change.remove.push((previous.mac, Some(previous.identity)));
-                change.events.push(
-                    AuditEvent::new(
-                        EventKind::Logout,
-                        format!("replaced by extension {}", login.extension),
-                    )
-                    .about(previous),
-                );
+                let mut event = AuditEvent::new(
+                    EventKind::Logout,
+                    format!("replaced by extension {}", login.extension),
+                )
+                .about(previous);
+                event.source_ip = Some(login.source_ip.clone());
+                change.events.push(event);
                 outcome.replaced = Some(previous.clone());
             }
             0
@@ -194,20 +215,9 @@ impl LoginBook {
             WriteMethod::Put,
             device_body(&login),
         );
-        change.put.push(login.clone());
-        self.commit(change.clone()).await?;
-
-        let mut map = self.write();
-        for (mac, identity) in &change.remove {
-            if let Some(v) = map.get_mut(mac) {
-                v.retain(|l| identity.is_some_and(|i| i != l.identity));
-            }
-        }
-        let list = map.entry(login.mac).or_default();
-        list.retain(|l| l.identity != login.identity);
-        list.push(Arc::new(login));
-        list.sort_by_key(|l| l.identity);
-        map.retain(|_, v| !v.is_empty());
+        change.put.push(login);
+        change.lockouts_cleared = forgiven;
+        self.commit(change).await?;
         Ok(outcome)
     }
 
@@ -292,33 +302,52 @@ impl LoginBook {
         };
         self.queue(&mut change, mac, WriteMethod::Delete, body);
         self.commit(change).await?;
-        let mut map = self.write();
-        if let Some(v) = map.get_mut(&mac) {
-            v.retain(|l| identity.is_some_and(|i| i != l.identity));
-            if v.is_empty() {
-                map.remove(&mac);
-            }
-        }
         Ok(ending)
     }
 
     /// Appends events that change no login (failed attempts, lockouts).
     pub async fn note(&self, events: Vec<AuditEvent>) -> Result<(), BookError> {
-        self.commit(Change {
+        self.record(Change {
             events,
             ..Change::default()
         })
         .await
-        .map_err(Into::into)
+    }
+
+    /// Commits a change that touches no login (audit events, lockout histories).
+    pub async fn record(&self, change: Change) -> Result<(), BookError> {
+        self.commit(change).await.map_err(Into::into)
+    }
+
+    pub async fn lockouts(&self) -> Result<Vec<super::LockoutRow>, StoreError> {
+        self.blocking(|s| s.load_lockouts()).await
+    }
+
+    /// `Err(why)` while the store cannot take writes.
+    pub fn health(&self) -> Result<(), String> {
+        self.store.health()
+    }
+
+    /// Probes the store now (see [`Store::probe`]).
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.blocking(|s| s.probe()).await
     }
 
     pub async fn audit(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
         self.blocking(move |s| s.audit(limit)).await
     }
 
+    /// Commits and then updates memory in one blocking call: once started, both happen even
+    /// if the caller stops waiting.
     async fn commit(&self, change: Change) -> Result<(), StoreError> {
         let queued = !change.outbox.is_empty();
-        self.blocking(move |s| s.commit(&change)).await?;
+        let map = self.by_mac.clone();
+        self.blocking(move |s| {
+            s.commit(&change)?;
+            apply(&mut map.write().unwrap_or_else(|e| e.into_inner()), &change);
+            Ok(())
+        })
+        .await?;
         if queued {
             self.outbox_ready.notify_one();
         }
@@ -378,11 +407,11 @@ mod tests {
     #[tokio::test]
     async fn exclusive_takes_the_extension_from_the_other_phone() {
         let (_d, b) = book();
-        b.login(login("000000000001", "1001"), Policy::Exclusive, 4, 1, "")
+        b.login(login("000000000001", "1001"), Policy::Exclusive, 4, 1, "", Vec::new())
             .await
             .unwrap();
         let out = b
-            .login(login("000000000002", "1001"), Policy::Exclusive, 4, 1, "")
+            .login(login("000000000002", "1001"), Policy::Exclusive, 4, 1, "", Vec::new())
             .await
             .unwrap();
         assert_eq!(out.taken_from, vec![mac("000000000001")]);
@@ -401,7 +430,7 @@ mod tests {
             .map(|i| {
                 let b = b.clone();
                 let l = login(&format!("00000000000{i}"), "1001");
-                tokio::spawn(async move { b.login(l, Policy::Concurrent, 4, 1, "").await })
+                tokio::spawn(async move { b.login(l, Policy::Concurrent, 4, 1, "", Vec::new()).await })
             })
             .collect();
         let mut ok = 0;
@@ -424,7 +453,7 @@ mod tests {
         let b = open();
         let m = mac("000413000001");
         for ext in ["1001", "1002", "1003"] {
-            b.login(login("000413000001", ext), Policy::Exclusive, 4, 3, "")
+            b.login(login("000413000001", ext), Policy::Exclusive, 4, 3, "", Vec::new())
                 .await
                 .unwrap();
         }
@@ -438,12 +467,12 @@ mod tests {
             [(0, "1001".into()), (1, "1002".into()), (2, "1003".into())]
         );
         let full = b
-            .login(login("000413000001", "1004"), Policy::Exclusive, 4, 3, "")
+            .login(login("000413000001", "1004"), Policy::Exclusive, 4, 3, "", Vec::new())
             .await;
         assert!(matches!(full, Err(BookError::NoFreeIdentity(3))));
         // The same user again keeps their identity.
         let again = b
-            .login(login("000413000001", "1002"), Policy::Exclusive, 4, 3, "")
+            .login(login("000413000001", "1002"), Policy::Exclusive, 4, 3, "", Vec::new())
             .await
             .unwrap();
         assert_eq!(again.identity, 1);
@@ -455,7 +484,7 @@ mod tests {
             .unwrap();
         assert_eq!(gone.extension, "1002");
         let out = b
-            .login(login("000413000001", "1004"), Policy::Exclusive, 4, 3, "")
+            .login(login("000413000001", "1004"), Policy::Exclusive, 4, 3, "", Vec::new())
             .await
             .unwrap();
         assert_eq!(out.identity, 1, "the freed identity is reused");
@@ -475,10 +504,10 @@ mod tests {
         let path = dir.path().join("s.sqlite");
         {
             let b = LoginBook::open(Arc::new(SqliteStore::open(&path).unwrap()), false).unwrap();
-            b.login(login("000000000001", "1001"), Policy::Exclusive, 4, 1, "")
+            b.login(login("000000000001", "1001"), Policy::Exclusive, 4, 1, "", Vec::new())
                 .await
                 .unwrap();
-            b.login(login("000000000002", "1002"), Policy::Exclusive, 4, 1, "")
+            b.login(login("000000000002", "1002"), Policy::Exclusive, 4, 1, "", Vec::new())
                 .await
                 .unwrap();
             let gone = b

@@ -6,6 +6,7 @@ mod book;
 mod sqlite;
 
 pub use book::{BookError, LoginBook, LoginOutcome};
+
 pub use sqlite::SqliteStore;
 
 use time::OffsetDateTime;
@@ -55,6 +56,10 @@ pub enum EventKind {
     Takeover,
     LoginFailed,
     LockedOut,
+    /// An admin cleared lockouts.
+    LockoutCleared,
+    /// A provisioning file was refused (another phone's, or from another address).
+    ProvisionRefused,
     /// An admin logged the phone out through the API.
     AdminLogout,
     /// `max_login` or `auto_logout` ended the login.
@@ -69,6 +74,8 @@ impl EventKind {
             EventKind::Takeover => "takeover",
             EventKind::LoginFailed => "login-failed",
             EventKind::LockedOut => "locked-out",
+            EventKind::LockoutCleared => "lockout-cleared",
+            EventKind::ProvisionRefused => "provision-refused",
             EventKind::AdminLogout => "admin-logout",
             EventKind::AutoLogout => "auto-logout",
         }
@@ -81,6 +88,8 @@ impl EventKind {
             EventKind::Takeover,
             EventKind::LoginFailed,
             EventKind::LockedOut,
+            EventKind::LockoutCleared,
+            EventKind::ProvisionRefused,
             EventKind::AdminLogout,
             EventKind::AutoLogout,
         ]
@@ -120,6 +129,20 @@ pub struct Change {
     pub events: Vec<AuditEvent>,
     /// Write-backs to the PBX, delivered later by the outbox worker.
     pub outbox: Vec<NewOutboxItem>,
+    /// Failure histories to keep (upsert by subject) and to forget.
+    pub lockouts: Vec<LockoutRow>,
+    pub lockouts_cleared: Vec<String>,
+}
+
+/// One lockout subject's history (times in Unix seconds), so lockouts survive a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockoutRow {
+    /// The subject's text form (`extension-from:1001@10.0.0.5`, `user-password`, ...).
+    pub subject: String,
+    pub failures: Vec<i64>,
+    pub strikes: u32,
+    pub locked_until: Option<i64>,
+    pub last: i64,
 }
 
 /// How a write-back reaches the PBX.
@@ -196,6 +219,12 @@ pub trait Store: Send + Sync + 'static {
     /// Counts a failed attempt; `dead` when the PBX refused it for good.
     fn outbox_failed(&self, id: i64, error: &str, dead: bool) -> Result<(), StoreError>;
     fn outbox_status(&self) -> Result<OutboxStatus, StoreError>;
+    fn load_lockouts(&self) -> Result<Vec<LockoutRow>, StoreError>;
+    /// Checks that the store is still the file it opened and takes a write; the outcome is
+    /// what [`Store::health`] reports until the next probe or commit.
+    fn probe(&self) -> Result<(), StoreError>;
+    /// `Err(why)` while the store is missing, replaced, read-only or corrupt.
+    fn health(&self) -> Result<(), String>;
 }
 
 /// A login for tests: a hostile name, a fixed time (so stored rows compare equal).

@@ -1,7 +1,7 @@
 //! The embedded store: one SQLite file, created on first start, migrated by
 //! `PRAGMA user_version`. WAL with `synchronous=FULL`: a commit survives `kill -9`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -9,7 +9,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{
-    AuditEvent, Change, EventKind, Login, OutboxItem, OutboxStatus, Store, StoreError, WriteMethod,
+    AuditEvent, Change, EventKind, LockoutRow, Login, OutboxItem, OutboxStatus, Store, StoreError,
+    WriteMethod,
 };
 
 /// Schema steps; step N brings `user_version` from N to N+1. Append, never edit.
@@ -71,10 +72,40 @@ const MIGRATIONS: &[&str] = &[
      DROP TABLE logins;
      ALTER TABLE logins_v4 RENAME TO logins;
      CREATE INDEX logins_extension ON logins(extension);",
+    // Lockouts survive a restart; `health` takes the readiness probe's write.
+    "CREATE TABLE lockouts (
+        subject      TEXT PRIMARY KEY,
+        failures     TEXT NOT NULL,
+        strikes      INTEGER NOT NULL,
+        locked_until INTEGER,
+        last         INTEGER NOT NULL
+     );
+     CREATE TABLE health (id INTEGER PRIMARY KEY, at TEXT NOT NULL);",
 ];
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    path: PathBuf,
+    /// The file the connection opened (device, inode): a deleted or replaced file is noticed
+    /// before a write is acknowledged, since SQLite would go on writing to the unlinked one.
+    file_id: Option<(u64, u64)>,
+    /// `Some(why)` while the store is unusable.
+    broken: Mutex<Option<String>>,
+}
+
+/// How long SQLite waits for a lock held by another process: well inside a phone's request
+/// budget, so a phone is told the truth rather than timed out.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+#[cfg(unix)]
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|_| (0, 0))
 }
 
 fn db(e: impl std::fmt::Display) -> StoreError {
@@ -102,12 +133,58 @@ impl SqliteStore {
             .map_err(db)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(db)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
         migrate(&mut conn)?;
-        Ok(Self {
+        restrict_mode(path);
+        let quick: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .unwrap_or_else(|e| e.to_string());
+        let store = Self {
             conn: Mutex::new(conn),
-        })
+            path: path.to_owned(),
+            file_id: file_id(path),
+            broken: Mutex::new(None),
+        };
+        if quick != "ok" {
+            store.set_broken(Some(format!("integrity check failed: {quick}")));
+        } else {
+            let _ = store.probe();
+        }
+        Ok(store)
+    }
+
+    fn set_broken(&self, why: Option<String>) {
+        let mut broken = self.broken.lock().unwrap_or_else(|e| e.into_inner());
+        match (&*broken, &why) {
+            (None, Some(w)) => tracing::error!(store = %self.path.display(), why = %w, "the store is unusable; logins are refused until it is back"),
+            (Some(_), None) => tracing::warn!(store = %self.path.display(), "the store is usable again"),
+            _ => {}
+        }
+        *broken = why;
+    }
+
+    /// The database file is still the one this connection writes to.
+    fn same_file(&self) -> Result<(), StoreError> {
+        match file_id(&self.path) {
+            Some(id) if Some(id) == self.file_id => Ok(()),
+            Some(_) => Err(StoreError::Db(format!(
+                "{} was replaced while hotdesk was running",
+                self.path.display()
+            ))),
+            None => Err(StoreError::Db(format!(
+                "{} was deleted while hotdesk was running",
+                self.path.display()
+            ))),
+        }
+    }
+
+    /// Records a write's outcome for `health`.
+    fn noted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match &result {
+            Ok(_) => self.set_broken(None),
+            Err(StoreError::Db(e)) => self.set_broken(Some(e.clone())),
+        }
+        result
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -133,6 +210,16 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+/// Logins and the audit trail are nobody else's business: owner-only, like `url.key`.
+#[cfg(unix)]
+fn restrict_mode(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+}
+
+#[cfg(not(unix))]
+fn restrict_mode(_: &Path) {}
 
 impl Store for SqliteStore {
     fn load_logins(&self) -> Result<Vec<Login>, StoreError> {
@@ -179,72 +266,51 @@ impl Store for SqliteStore {
     }
 
     fn commit(&self, change: &Change) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(db)?;
-        for (mac, identity) in &change.remove {
-            match identity {
-                Some(i) => tx.execute(
-                    "DELETE FROM logins WHERE mac = ?1 AND identity = ?2",
-                    params![mac.to_string(), i],
-                ),
-                None => tx.execute(
-                    "DELETE FROM logins WHERE mac = ?1",
-                    params![mac.to_string()],
-                ),
-            }
+        let result = self.same_file().and_then(|()| self.write_change(change));
+        self.noted(result)
+    }
+
+    fn load_lockouts(&self) -> Result<Vec<LockoutRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT subject, failures, strikes, locked_until, last FROM lockouts")
             .map_err(db)?;
-        }
-        for l in &change.put {
-            tx.execute(
-                "INSERT OR REPLACE INTO logins
-                 (mac, extension, name, vendor, model, network, template, since, source_ip, credential, applied_at, identity)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
-                    l.mac.to_string(),
-                    l.extension,
-                    l.name,
-                    l.vendor,
-                    l.model,
-                    l.network,
-                    l.template,
-                    ts(l.since),
-                    l.source_ip,
-                    l.credential,
-                    l.applied_at.map(ts),
-                    l.identity
-                ],
-            )
+        let rows = stmt
+            .query_map([], |r| {
+                let failures: String = r.get(1)?;
+                Ok(LockoutRow {
+                    subject: r.get(0)?,
+                    failures: failures
+                        .split(',')
+                        .filter_map(|t| t.parse().ok())
+                        .collect(),
+                    strikes: r.get(2)?,
+                    locked_until: r.get(3)?,
+                    last: r.get(4)?,
+                })
+            })
             .map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)
+    }
+
+    fn probe(&self) -> Result<(), StoreError> {
+        let result = self.same_file().and_then(|()| {
+            self.conn()
+                .execute(
+                    "INSERT OR REPLACE INTO health (id, at) VALUES (1, ?1)",
+                    params![ts(OffsetDateTime::now_utc())],
+                )
+                .map(|_| ())
+                .map_err(db)
+        });
+        self.noted(result)
+    }
+
+    fn health(&self) -> Result<(), String> {
+        match &*self.broken.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(why) => Err(why.clone()),
+            None => Ok(()),
         }
-        for o in &change.outbox {
-            tx.execute(
-                "INSERT INTO outbox (mac, method, body, created) VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    o.mac.to_string(),
-                    o.method.as_str(),
-                    o.body,
-                    ts(OffsetDateTime::now_utc())
-                ],
-            )
-            .map_err(db)?;
-        }
-        for e in &change.events {
-            tx.execute(
-                "INSERT INTO audit (at, kind, mac, extension, network, source_ip, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    ts(e.at),
-                    e.kind.as_str(),
-                    e.mac.map(|m| m.to_string()),
-                    e.extension,
-                    e.network,
-                    e.source_ip,
-                    e.detail
-                ],
-            )
-            .map_err(db)?;
-        }
-        tx.commit().map_err(db)
     }
 
     fn mark_applied(&self, mac: crate::phone::Mac, at: OffsetDateTime) -> Result<(), StoreError> {
@@ -336,6 +402,90 @@ impl Store for SqliteStore {
             })
             .map_err(db)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    }
+}
+
+impl SqliteStore {
+    fn write_change(&self, change: &Change) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db)?;
+        for (mac, identity) in &change.remove {
+            match identity {
+                Some(i) => tx.execute(
+                    "DELETE FROM logins WHERE mac = ?1 AND identity = ?2",
+                    params![mac.to_string(), i],
+                ),
+                None => tx.execute(
+                    "DELETE FROM logins WHERE mac = ?1",
+                    params![mac.to_string()],
+                ),
+            }
+            .map_err(db)?;
+        }
+        for l in &change.put {
+            tx.execute(
+                "INSERT OR REPLACE INTO logins
+                 (mac, extension, name, vendor, model, network, template, since, source_ip, credential, applied_at, identity)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    l.mac.to_string(),
+                    l.extension,
+                    l.name,
+                    l.vendor,
+                    l.model,
+                    l.network,
+                    l.template,
+                    ts(l.since),
+                    l.source_ip,
+                    l.credential,
+                    l.applied_at.map(ts),
+                    l.identity
+                ],
+            )
+            .map_err(db)?;
+        }
+        for o in &change.outbox {
+            tx.execute(
+                "INSERT INTO outbox (mac, method, body, created) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    o.mac.to_string(),
+                    o.method.as_str(),
+                    o.body,
+                    ts(OffsetDateTime::now_utc())
+                ],
+            )
+            .map_err(db)?;
+        }
+        for e in &change.events {
+            tx.execute(
+                "INSERT INTO audit (at, kind, mac, extension, network, source_ip, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    ts(e.at),
+                    e.kind.as_str(),
+                    e.mac.map(|m| m.to_string()),
+                    e.extension,
+                    e.network,
+                    e.source_ip,
+                    e.detail
+                ],
+            )
+            .map_err(db)?;
+        }
+        for l in &change.lockouts {
+            let failures: Vec<String> = l.failures.iter().map(i64::to_string).collect();
+            tx.execute(
+                "INSERT OR REPLACE INTO lockouts (subject, failures, strikes, locked_until, last)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![l.subject, failures.join(","), l.strikes, l.locked_until, l.last],
+            )
+            .map_err(db)?;
+        }
+        for subject in &change.lockouts_cleared {
+            tx.execute("DELETE FROM lockouts WHERE subject = ?1", params![subject])
+                .map_err(db)?;
+        }
+        tx.commit().map_err(db)
     }
 }
 

@@ -1,0 +1,77 @@
+//! Who may fetch a phone's configuration. A logged-in phone's file carries SIP secrets, so it
+//! goes only to the address the login came from (and, where the User-Agent names a MAC, only
+//! to that phone); every source is rate-limited, so a sweep of MACs crawls; refusals are
+//! audited and logged at most once a minute per source.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use http::{HeaderValue, StatusCode, header};
+
+use super::access::RefusalLog;
+use super::respond::{self, Resp};
+use crate::App;
+use crate::auth::lockouts::source_key;
+use crate::phone::Mac;
+use crate::store::{AuditEvent, EventKind, Login};
+
+/// Sources tracked before idle ones are swept.
+const MAX_TRACKED: usize = 10_000;
+
+pub struct FetchGuard {
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    refusals: RefusalLog,
+}
+
+impl FetchGuard {
+    pub fn new(config: &crate::config::ProvisionConfig) -> Self {
+        let per_second = NonZeroU32::new(config.rate_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(config.rate_burst).unwrap_or(NonZeroU32::MIN);
+        Self {
+            limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
+            refusals: RefusalLog::new(),
+        }
+    }
+
+    /// `Err(429)` when `client` (IPv6: its /64) is over its provisioning rate.
+    pub fn rate(&self, client: IpAddr) -> Result<(), Resp> {
+        if self.limiter.len() > MAX_TRACKED {
+            self.limiter.retain_recent();
+        }
+        match self.limiter.check_key(&source_key(client)) {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                let mut resp = respond::text(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many provisioning requests from this address; try again shortly",
+                );
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                Err(resp)
+            }
+        }
+    }
+
+    /// Answers 403, audits (`provision-refused`) and logs, at most once a minute per source.
+    pub async fn refuse(&self, app: &App, client: IpAddr, mac: Mac, why: &'static str) -> Resp {
+        if self.refusals.should_log(client) {
+            tracing::warn!(%client, %mac, why, "provisioning refused (logged once a minute per source)");
+            let mut event = AuditEvent::new(EventKind::ProvisionRefused, why);
+            event.mac = Some(mac);
+            event.source_ip = Some(client.to_canonical().to_string());
+            if let Err(e) = app.flow.book().note(vec![event]).await {
+                tracing::error!(error = %e, "provisioning refusal not recorded");
+            }
+        }
+        respond::text(StatusCode::FORBIDDEN, why)
+    }
+}
+
+/// Whether `client` may receive the secrets of `logins` (one phone's): only from the address
+/// every one of them logged in from.
+pub fn may_receive(logins: &[Arc<Login>], client: IpAddr) -> bool {
+    let client = client.to_canonical().to_string();
+    logins.iter().all(|l| l.source_ip == client)
+}
