@@ -158,7 +158,10 @@ impl App {
                 flow::expiry::sweep(book.clone(), clock.clone(), policy, login.expiry_check.0);
             tasks.push(tokio::spawn(sweep));
         }
-        tasks.push(tokio::spawn(store_probe(book.clone(), config.store.probe_interval.0)));
+        tasks.push(tokio::spawn(store_probe(
+            book.clone(),
+            config.store.probe_interval.0,
+        )));
         let flow = Flow::new(
             config.clone(),
             directory.clone(),

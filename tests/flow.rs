@@ -99,7 +99,10 @@ async fn every_vendor_logs_in_and_out() {
         // The push link carries the grant this apply issued (a fresh token each time).
         let push = format!("http://{}/app/push?t=", server.addr);
         if *vendor == "aastra" {
-            assert!(commands.len() == 1 && commands[0].starts_with(&push), "{commands:?}");
+            assert!(
+                commands.len() == 1 && commands[0].starts_with(&push),
+                "{commands:?}"
+            );
         }
         let want: &[&str] = match *vendor {
             "aastra" => &[commands[0].as_str()],
@@ -131,7 +134,10 @@ async fn every_vendor_logs_in_and_out() {
             panic!("apply")
         };
         if *vendor == "aastra" {
-            assert!(commands.last().is_some_and(|c| c.starts_with(&push)), "{commands:?}");
+            assert!(
+                commands.last().is_some_and(|c| c.starts_with(&push)),
+                "{commands:?}"
+            );
         }
         let want: &[&str] = match *vendor {
             "aastra" => &[
@@ -162,7 +168,10 @@ async fn the_apply_link_works_once() {
         panic!()
     };
     let push = format!("http://{}/app/push?t=", server.addr);
-    assert!(commands.len() == 1 && commands[0].starts_with(&push), "{commands:?}");
+    assert!(
+        commands.len() == 1 && commands[0].starts_with(&push),
+        "{commands:?}"
+    );
     let View::Execute { commands } = phone.go(apply).await else {
         panic!()
     };
@@ -589,24 +598,30 @@ async fn secrets_never_appear_in_responses() {
     }
 }
 
+/// voicemail.conf has PINs but no SIP secrets: its users are checked, and refused with a
+/// clear screen rather than put on a phone that could never register.
 #[tokio::test]
-async fn the_voicemail_conf_backend_logs_users_in() {
+async fn voicemail_conf_users_without_a_sip_secret_are_refused_clearly() {
     let vm = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/voicemail.conf");
     let directory = format!(
         "[directory]\nkind = \"voicemail-conf\"\nvoicemail_conf = \"{vm}\"\ncontext = \"default\"\n"
     );
     let server = Server::start_with(directory, "").await;
     let phone = Phone::new(server.addr, YEALINK_T46S);
+    let refused = phone.login("Internal", "1001", "1234").await;
     assert_eq!(
-        message(&phone.login("Internal", "1001", "1234").await).0,
-        "Logged in"
+        message(&refused),
+        (
+            "Login refused",
+            "Extension 1001 has no phone line set up. Ask your administrator."
+        )
     );
-    let other = Phone::new(server.addr, AASTRA_6737I);
+    // A wrong PIN is still a wrong PIN.
     assert_eq!(
-        message(&other.login("Internal", "1003", USER_PASSWORD).await).0,
-        "Logged in"
+        message(&phone.login("Internal", "1001", "9999").await).0,
+        "Login failed"
     );
-    assert_eq!(server.logins().await.len(), 2);
+    assert!(server.logins().await.is_empty());
 }
 
 #[tokio::test]

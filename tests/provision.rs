@@ -504,7 +504,10 @@ async fn aastra_takes_its_new_line_without_a_reboot() {
         panic!()
     };
     let push = format!("http://{}/app/push?t=", server.addr);
-    assert!(commands.len() == 1 && commands[0].starts_with(&push), "{commands:?}");
+    assert!(
+        commands.len() == 1 && commands[0].starts_with(&push),
+        "{commands:?}"
+    );
     let grant = &commands[0][push.len()..];
     // The push answers an Execute that fetches each page in turn, each with the grant.
     let View::Execute { commands: pages } = phone.go(&commands[0]).await else {

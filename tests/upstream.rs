@@ -29,7 +29,7 @@ async fn a_hundred_concurrent_logins_of_one_extension_make_one_upstream_call() {
     let (up, server) = setup(&format!(
         // Every phone comes from 127.0.0.1: the per-source limits on attempts running at
         // once are lifted, this test is about the upstream call.
-        "[login]\npolicy = \"concurrent\"\nmax_devices = 200\nmax_failures = 200\nmax_failures_per_source = 200\nadmin_password_hash = \"{}\"\n",
+        "[login]\npolicy = \"concurrent\"\nmax_devices = 200\nmax_failures = 200\nmax_failures_per_source = 200\nextension_max_failures = 200\nadmin_password_hash = \"{}\"\n",
         support::admin_hash_for_tests()
     ))
     .await;

@@ -318,7 +318,9 @@ impl Lockouts {
                 let lock = self.limits.window.saturating_mul(factor).min(LONGEST_LOCK);
                 r.locked_until = Some(now + lock);
                 r.times.clear();
-                out.left = 0;
+                if s.shown() {
+                    out.left = 0;
+                }
                 out.newly_locked.push(s.clone());
             } else if s.shown() {
                 out.left = out.left.min(max - r.times.len() as u32);
@@ -366,7 +368,11 @@ impl Lockouts {
                 })
             })
             .collect();
-        out.sort_by(|a, b| b.remaining.cmp(&a.remaining).then(a.subject.cmp(&b.subject)));
+        out.sort_by(|a, b| {
+            b.remaining
+                .cmp(&a.remaining)
+                .then(a.subject.cmp(&b.subject))
+        });
         out
     }
 
@@ -384,9 +390,10 @@ impl Lockouts {
             let mut r = Record::new(at(row.last));
             r.times = row.failures.iter().map(|t| at(*t)).collect();
             r.strikes = row.strikes;
-            r.locked_until = row.locked_until.filter(|u| *u > wall_now).map(|u| {
-                now + Duration::from_secs((u - wall_now) as u64)
-            });
+            r.locked_until = row
+                .locked_until
+                .filter(|u| *u > wall_now)
+                .map(|u| now + Duration::from_secs((u - wall_now) as u64));
             map.insert(subject, r);
         }
     }
@@ -424,8 +431,7 @@ impl Attempt {
     /// Returns the forgiven subjects that had a history.
     pub fn succeed(mut self, forgive: &[Subject]) -> Vec<Subject> {
         self.done = true;
-        self.lockouts
-            .resolve(&self.subjects, false, Instant::now());
+        self.lockouts.resolve(&self.subjects, false, Instant::now());
         self.lockouts.clear(forgive)
     }
 
@@ -438,8 +444,7 @@ impl Attempt {
     /// Nothing was checked (the server was too busy): the reservation ends uncounted.
     pub fn abandon(mut self) {
         self.done = true;
-        self.lockouts
-            .resolve(&self.subjects, false, Instant::now());
+        self.lockouts.resolve(&self.subjects, false, Instant::now());
     }
 }
 
@@ -524,7 +529,11 @@ mod tests {
         let a = l.begin(&s, now).unwrap();
         let b = l.begin(&s, now).unwrap();
         let c = l.begin(&s, now).unwrap();
-        assert_eq!(l.begin(&s, now).err(), Some(Refusal::Busy), "a fourth guess waits");
+        assert_eq!(
+            l.begin(&s, now).err(),
+            Some(Refusal::Busy),
+            "a fourth guess waits"
+        );
         // Dropped without an outcome = a failure; the others fail too: locked.
         drop(a);
         b.fail();
@@ -544,7 +553,7 @@ mod tests {
         assert_eq!(forgiven, vec![pair.clone()]);
         // The source keeps its failure: two more lock it only at 20.
         assert!(l.lock().get(&src).is_some_and(|r| r.times.len() == 1));
-        let abandoned = l.begin(&[pair.clone()], now).unwrap();
+        let abandoned = l.begin(std::slice::from_ref(&pair), now).unwrap();
         abandoned.abandon();
         assert!(l.lock().get(&pair).is_some_and(|r| r.times.is_empty()));
     }

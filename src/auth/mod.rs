@@ -138,11 +138,7 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn new(
-        admin_phc: Option<String>,
-        user_password: Option<Secret>,
-        hasher: Hasher,
-    ) -> Self {
+    pub fn new(admin_phc: Option<String>, user_password: Option<Secret>, hasher: Hasher) -> Self {
         Self {
             admin_phc: admin_phc.map(Arc::from),
             user_password: user_password.filter(|p| !p.is_empty()),
@@ -224,19 +220,29 @@ mod tests {
             (None, "4711", None),
         ];
         for (u, secret, want) in cases {
-            assert_eq!(v.verify(u, secret, Offer::ALL).await, Ok(want), "{secret:?}");
+            assert_eq!(
+                v.verify(u, secret, Offer::ALL).await,
+                Ok(want),
+                "{secret:?}"
+            );
         }
         // What the offer leaves out is not tried.
         let none = Offer::OWN_PIN_ONLY;
         assert_eq!(v.verify(Some(&without_pin), "2468", none).await, Ok(None));
         assert_eq!(v.verify(Some(&with_pin), "999000", none).await, Ok(None));
-        assert_eq!(v.verify(Some(&with_pin), "4711", none).await, Ok(Some(Tier::VoicemailPin)));
+        assert_eq!(
+            v.verify(Some(&with_pin), "4711", none).await,
+            Ok(Some(Tier::VoicemailPin))
+        );
     }
 
     #[tokio::test]
     async fn no_admin_hash_means_no_admin_login() {
         let v = Verifier::new(None, None, Hasher::new(1, 8));
-        assert_eq!(v.verify(Some(&user(None)), "anything", Offer::ALL).await, Ok(None));
+        assert_eq!(
+            v.verify(Some(&user(None)), "anything", Offer::ALL).await,
+            Ok(None)
+        );
     }
 
     #[test]

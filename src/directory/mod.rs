@@ -138,7 +138,9 @@ pub fn valid_extension(ext: &str) -> bool {
     let digits = ext.strip_prefix('+').unwrap_or(ext);
     !digits.is_empty()
         && digits.len() <= 32
-        && digits.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'*' | b'#'))
+        && digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'*' | b'#'))
 }
 
 #[cfg(test)]
@@ -150,7 +152,18 @@ mod tests {
         for ok in ["1001", "*97", "#1", "+4930123", &"9".repeat(32)] {
             assert!(valid_extension(ok), "{ok:?}");
         }
-        for bad in ["", "+", "..", ".", "10.01", "1001/..", "abc", "1001 ", "++1", &"9".repeat(33)] {
+        for bad in [
+            "",
+            "+",
+            "..",
+            ".",
+            "10.01",
+            "1001/..",
+            "abc",
+            "1001 ",
+            "++1",
+            &"9".repeat(33),
+        ] {
             assert!(!valid_extension(bad), "{bad:?}");
         }
     }

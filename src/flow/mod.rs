@@ -254,7 +254,9 @@ impl Flow {
             }
             Err(Refusal::Busy) => {
                 tracing::info!(mac = %h.mac, extension = ext, "login refused: as many attempts running as may still fail");
-                return screens::try_later("Other attempts for this login are still being checked.");
+                return screens::try_later(
+                    "Other attempts for this login are still being checked.",
+                );
             }
         };
         // One deadline for everything the directory does in this request.
@@ -426,7 +428,8 @@ impl Flow {
         let mut events = vec![event];
         for s in failure.newly_locked.iter().filter(|s| s.is_shared()) {
             tracing::error!(subject = %s, "a shared password's failure budget is used up; it is not accepted until the lockout ends (clear it with the admin API)");
-            let mut e = AuditEvent::new(EventKind::LockedOut, format!("{s}: failure budget used up"));
+            let mut e =
+                AuditEvent::new(EventKind::LockedOut, format!("{s}: failure budget used up"));
             e.source_ip = Some(source_ip.clone());
             events.push(e);
         }

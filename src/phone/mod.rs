@@ -146,7 +146,10 @@ pub fn identify(
 /// Client text made safe to show and to log: at most `max` characters, control characters
 /// (newlines, terminal escapes) written as escapes.
 pub fn printable(text: &str, max: usize) -> String {
-    text.chars().take(max).flat_map(char::escape_debug).collect()
+    text.chars()
+        .take(max)
+        .flat_map(char::escape_debug)
+        .collect()
 }
 
 fn same_family(a: Vendor, b: Vendor) -> bool {
@@ -195,9 +198,13 @@ mod tests {
 
     #[test]
     fn client_text_in_errors_cannot_forge_log_lines() {
-        let e = identify(None, Some("x\n2026-11-23T00:00:00Z ERROR forged\u{1b}[31m"), None)
-            .unwrap_err()
-            .to_string();
+        let e = identify(
+            None,
+            Some("x\n2026-11-23T00:00:00Z ERROR forged\u{1b}[31m"),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(!e.contains('\n') && !e.contains('\u{1b}'), "{e}");
         let e = identify(None, Some("snom"), Some("\nERROR forged\u{1b}[31m"))
             .unwrap_err()

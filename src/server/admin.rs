@@ -248,14 +248,17 @@ async fn clear_lockouts(
     use crate::auth::lockouts::source_key;
     let pick: Box<dyn Fn(&Subject) -> bool + Send> = if let Some(s) = query.get("subject") {
         let Ok(wanted) = s.parse::<Subject>() else {
-            return respond::json_error(StatusCode::BAD_REQUEST, "unknown subject; see GET /api/v1/lockouts");
+            return respond::json_error(
+                StatusCode::BAD_REQUEST,
+                "unknown subject; see GET /api/v1/lockouts",
+            );
         };
         Box::new(move |x| *x == wanted)
     } else if let Some(ext) = query.get("extension") {
         let ext = ext.clone();
-        Box::new(move |x| {
-            matches!(x, Subject::Extension(e) | Subject::ExtensionFrom(e, _) if *e == ext)
-        })
+        Box::new(
+            move |x| matches!(x, Subject::Extension(e) | Subject::ExtensionFrom(e, _) if *e == ext),
+        )
     } else if let Some(ip) = query.get("source") {
         let Ok(ip) = ip.parse::<std::net::IpAddr>() else {
             return respond::json_error(StatusCode::BAD_REQUEST, "source must be an IP address");
@@ -277,7 +280,14 @@ async fn clear_lockouts(
     let names: Vec<String> = cleared.iter().map(ToString::to_string).collect();
     let mut event = crate::store::AuditEvent::new(
         EventKind::LockoutCleared,
-        format!("{detail}: {}", if names.is_empty() { "nothing to clear".to_owned() } else { names.join(", ") }),
+        format!(
+            "{detail}: {}",
+            if names.is_empty() {
+                "nothing to clear".to_owned()
+            } else {
+                names.join(", ")
+            }
+        ),
     );
     event.source_ip = Some(peer.ip().to_canonical().to_string());
     let change = crate::store::Change {

@@ -36,7 +36,7 @@ impl FetchGuard {
     }
 
     /// `Err(429)` when `client` (IPv6: its /64) is over its provisioning rate.
-    pub fn rate(&self, client: IpAddr) -> Result<(), Resp> {
+    pub fn rate(&self, client: IpAddr) -> Result<(), Box<Resp>> {
         if self.limiter.len() > MAX_TRACKED {
             self.limiter.retain_recent();
         }
@@ -49,7 +49,7 @@ impl FetchGuard {
                 );
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                Err(resp)
+                Err(Box::new(resp))
             }
         }
     }

@@ -21,7 +21,7 @@ pub(super) async fn handle(
     client: IpAddr,
 ) -> Resp {
     if let Err(resp) = app.fetch_guard.rate(client) {
-        return resp;
+        return *resp;
     }
     let ua = headers
         .get(header::USER_AGENT)
@@ -140,7 +140,7 @@ pub(super) async fn push(
     client: IpAddr,
 ) -> Resp {
     if let Err(resp) = app.fetch_guard.rate(client) {
-        return resp;
+        return *resp;
     }
     use crate::dialect::{self, Target};
     use crate::screen::{Action, Apply, Link, Screen};

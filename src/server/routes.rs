@@ -87,12 +87,37 @@ pub fn parse_query(query: Option<&str>) -> HashMap<String, String> {
     out
 }
 
-pub async fn handle(
+/// Answers one request. A phone step that may change state starts at once in its own task:
+/// hyper drops a request whose client has closed without ever polling it, and a guess must
+/// be counted (and a login finished) whether or not anyone waits for the answer.
+pub fn handle(
     app: Arc<App>,
     peer: SocketAddr,
     secure: bool,
     req: Request<Incoming>,
-) -> Result<Resp, Infallible> {
+) -> impl std::future::Future<Output = Result<Resp, Infallible>> + Send {
+    let eager = matches!(
+        route(req.uri().path()),
+        Route::Phone(Step::Login | Step::Logout | Step::Apply)
+    );
+    let work = answer(app, peer, secure, req);
+    let task = if eager {
+        Ok(tokio::spawn(work))
+    } else {
+        Err(work)
+    };
+    async move {
+        Ok(match task {
+            Ok(t) => t.await.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "request task failed");
+                respond::text(StatusCode::INTERNAL_SERVER_ERROR, "hotdesk had a problem")
+            }),
+            Err(work) => work.await,
+        })
+    }
+}
+
+async fn answer(app: Arc<App>, peer: SocketAddr, secure: bool, req: Request<Incoming>) -> Resp {
     let started = Instant::now();
     let r = route(req.uri().path());
     // The path and query never go into the log: the query carries the PIN.
@@ -127,7 +152,7 @@ pub async fn handle(
             "request"
         )
     });
-    Ok(resp)
+    resp
 }
 
 async fn dispatch(
@@ -168,9 +193,7 @@ async fn dispatch(
         | Route::Audit
         | Route::Invalidate
         | Route::Outbox
-        | Route::Lockouts => {
-            Some((&app.config.admin.allow, "admin"))
-        }
+        | Route::Lockouts => Some((&app.config.admin.allow, "admin")),
         Route::Health | Route::Ready | Route::NotFound => None,
     };
     if let Some((allow, what)) = group
@@ -202,7 +225,7 @@ async fn dispatch(
         (Route::Provision, &Method::GET) if parts.uri.path() == "/provision/innovaphone.txt" => {
             match app.fetch_guard.rate(client) {
                 Ok(()) => super::provision::innovaphone(app, query.get("sn").map(String::as_str)),
-                Err(resp) => resp,
+                Err(resp) => *resp,
             }
         }
         (Route::Provision, &Method::GET) => {

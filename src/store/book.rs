@@ -407,11 +407,25 @@ mod tests {
     #[tokio::test]
     async fn exclusive_takes_the_extension_from_the_other_phone() {
         let (_d, b) = book();
-        b.login(login("000000000001", "1001"), Policy::Exclusive, 4, 1, "", Vec::new())
-            .await
-            .unwrap();
+        b.login(
+            login("000000000001", "1001"),
+            Policy::Exclusive,
+            4,
+            1,
+            "",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
         let out = b
-            .login(login("000000000002", "1001"), Policy::Exclusive, 4, 1, "", Vec::new())
+            .login(
+                login("000000000002", "1001"),
+                Policy::Exclusive,
+                4,
+                1,
+                "",
+                Vec::new(),
+            )
             .await
             .unwrap();
         assert_eq!(out.taken_from, vec![mac("000000000001")]);
@@ -430,7 +444,9 @@ mod tests {
             .map(|i| {
                 let b = b.clone();
                 let l = login(&format!("00000000000{i}"), "1001");
-                tokio::spawn(async move { b.login(l, Policy::Concurrent, 4, 1, "", Vec::new()).await })
+                tokio::spawn(
+                    async move { b.login(l, Policy::Concurrent, 4, 1, "", Vec::new()).await },
+                )
             })
             .collect();
         let mut ok = 0;
@@ -453,9 +469,16 @@ mod tests {
         let b = open();
         let m = mac("000413000001");
         for ext in ["1001", "1002", "1003"] {
-            b.login(login("000413000001", ext), Policy::Exclusive, 4, 3, "", Vec::new())
-                .await
-                .unwrap();
+            b.login(
+                login("000413000001", ext),
+                Policy::Exclusive,
+                4,
+                3,
+                "",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
         }
         let ids: Vec<_> = b
             .identities(&m)
@@ -467,12 +490,26 @@ mod tests {
             [(0, "1001".into()), (1, "1002".into()), (2, "1003".into())]
         );
         let full = b
-            .login(login("000413000001", "1004"), Policy::Exclusive, 4, 3, "", Vec::new())
+            .login(
+                login("000413000001", "1004"),
+                Policy::Exclusive,
+                4,
+                3,
+                "",
+                Vec::new(),
+            )
             .await;
         assert!(matches!(full, Err(BookError::NoFreeIdentity(3))));
         // The same user again keeps their identity.
         let again = b
-            .login(login("000413000001", "1002"), Policy::Exclusive, 4, 3, "", Vec::new())
+            .login(
+                login("000413000001", "1002"),
+                Policy::Exclusive,
+                4,
+                3,
+                "",
+                Vec::new(),
+            )
             .await
             .unwrap();
         assert_eq!(again.identity, 1);
@@ -484,7 +521,14 @@ mod tests {
             .unwrap();
         assert_eq!(gone.extension, "1002");
         let out = b
-            .login(login("000413000001", "1004"), Policy::Exclusive, 4, 3, "", Vec::new())
+            .login(
+                login("000413000001", "1004"),
+                Policy::Exclusive,
+                4,
+                3,
+                "",
+                Vec::new(),
+            )
             .await
             .unwrap();
         assert_eq!(out.identity, 1, "the freed identity is reused");
@@ -504,12 +548,26 @@ mod tests {
         let path = dir.path().join("s.sqlite");
         {
             let b = LoginBook::open(Arc::new(SqliteStore::open(&path).unwrap()), false).unwrap();
-            b.login(login("000000000001", "1001"), Policy::Exclusive, 4, 1, "", Vec::new())
-                .await
-                .unwrap();
-            b.login(login("000000000002", "1002"), Policy::Exclusive, 4, 1, "", Vec::new())
-                .await
-                .unwrap();
+            b.login(
+                login("000000000001", "1001"),
+                Policy::Exclusive,
+                4,
+                1,
+                "",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+            b.login(
+                login("000000000002", "1002"),
+                Policy::Exclusive,
+                4,
+                1,
+                "",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
             let gone = b
                 .logout(mac("000000000002"), EventKind::Logout, "10.0.0.9", "user")
                 .await

@@ -156,8 +156,12 @@ impl SqliteStore {
     fn set_broken(&self, why: Option<String>) {
         let mut broken = self.broken.lock().unwrap_or_else(|e| e.into_inner());
         match (&*broken, &why) {
-            (None, Some(w)) => tracing::error!(store = %self.path.display(), why = %w, "the store is unusable; logins are refused until it is back"),
-            (Some(_), None) => tracing::warn!(store = %self.path.display(), "the store is usable again"),
+            (None, Some(w)) => {
+                tracing::error!(store = %self.path.display(), why = %w, "the store is unusable; logins are refused until it is back")
+            }
+            (Some(_), None) => {
+                tracing::warn!(store = %self.path.display(), "the store is usable again")
+            }
             _ => {}
         }
         *broken = why;
@@ -280,10 +284,7 @@ impl Store for SqliteStore {
                 let failures: String = r.get(1)?;
                 Ok(LockoutRow {
                     subject: r.get(0)?,
-                    failures: failures
-                        .split(',')
-                        .filter_map(|t| t.parse().ok())
-                        .collect(),
+                    failures: failures.split(',').filter_map(|t| t.parse().ok()).collect(),
                     strikes: r.get(2)?,
                     locked_until: r.get(3)?,
                     last: r.get(4)?,
@@ -477,7 +478,13 @@ impl SqliteStore {
             tx.execute(
                 "INSERT OR REPLACE INTO lockouts (subject, failures, strikes, locked_until, last)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![l.subject, failures.join(","), l.strikes, l.locked_until, l.last],
+                params![
+                    l.subject,
+                    failures.join(","),
+                    l.strikes,
+                    l.locked_until,
+                    l.last
+                ],
             )
             .map_err(db)?;
         }

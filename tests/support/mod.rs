@@ -290,6 +290,32 @@ pub async fn request(
     target: &str,
     headers: &[(&str, &str)],
 ) -> Response {
+    request_from(
+        std::net::Ipv4Addr::LOCALHOST.into(),
+        addr,
+        method,
+        target,
+        headers,
+    )
+    .await
+}
+
+/// A TCP connection to `addr` from `source`, a loopback address (any of 127.0.0.0/8 works
+/// on Linux without setup).
+pub async fn connect_from(source: std::net::IpAddr, addr: std::net::SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::new(source, 0)).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// As [`request`], from the loopback address `source`.
+pub async fn request_from(
+    source: std::net::IpAddr,
+    addr: std::net::SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> Response {
     let path = match target.find("://") {
         Some(i) => {
             let rest = &target[i + 3..];
@@ -302,7 +328,7 @@ pub async fn request(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut s = connect_from(source, addr).await;
     s.write_all(req.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))

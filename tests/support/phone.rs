@@ -1,8 +1,8 @@
 //! A simulated handset: sends its vendor's User-Agent, reads its vendor's XML, follows the
 //! links the server generated, and fills inputs the way the vendor's phone does.
 
+use super::Response;
 use super::xml::{El, parse};
-use super::{Response, request};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
@@ -20,6 +20,8 @@ pub struct Phone {
     /// Query for the entry URL (`?mac=` for phones whose UA lacks it).
     pub entry_query: String,
     pub addr: std::net::SocketAddr,
+    /// The loopback address the phone connects from (127.0.0.1 unless set).
+    pub source: std::net::IpAddr,
 }
 
 /// What the phone is showing.
@@ -82,7 +84,14 @@ impl Phone {
             prefix,
             entry_query: String::new(),
             addr,
+            source: std::net::Ipv4Addr::LOCALHOST.into(),
         }
+    }
+
+    /// The same phone connecting from another loopback address (127.0.0.0/8).
+    pub fn connecting_from(mut self, source: &str) -> Phone {
+        self.source = source.parse().unwrap();
+        self
     }
 
     pub fn with_query(mut self, q: &str) -> Phone {
@@ -91,7 +100,14 @@ impl Phone {
     }
 
     pub async fn fetch(&self, url: &str) -> Response {
-        request(self.addr, "GET", url, &[("User-Agent", &self.ua)]).await
+        super::request_from(
+            self.source,
+            self.addr,
+            "GET",
+            url,
+            &[("User-Agent", &self.ua)],
+        )
+        .await
     }
 
     /// Presses the app key.
