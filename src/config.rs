@@ -255,6 +255,20 @@ pub struct ProvisionConfig {
     /// may make per second on average, and in a burst.
     pub rate_per_second: u32,
     pub rate_burst: u32,
+    /// `"digest"`: every provisioning fetch needs the phone's own HTTP Digest credentials
+    /// (made with `POST /api/v1/phones/{mac}/credentials`).
+    pub auth: ProvisionAuth,
+    /// The Digest realm phones see.
+    pub realm: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProvisionAuth {
+    /// The login's source address (and the User-Agent's MAC) decide.
+    None,
+    /// As `none`, plus HTTP Digest with per-phone credentials.
+    Digest,
 }
 
 impl Default for ProvisionConfig {
@@ -263,6 +277,8 @@ impl Default for ProvisionConfig {
             templates: None,
             rate_per_second: 2,
             rate_burst: 20,
+            auth: ProvisionAuth::None,
+            realm: "hotdesk".into(),
         }
     }
 }

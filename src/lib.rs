@@ -50,6 +50,9 @@ pub struct App {
     pub refusals: server::access::RefusalLog,
     /// Who may fetch provisioning files and pushes, and how often.
     pub fetch_guard: server::fetch_guard::FetchGuard,
+    /// Per-phone provisioning credentials, and the Digest checker for them.
+    pub credentials: provision::credentials::Credentials,
+    pub digest: server::digest::DigestAuth,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -127,6 +130,7 @@ impl App {
         }
         let store = Arc::new(SqliteStore::open(&config.store.path)?);
         let saved_lockouts = store.load_lockouts()?;
+        let credentials = provision::credentials::Credentials::new(store.load_credentials()?);
         let writeback = config.writeback_http().cloned();
         let book = Arc::new(LoginBook::open(store, writeback.is_some())?);
         let mut tasks = Vec::new();
@@ -183,8 +187,11 @@ impl App {
             None
         };
         let fetch_guard = server::fetch_guard::FetchGuard::new(&config.provision);
+        let digest = server::digest::DigestAuth::new(&config.provision.realm);
         Ok(Arc::new(Self {
             fetch_guard,
+            credentials,
+            digest,
             config,
             flow,
             directory,

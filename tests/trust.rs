@@ -380,3 +380,154 @@ async fn a_store_that_disappears_is_not_ready_and_refuses_logins() {
     let health = request_from(ip("127.0.0.1"), server.addr, "GET", "/healthz", &[]).await;
     assert_eq!(health.status, 200, "liveness stays up");
 }
+
+/// Sends `GET uri` as the Yealink with a Digest answer to the challenge it got.
+async fn fetch_with_digest(
+    server: &Server,
+    uri: &str,
+    user: &str,
+    password: &str,
+) -> support::Response {
+    let first = request_from(
+        ip("127.0.0.1"),
+        server.addr,
+        "GET",
+        uri,
+        &[("User-Agent", YEALINK_T46S)],
+    )
+    .await;
+    assert_eq!(first.status, 401, "{}", first.text());
+    let challenge = first.header("www-authenticate").unwrap().to_owned();
+    assert!(
+        challenge.starts_with("Digest realm=\"hotdesk\", qop=\"auth\""),
+        "{challenge}"
+    );
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let answer = hotdesk::server::digest::client_response(
+        user, "hotdesk", password, "GET", uri, nonce, "0a4f113b",
+    );
+    request_from(
+        ip("127.0.0.1"),
+        server.addr,
+        "GET",
+        uri,
+        &[("User-Agent", YEALINK_T46S), ("Authorization", &answer)],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn digest_mode_needs_each_phones_own_credentials() {
+    let server = Server::start("[provision]\nauth = \"digest\"\n").await;
+    let phone = Phone::new(server.addr, YEALINK_T46S);
+    assert_eq!(
+        message(&phone.login("Internal", "1002", "86420").await).0,
+        "Logged in"
+    );
+    let uri = "/provision/805ec02f3c2e.cfg";
+    // No credentials made yet: nothing, whatever is sent.
+    let none = fetch_with_digest(&server, uri, "hd-805ec02f3c2e", "guess").await;
+    assert_eq!(none.status, 401);
+    let made = server
+        .admin("POST", "/api/v1/phones/805ec02f3c2e/credentials")
+        .await;
+    assert_eq!(made.status, 201, "{}", made.text());
+    let made: serde_json::Value = serde_json::from_slice(&made.body).unwrap();
+    let (user, password) = (
+        made["username"].as_str().unwrap(),
+        made["password"].as_str().unwrap(),
+    );
+    let other = server
+        .admin("POST", "/api/v1/phones/00085d30a6ce/credentials")
+        .await;
+    let other: serde_json::Value = serde_json::from_slice(&other.body).unwrap();
+
+    let ok = fetch_with_digest(&server, uri, user, password).await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let body = ok.text();
+    assert!(body.contains("sip-secret-1002"));
+    assert!(body.contains(&format!("static.auto_provision.server.username = {user}")));
+    // A wrong password, or another phone's valid credentials, get nothing.
+    assert_eq!(
+        fetch_with_digest(&server, uri, user, "wrong").await.status,
+        401
+    );
+    let theirs = fetch_with_digest(
+        &server,
+        uri,
+        other["username"].as_str().unwrap(),
+        other["password"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(theirs.status, 401);
+    assert!(!theirs.text().contains("sip-secret"));
+    // Revoked: the old password no longer works; the store forgets it too.
+    let gone = server
+        .admin("DELETE", "/api/v1/phones/805ec02f3c2e/credentials")
+        .await;
+    assert_eq!(gone.status, 204);
+    assert_eq!(
+        fetch_with_digest(&server, uri, user, password).await.status,
+        401
+    );
+    let audit = server.audit().await;
+    assert!(
+        audit
+            .iter()
+            .filter(|e| e["kind"] == "credentials-changed")
+            .count()
+            == 3
+    );
+    assert!(!serde_json::to_string(&audit).unwrap().contains(password));
+}
+
+#[tokio::test]
+async fn known_and_unknown_extensions_cost_the_same_upstream_work() {
+    let up = support::upstream::Upstream::start().await;
+    up.user("1001", "Ada Lovelace", Some("73915"));
+    let server = Server::start_with(support::http_directory(&up.url()), "").await;
+    let a = Phone::new(server.addr, YEALINK_T46S);
+    let before = up.lookups();
+    let known = a.go("/app/login?net=internal&ext=1001&pin=00000").await;
+    let known_calls = up.lookups() - before;
+    let b = Phone::new(server.addr, AASTRA_6737I).connecting_from("127.0.0.70");
+    let before = up.lookups();
+    let unknown = b.go("/app/login?net=internal&ext=4040&pin=00000").await;
+    let unknown_calls = up.lookups() - before;
+    assert_eq!(message(&known), message(&unknown));
+    assert_eq!(
+        known_calls, unknown_calls,
+        "the same upstream calls either way"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_pin_while_the_upstream_hangs_waits_one_deadline_not_two() {
+    let up = support::upstream::Upstream::start().await;
+    up.user("1001", "Ada Lovelace", Some("73915"));
+    // deadline 700 ms, fresh 300 ms (support::http_directory).
+    let server = Server::start_with(support::http_directory(&up.url()), "").await;
+    let phone = Phone::new(server.addr, YEALINK_T46S);
+    assert_eq!(
+        message(&phone.login("Internal", "1001", "73915").await).0,
+        "Logged in"
+    );
+    up.latency(Duration::from_secs(5));
+    // Let the cached entry go stale (a lower bound on a timeout, not a wait for an event).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let other = Phone::new(server.addr, AASTRA_6737I).connecting_from("127.0.0.71");
+    let started = std::time::Instant::now();
+    let wrong = other.go("/app/login?net=internal&ext=1001&pin=00000").await;
+    let took = started.elapsed();
+    assert_eq!(message(&wrong).0, "Login failed");
+    assert!(
+        took < Duration::from_millis(1300),
+        "a wrong PIN took {took:?}: the lookup and the refetch waited one deadline each"
+    );
+}

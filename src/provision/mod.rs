@@ -5,6 +5,7 @@
 //! XML-illegal characters; `.cfg` templates keep every value on one line, so a display name
 //! cannot add configuration lines.
 
+pub mod credentials;
 mod files;
 
 pub use files::{FileKind, parse_file_name};
@@ -170,6 +171,18 @@ impl Provisioner {
         handset: &Handset,
         lines: &[(&Login, &str)],
     ) -> Result<Rendered, String> {
+        self.render_with(config, handset, lines, None)
+    }
+
+    /// As [`Provisioner::render`]; `fetch_auth` (user name, password) is the phone's own
+    /// provisioning credential, written where its vendor documents a key for it.
+    pub fn render_with(
+        &self,
+        config: &Config,
+        handset: &Handset,
+        lines: &[(&Login, &str)],
+        fetch_auth: Option<(&str, &str)>,
+    ) -> Result<Rendered, String> {
         let login = lines.first().map(|(l, _)| *l);
         let name = self.pick(handset.vendor, login.and_then(|l| l.template.as_deref()));
         let tmpl = self.env.get_template(&name).map_err(|e| e.to_string())?;
@@ -228,6 +241,9 @@ impl Provisioner {
                 lines => all,
                 slots => slots,
                 base => base.unwrap_or(Value::from(())),
+                fetch_auth => fetch_auth.map_or(Value::from(()), |(username, password)| {
+                    Value::from_serialize(context! { username => username, password => password })
+                }),
             })
             .map_err(|e| format!("template {name}: {e}"))?;
         let content_type = if name.ends_with(".xml") {

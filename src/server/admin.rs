@@ -203,6 +203,9 @@ pub(super) async fn handle(app: &App, req: AdminRequest<'_>) -> Resp {
             respond::json(StatusCode::OK, &views)
         }
         (&Method::DELETE, "/api/v1/lockouts") => clear_lockouts(app, query, peer, &detail).await,
+        (m, p) if p.starts_with("/api/v1/phones/") => {
+            phone_credentials(app, m, p, peer, &detail).await
+        }
         (&Method::DELETE, p) => {
             let raw = p.trim_start_matches("/api/v1/logins/");
             let Ok(mac) = raw.parse::<Mac>() else {
@@ -301,4 +304,70 @@ async fn clear_lockouts(
     }
     tracing::info!(cleared = names.len(), "lockouts cleared by the admin API");
     respond::json(StatusCode::OK, &serde_json::json!({ "cleared": names }))
+}
+
+/// `POST /api/v1/phones/{mac}/credentials`: makes (or replaces) the phone's provisioning
+/// credentials and answers them, the only time the password is shown. `DELETE` revokes them.
+async fn phone_credentials(
+    app: &App,
+    method: &Method,
+    path: &str,
+    peer: SocketAddr,
+    detail: &str,
+) -> Resp {
+    let raw = path
+        .trim_start_matches("/api/v1/phones/")
+        .trim_end_matches("/credentials");
+    let Ok(mac) = raw.parse::<Mac>() else {
+        return respond::json_error(
+            StatusCode::BAD_REQUEST,
+            "expected /api/v1/phones/<12 hex digits>/credentials",
+        );
+    };
+    let mut event = crate::store::AuditEvent::new(EventKind::CredentialsChanged, String::new());
+    event.mac = Some(mac);
+    event.source_ip = Some(peer.ip().to_canonical().to_string());
+    let mut change = crate::store::Change::default();
+    let made = if method == Method::POST {
+        let c = crate::provision::credentials::generate(mac, app.clock.now());
+        event.detail = format!("{detail}: provisioning credentials made");
+        change.credentials_put.push(c.clone());
+        Some(c)
+    } else {
+        if app.credentials.get(&mac).is_none() {
+            return respond::json_error(StatusCode::NOT_FOUND, "that phone has no credentials");
+        }
+        event.detail = format!("{detail}: provisioning credentials revoked");
+        change.credentials_removed.push(mac);
+        None
+    };
+    change.events.push(event);
+    if let Err(e) = app.flow.book().record(change).await {
+        tracing::error!(error = %e, "phone credentials not saved");
+        return respond::json_error(StatusCode::INTERNAL_SERVER_ERROR, "could not be saved");
+    }
+    match made {
+        Some(c) => {
+            tracing::info!(%mac, "provisioning credentials made");
+            let body = serde_json::json!({
+                "mac": mac.to_string(),
+                "username": c.username,
+                "password": c.password.expose(),
+                "realm": app.config.provision.realm,
+                "note": "shown once: hotdesk does not show this password again",
+            });
+            app.credentials.set(c);
+            let mut resp = respond::json(StatusCode::CREATED, &body);
+            resp.headers_mut().insert(
+                header::CACHE_CONTROL,
+                http::HeaderValue::from_static("no-store"),
+            );
+            resp
+        }
+        None => {
+            app.credentials.remove(&mac);
+            tracing::info!(%mac, "provisioning credentials revoked");
+            respond::empty(StatusCode::NO_CONTENT)
+        }
+    }
 }

@@ -69,6 +69,53 @@ impl FetchGuard {
     }
 }
 
+/// With `[provision] auth = "digest"`: `Err(401 + challenge)` unless the request carries a valid
+/// Digest response for `mac`'s own credentials (a phone without credentials gets nothing).
+pub fn check_digest(
+    app: &App,
+    mac: Mac,
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+) -> Result<(), Box<Resp>> {
+    if app.config.provision.auth != crate::config::ProvisionAuth::Digest {
+        return Ok(());
+    }
+    let now = app.clock.now().unix_timestamp().max(0) as u64;
+    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let outcome = match app.credentials.get(&mac) {
+        Some(c) => app.digest.verify(
+            header,
+            method.as_str(),
+            target,
+            &c.username,
+            c.password.expose(),
+            now,
+        ),
+        None => Err(crate::server::digest::Denied::Wrong),
+    };
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(denied) => {
+            if denied != crate::server::digest::Denied::Missing {
+                tracing::info!(%mac, ?denied, "provisioning: digest authentication failed");
+            }
+            let stale = denied == crate::server::digest::Denied::Stale;
+            let mut resp = respond::text(
+                StatusCode::UNAUTHORIZED,
+                "this phone's provisioning credentials are needed",
+            );
+            if let Ok(v) = HeaderValue::from_str(&app.digest.challenge(now, stale)) {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+            Err(Box::new(resp))
+        }
+    }
+}
+
 /// Whether `client` may receive the secrets of `logins` (one phone's): only from the address
 /// every one of them logged in from.
 pub fn may_receive(logins: &[Arc<Login>], client: IpAddr) -> bool {

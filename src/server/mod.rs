@@ -3,6 +3,7 @@
 
 pub mod access;
 mod admin;
+pub mod digest;
 pub mod fetch_guard;
 mod provision;
 mod respond;

@@ -4,9 +4,9 @@
 
 use std::net::IpAddr;
 
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderValue, StatusCode, header};
 
-use super::fetch_guard::may_receive;
+use super::fetch_guard::{check_digest, may_receive};
 use super::respond::{self, Resp};
 use crate::App;
 use crate::directory::Directory;
@@ -16,10 +16,11 @@ use crate::provision::{FileKind, parse_file_name};
 pub(super) async fn handle(
     app: &App,
     file: &str,
-    headers: &HeaderMap,
+    parts: &http::request::Parts,
     vendor: Option<&str>,
     client: IpAddr,
 ) -> Resp {
+    let headers = &parts.headers;
     if let Err(resp) = app.fetch_guard.rate(client) {
         return *resp;
     }
@@ -59,6 +60,9 @@ pub(super) async fn handle(
     span.record("vendor", handset.vendor.as_str());
     span.record("mac", tracing::field::display(handset.mac));
 
+    if let Err(resp) = check_digest(app, handset.mac, &parts.method, &parts.uri, headers) {
+        return *resp;
+    }
     let rendered = match render_for(app, &handset, client).await {
         Ok(r) => r,
         Err(resp) => return resp,
@@ -106,9 +110,14 @@ async fn render_for(
     let rendered_at = app.clock.now();
     let lines: Vec<(&crate::store::Login, &str)> =
         lines.iter().map(|(l, s)| (*l, s.expose())).collect();
+    let fetch_auth = app.credentials.get(&handset.mac);
+    let fetch_auth = fetch_auth
+        .as_ref()
+        .filter(|_| app.config.provision.auth == crate::config::ProvisionAuth::Digest)
+        .map(|c| (c.username.as_str(), c.password.expose()));
     let rendered = app
         .provisioner
-        .render(&app.config, handset, &lines)
+        .render_with(&app.config, handset, &lines, fetch_auth)
         .map_err(|e| {
             tracing::error!(error = %e, "provisioning: template failed");
             respond::text(
@@ -135,10 +144,11 @@ const PUSH_PAGE: usize = 30;
 /// that page of `key: value` settings from the phone's own `<MAC>.cfg`.
 pub(super) async fn push(
     app: &App,
-    headers: &HeaderMap,
+    parts: &http::request::Parts,
     query: &std::collections::HashMap<String, String>,
     client: IpAddr,
 ) -> Resp {
+    let headers = &parts.headers;
     if let Err(resp) = app.fetch_guard.rate(client) {
         return *resp;
     }
@@ -157,6 +167,9 @@ pub(super) async fn push(
     if !app.flow.push_granted(handset.mac, grant) {
         let why = "a configuration push needs the token from this phone's own apply";
         return app.fetch_guard.refuse(app, client, handset.mac, why).await;
+    }
+    if let Err(resp) = check_digest(app, handset.mac, &parts.method, &parts.uri, headers) {
+        return *resp;
     }
     let rendered = match render_for(app, &handset, client).await {
         Ok(r) => r,

@@ -33,6 +33,7 @@ enum Route {
     Invalidate,
     Outbox,
     Lockouts,
+    Credentials,
     Provision,
     Push,
     NotFound,
@@ -53,6 +54,7 @@ fn route(path: &str) -> Route {
         "/api/v1/outbox" => Route::Outbox,
         "/api/v1/lockouts" => Route::Lockouts,
         p if p.starts_with("/api/v1/logins/") => Route::Login,
+        p if p.starts_with("/api/v1/phones/") && p.ends_with("/credentials") => Route::Credentials,
         p if p.starts_with("/provision/") && !p[11..].contains('/') => Route::Provision,
         _ => Route::NotFound,
     }
@@ -72,6 +74,7 @@ fn route_name(r: Route) -> &'static str {
         Route::Invalidate => "api/directory/invalidate",
         Route::Outbox => "api/outbox",
         Route::Lockouts => "api/lockouts",
+        Route::Credentials => "api/phone-credentials",
         Route::Provision => "provision",
         Route::Push => "app/push",
         Route::NotFound => "not-found",
@@ -193,7 +196,8 @@ async fn dispatch(
         | Route::Audit
         | Route::Invalidate
         | Route::Outbox
-        | Route::Lockouts => Some((&app.config.admin.allow, "admin")),
+        | Route::Lockouts
+        | Route::Credentials => Some((&app.config.admin.allow, "admin")),
         Route::Health | Route::Ready | Route::NotFound => None,
     };
     if let Some((allow, what)) = group
@@ -219,9 +223,7 @@ async fn dispatch(
                 "not ready: the store cannot take writes (see the server log)",
             ),
         },
-        (Route::Push, &Method::GET) => {
-            super::provision::push(app, &parts.headers, &query, client).await
-        }
+        (Route::Push, &Method::GET) => super::provision::push(app, &parts, &query, client).await,
         (Route::Provision, &Method::GET) if parts.uri.path() == "/provision/innovaphone.txt" => {
             match app.fetch_guard.rate(client) {
                 Ok(()) => super::provision::innovaphone(app, query.get("sn").map(String::as_str)),
@@ -231,7 +233,7 @@ async fn dispatch(
         (Route::Provision, &Method::GET) => {
             let file = &parts.uri.path()["/provision/".len()..];
             let vendor = query.get("vendor").map(String::as_str);
-            super::provision::handle(app, file, &parts.headers, vendor, client).await
+            super::provision::handle(app, file, &parts, vendor, client).await
         }
         // HEAD never changes state: only the entry screen answers it.
         (Route::Phone(Step::Entry), &Method::HEAD) | (Route::Phone(_), &Method::GET) => {
@@ -246,6 +248,7 @@ async fn dispatch(
         | (Route::Audit, &Method::GET)
         | (Route::Outbox, &Method::GET)
         | (Route::Lockouts, &Method::GET | &Method::DELETE)
+        | (Route::Credentials, &Method::POST | &Method::DELETE)
         | (Route::Invalidate, &Method::POST) => {
             let req = admin::AdminRequest {
                 peer,
@@ -265,6 +268,7 @@ async fn dispatch(
                 Route::Login => "DELETE",
                 Route::Invalidate => "POST",
                 Route::Lockouts => "GET, DELETE",
+                Route::Credentials => "POST, DELETE",
                 Route::Phone(Step::Entry) | Route::Health | Route::Ready => "GET, HEAD",
                 _ => "GET",
             };

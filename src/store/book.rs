@@ -323,6 +323,10 @@ impl LoginBook {
         self.blocking(|s| s.load_lockouts()).await
     }
 
+    pub fn load_credentials(&self) -> Result<Vec<super::PhoneCredential>, StoreError> {
+        self.store.load_credentials()
+    }
+
     /// `Err(why)` while the store cannot take writes.
     pub fn health(&self) -> Result<(), String> {
         self.store.health()

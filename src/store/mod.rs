@@ -60,6 +60,8 @@ pub enum EventKind {
     LockoutCleared,
     /// A provisioning file was refused (another phone's, or from another address).
     ProvisionRefused,
+    /// A phone's provisioning credentials were made or revoked.
+    CredentialsChanged,
     /// An admin logged the phone out through the API.
     AdminLogout,
     /// `max_login` or `auto_logout` ended the login.
@@ -76,6 +78,7 @@ impl EventKind {
             EventKind::LockedOut => "locked-out",
             EventKind::LockoutCleared => "lockout-cleared",
             EventKind::ProvisionRefused => "provision-refused",
+            EventKind::CredentialsChanged => "credentials-changed",
             EventKind::AdminLogout => "admin-logout",
             EventKind::AutoLogout => "auto-logout",
         }
@@ -90,6 +93,7 @@ impl EventKind {
             EventKind::LockedOut,
             EventKind::LockoutCleared,
             EventKind::ProvisionRefused,
+            EventKind::CredentialsChanged,
             EventKind::AdminLogout,
             EventKind::AutoLogout,
         ]
@@ -132,6 +136,20 @@ pub struct Change {
     /// Failure histories to keep (upsert by subject) and to forget.
     pub lockouts: Vec<LockoutRow>,
     pub lockouts_cleared: Vec<String>,
+    /// Per-phone provisioning credentials to set (replacing any) and to revoke.
+    pub credentials_put: Vec<PhoneCredential>,
+    pub credentials_removed: Vec<Mac>,
+}
+
+/// What one phone must present to fetch its configuration (`[provision] auth = "digest"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneCredential {
+    pub mac: Mac,
+    pub username: String,
+    /// Kept (in the owner-only store) because the phone's own file carries it back to the
+    /// phone where its vendor documents a key for it.
+    pub password: crate::secret::Secret,
+    pub created: OffsetDateTime,
 }
 
 /// One lockout subject's history (times in Unix seconds), so lockouts survive a restart.
@@ -220,6 +238,7 @@ pub trait Store: Send + Sync + 'static {
     fn outbox_failed(&self, id: i64, error: &str, dead: bool) -> Result<(), StoreError>;
     fn outbox_status(&self) -> Result<OutboxStatus, StoreError>;
     fn load_lockouts(&self) -> Result<Vec<LockoutRow>, StoreError>;
+    fn load_credentials(&self) -> Result<Vec<PhoneCredential>, StoreError>;
     /// Checks that the store is still the file it opened and takes a write; the outcome is
     /// what [`Store::health`] reports until the next probe or commit.
     fn probe(&self) -> Result<(), StoreError>;

@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{
-    AuditEvent, Change, EventKind, LockoutRow, Login, OutboxItem, OutboxStatus, Store, StoreError,
-    WriteMethod,
+    AuditEvent, Change, EventKind, LockoutRow, Login, OutboxItem, OutboxStatus, PhoneCredential,
+    Store, StoreError, WriteMethod,
 };
 
 /// Schema steps; step N brings `user_version` from N to N+1. Append, never edit.
@@ -80,7 +80,13 @@ const MIGRATIONS: &[&str] = &[
         locked_until INTEGER,
         last         INTEGER NOT NULL
      );
-     CREATE TABLE health (id INTEGER PRIMARY KEY, at TEXT NOT NULL);",
+     CREATE TABLE health (id INTEGER PRIMARY KEY, at TEXT NOT NULL);
+     CREATE TABLE phone_credentials (
+        mac      TEXT PRIMARY KEY,
+        username TEXT NOT NULL,
+        password TEXT NOT NULL,
+        created  TEXT NOT NULL
+     );",
 ];
 
 pub struct SqliteStore {
@@ -294,6 +300,36 @@ impl Store for SqliteStore {
         rows.collect::<Result<_, _>>().map_err(db)
     }
 
+    fn load_credentials(&self) -> Result<Vec<PhoneCredential>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT mac, username, password, created FROM phone_credentials")
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (mac, username, password, created) = row.map_err(db)?;
+            if let Ok(mac) = mac.parse() {
+                out.push(PhoneCredential {
+                    mac,
+                    username,
+                    password: crate::secret::Secret::new(password),
+                    created: parse_ts(&created),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     fn probe(&self) -> Result<(), StoreError> {
         let result = self.same_file().and_then(|()| {
             self.conn()
@@ -485,6 +521,26 @@ impl SqliteStore {
                     l.locked_until,
                     l.last
                 ],
+            )
+            .map_err(db)?;
+        }
+        for c in &change.credentials_put {
+            tx.execute(
+                "INSERT OR REPLACE INTO phone_credentials (mac, username, password, created)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    c.mac.to_string(),
+                    c.username,
+                    c.password.expose(),
+                    ts(c.created)
+                ],
+            )
+            .map_err(db)?;
+        }
+        for mac in &change.credentials_removed {
+            tx.execute(
+                "DELETE FROM phone_credentials WHERE mac = ?1",
+                params![mac.to_string()],
             )
             .map_err(db)?;
         }
