@@ -335,7 +335,34 @@ fn default_max_backoff() -> Option<Span> {
     Some(Span(Duration::from_secs(300)))
 }
 
+/// The demo config's credentials (`fixtures/hotdesk.toml`): fine for `make run`, never for phones.
+const DEMO_KEY_HASH: &str =
+    "sha256:c14d7bdecf2188289bf9d4365a650f7fdd6f26d9f1656d412eb47b8176e320ed";
+const DEMO_ADMIN_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$vvw2euy2cAzcdUG7CoZ5rg$3bJl19cGqvQGkLqUhw5kQ6JwM8sv5VCnvMW8UhDtbsk";
+/// Shorter shared user passwords fall to guessing even within the global budget.
+const MIN_USER_PASSWORD: usize = 6;
+
 impl Config {
+    /// Settings that work but weaken the defences; `check-config` and `serve` print them.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(p) = &self.login.user_password
+            && !p.is_empty()
+            && p.expose().chars().count() < MIN_USER_PASSWORD
+        {
+            out.push(format!(
+                "[login] user_password is shorter than {MIN_USER_PASSWORD} characters: it logs in every user without a voicemail PIN, so make it long"
+            ));
+        }
+        if self.admin.keys.iter().any(|k| k.hash == DEMO_KEY_HASH) {
+            out.push("[[admin.keys]] holds the demo key from fixtures/hotdesk.toml; make your own with `hotdesk new-api-key`".into());
+        }
+        if self.login.admin_password_hash.as_deref() == Some(DEMO_ADMIN_PHC) {
+            out.push("[login] admin_password_hash is the demo one (\"999999\"); make your own with `hotdesk hash-password`".into());
+        }
+        out
+    }
+
     /// The HTTP settings write-backs use, if write-back is on.
     pub fn writeback_http(&self) -> Option<&UpstreamHttp> {
         match self.writeback.kind {
@@ -838,6 +865,19 @@ sip_server = "10.0.0.5"
         assert_eq!(c.login.policy, Policy::Exclusive);
         assert_eq!(c.login.max_devices, 4);
         assert_eq!(c.login.lockout.0, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn weak_or_demo_credentials_are_warned_about() {
+        let c = Config::parse(MINIMAL, Path::new("x.toml")).unwrap();
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        let demo =
+            Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hotdesk.toml"))
+                .unwrap();
+        let w = demo.warnings().join("\n");
+        assert!(w.contains("user_password is shorter"), "{w}");
+        assert!(w.contains("demo key"), "{w}");
+        assert!(w.contains("admin_password_hash is the demo one"), "{w}");
     }
 
     #[test]

@@ -111,6 +111,9 @@ impl App {
         clock: Arc<dyn clock::Clock>,
     ) -> Result<Arc<Self>, StartError> {
         let config = Arc::new(config);
+        for warning in config.warnings() {
+            tracing::warn!("{warning}");
+        }
         let provisioner = provision::Provisioner::new(config.provision.templates.as_deref())
             .map_err(StartError::Templates)?;
         check_user_templates(&config, &provisioner)?;
