@@ -334,12 +334,15 @@ impl Lockouts {
     }
 
     /// Forgets these subjects (a success, or an admin clearing them); returns the ones that
-    /// had a history, whose stored rows must go too.
+    /// had failures on record, whose stored rows must go too.
     pub fn clear(&self, subjects: &[Subject]) -> Vec<Subject> {
         let mut map = self.lock();
         subjects
             .iter()
-            .filter(|s| map.remove(s).is_some())
+            .filter(|s| {
+                map.remove(s)
+                    .is_some_and(|r| !r.times.is_empty() || r.strikes > 0)
+            })
             .cloned()
             .collect()
     }
