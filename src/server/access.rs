@@ -2,7 +2,7 @@
 //! of the phone-facing and admin route groups.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -10,27 +10,46 @@ use http::HeaderMap;
 use ipnet::IpNet;
 
 /// The address a request really came from: the peer, or, when the peer is a trusted proxy,
-/// the right-most `X-Forwarded-For` entry that is not itself a trusted proxy. Always
-/// canonical (an IPv4-mapped IPv6 address becomes IPv4).
+/// the `X-Forwarded-For` entry found by walking from the right past trusted proxies. Entries
+/// may be `ip`, `ip:port`, `[v6]` or `[v6]:port`. The first entry that does not parse ends
+/// the walk, and the client is then the last trusted hop: everything left of it was written
+/// by someone we do not trust, so it never becomes the client address. Always canonical (an
+/// IPv4-mapped IPv6 address becomes IPv4).
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let peer = peer.to_canonical();
-    if !allowed(peer, trusted) {
-        return peer;
+    let mut hop = peer.to_canonical();
+    if !allowed(hop, trusted) {
+        return hop;
     }
-    let forwarded: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-        .map(|ip| ip.to_canonical())
-        .collect();
-    forwarded
-        .iter()
-        .rev()
-        .find(|ip| !allowed(**ip, trusted))
-        .copied()
-        .unwrap_or(peer)
+    // Several headers form one list, in order; so the last header's last entry comes first.
+    for value in headers.get_all("x-forwarded-for").iter().rev() {
+        let Ok(text) = value.to_str() else {
+            return hop;
+        };
+        for entry in text.rsplit(',') {
+            let Some(ip) = parse_hop(entry) else {
+                return hop;
+            };
+            if !allowed(ip, trusted) {
+                return ip;
+            }
+            hop = ip;
+        }
+    }
+    hop
+}
+
+/// One `X-Forwarded-For` entry: `ip`, `ip:port`, `[v6]` or `[v6]:port`.
+fn parse_hop(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    let ip = entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            let inner = entry.strip_prefix('[')?.strip_suffix(']')?;
+            inner.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
+        })?;
+    Some(ip.to_canonical())
 }
 
 /// Whether `ip` (canonicalised) is in any of `nets`.
@@ -112,10 +131,65 @@ mod tests {
             client_ip("::ffff:10.0.0.1".parse().unwrap(), &h, &trusted),
             "198.51.100.7".parse::<IpAddr>().unwrap()
         );
-        let mut junk = HeaderMap::new();
-        junk.insert("x-forwarded-for", "not-an-ip".parse().unwrap());
+    }
+
+    fn xff(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_walk_stops_at_the_first_entry_that_does_not_parse() {
+        let trusted = nets(&["10.0.0.1/32", "10.0.0.2/32", "2001:db8:f::/48"]);
+        let proxy = "10.0.0.1";
+        // (headers, client): the left part is written by the client and must never win
+        // by skipping over something that does not parse.
+        let cases: &[(&[&str], &str)] = &[
+            (&["192.0.2.1, 203.0.113.5"], "203.0.113.5"),
+            (&["192.0.2.1, 203.0.113.5:4711"], "203.0.113.5"),
+            (&["192.0.2.1, [2001:db8::1]"], "2001:db8::1"),
+            (&["192.0.2.1, [2001:db8::1]:4711"], "2001:db8::1"),
+            (&["192.0.2.1, 2001:db8::1"], "2001:db8::1"),
+            (&["192.0.2.1, ::ffff:203.0.113.5"], "203.0.113.5"),
+            // Garbage on the right: the client is the proxy itself.
+            (&["192.0.2.1, unknown"], proxy),
+            (&["192.0.2.1, "], proxy),
+            (&["192.0.2.1, 203.0.113.5:port"], proxy),
+            (&["192.0.2.1, [2001:db8::1"], proxy),
+            (&["192.0.2.1, 203.0.113.5 extra"], proxy),
+            (&[""], proxy),
+            // Past trusted proxies to the first untrusted hop ...
+            (&["192.0.2.1, 203.0.113.5, 10.0.0.2"], "203.0.113.5"),
+            (&["203.0.113.5, [2001:db8:f::9]:443"], "203.0.113.5"),
+            // ... but garbage between them ends the walk at the last trusted hop.
+            (&["192.0.2.1, junk, 10.0.0.2"], "10.0.0.2"),
+            (&["192.0.2.1, junk, [2001:db8:f::9]:443"], "2001:db8:f::9"),
+            // All hops trusted: the left-most trusted one.
+            (&["10.0.0.2"], "10.0.0.2"),
+            // Several headers are one list; garbage in the last one stops the walk there.
+            (&["192.0.2.1", "203.0.113.5"], "203.0.113.5"),
+            (&["192.0.2.1", "bogus"], proxy),
+            (&["192.0.2.1", "10.0.0.2"], "192.0.2.1"),
+        ];
+        for (values, want) in cases {
+            let got = client_ip(proxy.parse().unwrap(), &xff(values), &trusted);
+            assert_eq!(got, want.parse::<IpAddr>().unwrap(), "{values:?}");
+        }
+    }
+
+    #[test]
+    fn a_header_value_that_is_not_text_ends_the_walk() {
+        let trusted = nets(&["10.0.0.1/32"]);
+        let mut h = xff(&["192.0.2.1"]);
+        h.append(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"203.0.113.5\xff").unwrap(),
+        );
         assert_eq!(
-            client_ip("10.0.0.1".parse().unwrap(), &junk, &trusted),
+            client_ip("10.0.0.1".parse().unwrap(), &h, &trusted),
             "10.0.0.1".parse::<IpAddr>().unwrap()
         );
     }
