@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use http::HeaderMap;
 use ipnet::IpNet;
 
+use crate::config::Config;
+
 /// The address a request really came from: the peer, or, when the peer is a trusted proxy,
 /// the `X-Forwarded-For` entry found by walking from the right past trusted proxies. Entries
 /// may be `ip`, `ip:port`, `[v6]` or `[v6]:port`. The first entry that does not parse ends
@@ -50,6 +52,39 @@ fn parse_hop(entry: &str) -> Option<IpAddr> {
             inner.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
         })?;
     Some(ip.to_canonical())
+}
+
+/// Who may open a connection at all: a source in `[phones] allow` or `[admin] allow`, a
+/// trusted proxy, or one listed in `[server] healthz_allow`. Anyone else is closed at accept,
+/// before any work, so a stranger cannot hold connection slots it could never use.
+pub struct Admission {
+    sources: Vec<IpNet>,
+    proxies: Vec<IpNet>,
+}
+
+impl Admission {
+    pub fn new(config: &Config) -> Self {
+        let lists = [
+            &config.phones.allow,
+            &config.admin.allow,
+            &config.server.trusted_proxies,
+            &config.server.healthz_allow,
+        ];
+        Self {
+            sources: lists.into_iter().flatten().copied().collect(),
+            proxies: config.server.trusted_proxies.clone(),
+        }
+    }
+
+    /// Whether a connection from `peer` is accepted.
+    pub fn admits(&self, peer: IpAddr) -> bool {
+        allowed(peer, &self.sources)
+    }
+
+    /// Trusted proxies carry many clients, so the per-source limit does not apply to them.
+    pub fn is_proxy(&self, peer: IpAddr) -> bool {
+        allowed(peer, &self.proxies)
+    }
 }
 
 /// Whether `ip` (canonicalised) is in any of `nets`.
