@@ -2,11 +2,12 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use support::{Server, parse_response, request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// Reads until the server closes; returns what it sent and how long that took.
 async fn until_closed(s: &mut TcpStream) -> (Vec<u8>, Duration) {
@@ -180,25 +181,109 @@ async fn many_parallel_phones_are_served() {
 async fn the_connection_cap_sheds_load_and_recovers() {
     let addr =
         support::start_edited(|t| t.replace("max_connections = 256", "max_connections = 4")).await;
-    // Four silent connections fill the cap.
+    // Four idle keep-alive connections fill the cap; each answered request proves it holds
+    // a slot (no sleep needed to know the server accepted it).
     let mut idle = Vec::new();
     for _ in 0..4 {
-        idle.push(TcpStream::connect(addr).await.unwrap());
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        assert!(answered(&mut s).await, "under the cap: served");
+        idle.push(s);
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // The fifth is closed at once instead of queueing.
+    // The fifth is closed at once, unanswered, instead of queueing.
     let mut fifth = TcpStream::connect(addr).await.unwrap();
-    let (_, took) = until_closed(&mut fifth).await;
+    let _ = fifth.write_all(HEALTH).await;
+    let (raw, took) = until_closed(&mut fifth).await;
+    assert!(raw.is_empty(), "{}", String::from_utf8_lossy(&raw));
     assert!(
         took < Duration::from_millis(500),
         "over the cap: closed after {took:?}"
     );
-    // The silent ones are cut by the header timeout; then phones are served again.
+    // The idle ones are cut by the header timeout; then phones are served again.
     for s in &mut idle {
         until_closed(s).await;
     }
     let ua = [("User-Agent", support::phone::YEALINK_T46S)];
     for _ in 0..10 {
         assert_eq!(request(addr, "GET", "/app", &ua).await.status, 200);
+    }
+}
+
+const HEALTH: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+
+/// A TCP connection to `addr` from `source` (any 127.0.0.0/8 address works on Linux loopback).
+async fn connect_from(source: [u8; 4], addr: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((source, 0))).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Sends one keep-alive `GET /healthz`: true when a 200 came back (the connection is held
+/// open afterwards), false when the server closed it without a byte.
+async fn answered(s: &mut TcpStream) -> bool {
+    if s.write_all(HEALTH).await.is_err() {
+        return false;
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("an answer or a close within 5 s");
+        match read {
+            Ok(0) | Err(_) => {
+                assert!(got.is_empty(), "closed mid-answer");
+                return false;
+            }
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+        if got.ends_with(b"ok\n") {
+            assert!(got.starts_with(b"HTTP/1.1 200"));
+            return true;
+        }
+    }
+}
+
+/// One `GET /app` as a phone, on a fresh connection from `source`.
+async fn phone_from(source: [u8; 4], addr: SocketAddr) -> u16 {
+    let mut s = connect_from(source, addr).await;
+    let req = format!(
+        "GET /app HTTP/1.1\r\nHost: x\r\nUser-Agent: {}\r\nConnection: close\r\n\r\n",
+        support::phone::YEALINK_T46S
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let (raw, _) = until_closed(&mut s).await;
+    parse_response(&raw).status
+}
+
+#[tokio::test]
+async fn one_source_at_its_cap_cannot_keep_phones_from_other_sources_out() {
+    // 8 per source, 16 in all; held connections stay open for the whole test.
+    let addr = support::start_edited(|t| {
+        t.replace(
+            "max_connections = 256",
+            "max_connections = 16\nmax_connections_per_source = 8",
+        )
+        .replace("header_timeout = \"1s\"", "header_timeout = \"30s\"")
+    })
+    .await;
+    let attacker = [127, 0, 0, 2];
+    let (mut held, mut shed) = (Vec::new(), 0);
+    for _ in 0..200 {
+        let mut s = connect_from(attacker, addr).await;
+        let start = Instant::now();
+        if answered(&mut s).await {
+            held.push(s);
+        } else {
+            // Closed at once, not after a timeout (header_timeout is 30 s here).
+            assert!(start.elapsed() < Duration::from_secs(2));
+            shed += 1;
+        }
+    }
+    assert_eq!((held.len(), shed), (8, 192));
+    // Without the per-source limit those 200 sockets would have taken all 16 slots.
+    for source in [[127, 0, 0, 1], [127, 0, 0, 3]] {
+        for _ in 0..5 {
+            assert_eq!(phone_from(source, addr).await, 200);
+        }
     }
 }
