@@ -3,7 +3,15 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 
 use support::{Server, parse_response, request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -286,4 +294,158 @@ async fn one_source_at_its_cap_cannot_keep_phones_from_other_sources_out() {
             assert_eq!(phone_from(source, addr).await, 200);
         }
     }
+}
+
+/// A server with HTTPS beside HTTP (the fixture certificate for "localhost"); `server` lines
+/// are added to its `[server]` table.
+async fn start_tls(server: &str) -> (SocketAddr, SocketAddr) {
+    let fixture = |name: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/tls")
+            .join(name)
+    };
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::write(dir.join("directory.toml"), support::DIRECTORY).unwrap();
+    let plain_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tls_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (plain, tls) = (plain_l.local_addr().unwrap(), tls_l.local_addr().unwrap());
+    let extra = format!(
+        "[tls]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        fixture("cert-a.pem").display(),
+        fixture("key-a.pem").display()
+    );
+    let text = support::config_text(&dir, &format!("http://{plain}"), &extra)
+        .replace("[server]\n", &format!("[server]\n{server}\n"));
+    let config = hotdesk::config::Config::parse(&text, Path::new("t.toml")).unwrap();
+    let app = hotdesk::App::open(config).unwrap();
+    tokio::spawn(hotdesk::run_app_on(
+        app,
+        plain_l,
+        Some(tls_l),
+        std::future::pending(),
+    ));
+    (plain, tls)
+}
+
+type H2Sender = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
+
+/// An HTTP/2-over-TLS client connection that sends a PING every 100 ms (and answers the
+/// server's): busy at the frame level, idle at the request level. The task ends when the
+/// server closes the connection.
+async fn h2_connect(addr: SocketAddr) -> (H2Sender, tokio::task::JoinHandle<()>) {
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls/ca-a.pem");
+    roots
+        .add(CertificateDer::from_pem_file(ca).unwrap())
+        .unwrap();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_millis(100))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    let task = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    (sender, task)
+}
+
+async fn h2_get(sender: &mut H2Sender, path: &str) -> u16 {
+    let req = hyper::Request::get(format!("https://localhost{path}"))
+        .header("user-agent", support::phone::YEALINK_T46S)
+        .body(Empty::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    resp.into_body().collect().await.unwrap();
+    status
+}
+
+#[tokio::test]
+async fn an_idle_h2_connection_is_closed_even_though_it_answers_pings() {
+    let (_, tls) = start_tls("h2_idle_timeout = \"1s\"").await;
+    let (mut sender, conn) = h2_connect(tls).await;
+    assert_eq!(h2_get(&mut sender, "/app").await, 200);
+    let idle_since = Instant::now();
+    tokio::time::timeout(Duration::from_secs(6), conn)
+        .await
+        .expect("the server closed the idle h2 connection")
+        .unwrap();
+    let idle = idle_since.elapsed();
+    assert!(idle >= Duration::from_millis(900), "closed after {idle:?}");
+    assert!(sender.is_closed());
+}
+
+#[tokio::test]
+async fn busy_connections_are_closed_at_their_max_age() {
+    let (plain, tls) = start_tls("h2_idle_timeout = \"1s\"\nmax_connection_age = \"2s\"").await;
+    // HTTP/2: a request every 200 ms keeps it from being idle, not from growing old.
+    let (mut sender, conn) = h2_connect(tls).await;
+    let born = Instant::now();
+    while !conn.is_finished() {
+        assert!(
+            born.elapsed() < Duration::from_secs(6),
+            "h2 connection never aged out"
+        );
+        if sender.ready().await.is_err() {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_secs(5), h2_get_opt(&mut sender)).await {
+            Ok(Some(status)) => assert_eq!(status, 200),
+            Ok(None) => break,
+            Err(_) => panic!("request hung"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .unwrap()
+        .unwrap();
+    let lived = born.elapsed();
+    assert!(
+        lived >= Duration::from_millis(1900),
+        "h2 closed after {lived:?}"
+    );
+    // HTTP/1.1 keep-alive: the same, on the plain listener.
+    let mut s = TcpStream::connect(plain).await.unwrap();
+    let born = Instant::now();
+    while answered(&mut s).await {
+        assert!(
+            born.elapsed() < Duration::from_secs(6),
+            "h1 connection never aged out"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let lived = born.elapsed();
+    assert!(
+        lived >= Duration::from_millis(1900),
+        "h1 closed after {lived:?}"
+    );
+}
+
+/// As `h2_get`, but `None` when the connection went away (GOAWAY) instead of a panic.
+async fn h2_get_opt(sender: &mut H2Sender) -> Option<u16> {
+    let req = hyper::Request::get("https://localhost/healthz")
+        .body(Empty::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.ok()?;
+    let status = resp.status().as_u16();
+    resp.into_body().collect().await.ok()?;
+    Some(status)
 }
