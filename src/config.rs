@@ -688,7 +688,9 @@ impl Config {
             return Err("[server] max_connections_per_source must be at least 1".into());
         }
         if self.server.h2_idle_timeout.0.is_zero() || self.server.max_connection_age.0.is_zero() {
-            return Err("[server] h2_idle_timeout and max_connection_age must be above zero".into());
+            return Err(
+                "[server] h2_idle_timeout and max_connection_age must be above zero".into(),
+            );
         }
         if self.server.max_header_bytes < 8192 {
             return Err("[server] max_header_bytes must be at least 8192".into());

@@ -180,13 +180,20 @@ mod tests {
         }
         assert_eq!(streams.open_now(), 0);
         quiet.await;
-        assert!(start.elapsed() >= Duration::from_millis(800), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= Duration::from_millis(800),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]
     fn a_counted_body_keeps_its_stream_open_until_dropped() {
         let streams = Streams::new();
-        let body = Counted::new(http_body_util::Full::new(bytes::Bytes::from("abc")), streams.open());
+        let body = Counted::new(
+            http_body_util::Full::new(bytes::Bytes::from("abc")),
+            streams.open(),
+        );
         assert_eq!(streams.open_now(), 1);
         assert_eq!(body.size_hint().exact(), Some(3));
         drop(body);

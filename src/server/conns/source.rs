@@ -119,7 +119,10 @@ mod tests {
         let p = PerSource::new(2);
         let a1 = p.try_acquire(ip("192.0.2.1")).unwrap();
         let _a2 = p.try_acquire(ip("::ffff:192.0.2.1")).unwrap();
-        assert!(p.try_acquire(ip("192.0.2.1")).is_none(), "third from one host");
+        assert!(
+            p.try_acquire(ip("192.0.2.1")).is_none(),
+            "third from one host"
+        );
         // Another host is not affected; one /64 is one host.
         let _b = p.try_acquire(ip("192.0.2.2")).unwrap();
         let _c1 = p.try_acquire(ip("2001:db8::1")).unwrap();

@@ -117,7 +117,11 @@ impl ShedSummary {
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let total: u64 = self.counts.iter().sum();
-        write!(f, "{total} connections closed at accept in {:.0?}:", self.over)?;
+        write!(
+            f,
+            "{total} connections closed at accept in {:.0?}:",
+            self.over
+        )?;
         for why in REASONS {
             write!(f, " {}={}", why.name(), self.counts[why.index()])?;
         }
@@ -149,7 +153,11 @@ mod tests {
         let mut lines = 0;
         for i in 0..100_000u64 {
             let now = t0 + Duration::from_micros(i * 99);
-            let why = if i % 10 == 0 { Shed::Global } else { Shed::PerSource };
+            let why = if i % 10 == 0 {
+                Shed::Global
+            } else {
+                Shed::PerSource
+            };
             s.record(why, key("192.0.2.7"), now);
             s.record(Shed::NotAllowed, key("203.0.113.1"), now);
             lines += usize::from(s.take_due(now).is_some());
