@@ -297,7 +297,7 @@ async fn one_source_at_its_cap_cannot_keep_phones_from_other_sources_out() {
 }
 
 /// A server with HTTPS beside HTTP (the fixture certificate for "localhost"); `server` lines
-/// are added to its `[server]` table.
+/// are added to its `[server]` table (`max_connections` there replaces the template's).
 async fn start_tls(server: &str) -> (SocketAddr, SocketAddr) {
     let fixture = |name: &str| {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -314,8 +314,11 @@ async fn start_tls(server: &str) -> (SocketAddr, SocketAddr) {
         fixture("cert-a.pem").display(),
         fixture("key-a.pem").display()
     );
-    let text = support::config_text(&dir, &format!("http://{plain}"), &extra)
-        .replace("[server]\n", &format!("[server]\n{server}\n"));
+    let mut text = support::config_text(&dir, &format!("http://{plain}"), &extra);
+    if server.contains("max_connections =") {
+        text = text.replace("max_connections = 256\n", "");
+    }
+    let text = text.replace("[server]\n", &format!("[server]\n{server}\n"));
     let config = hotdesk::config::Config::parse(&text, Path::new("t.toml")).unwrap();
     let app = hotdesk::App::open(config).unwrap();
     tokio::spawn(hotdesk::run_app_on(
@@ -333,6 +336,16 @@ type H2Sender = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
 /// server's): busy at the frame level, idle at the request level. The task ends when the
 /// server closes the connection.
 async fn h2_connect(addr: SocketAddr) -> (H2Sender, tokio::task::JoinHandle<()>) {
+    h2_connect_from([127, 0, 0, 1], addr)
+        .await
+        .expect("TLS and h2 handshakes")
+}
+
+/// As `h2_connect`, from `source`; `None` when the server closed it during the handshakes.
+async fn h2_connect_from(
+    source: [u8; 4],
+    addr: SocketAddr,
+) -> Option<(H2Sender, tokio::task::JoinHandle<()>)> {
     let mut roots = rustls::RootCertStore::empty();
     let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls/ca-a.pem");
     roots
@@ -346,11 +359,11 @@ async fn h2_connect(addr: SocketAddr) -> (H2Sender, tokio::task::JoinHandle<()>)
     .with_root_certificates(roots)
     .with_no_client_auth();
     cfg.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tcp = connect_from(source, addr).await;
     let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
-        .unwrap();
+        .ok()?;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
@@ -359,11 +372,11 @@ async fn h2_connect(addr: SocketAddr) -> (H2Sender, tokio::task::JoinHandle<()>)
         .keep_alive_while_idle(true)
         .handshake(TokioIo::new(tls))
         .await
-        .unwrap();
+        .ok()?;
     let task = tokio::spawn(async move {
         let _ = conn.await;
     });
-    (sender, task)
+    Some((sender, task))
 }
 
 async fn h2_get(sender: &mut H2Sender, path: &str) -> u16 {
@@ -448,4 +461,31 @@ async fn h2_get_opt(sender: &mut H2Sender) -> Option<u16> {
     let status = resp.status().as_u16();
     resp.into_body().collect().await.ok()?;
     Some(status)
+}
+
+#[tokio::test]
+async fn idle_h2_connections_from_one_source_cannot_keep_phones_out() {
+    let (_, tls) = start_tls("max_connections = 16\nmax_connections_per_source = 8").await;
+    // 127.0.0.2 opens 20 h2 connections that answer PINGs and never send a request.
+    let mut held = Vec::new();
+    let mut shed = 0;
+    for _ in 0..20 {
+        match h2_connect_from([127, 0, 0, 2], tls).await {
+            Some(mut conn) => {
+                // A usable connection holds a slot; one closed at accept fails here.
+                match tokio::time::timeout(Duration::from_secs(5), h2_get_opt(&mut conn.0)).await {
+                    Ok(Some(200)) => held.push(conn),
+                    Ok(_) => shed += 1,
+                    Err(_) => panic!("neither served nor closed"),
+                }
+            }
+            None => shed += 1,
+        }
+    }
+    assert_eq!((held.len(), shed), (8, 12));
+    // A phone from another source still gets its screen over h2.
+    let (mut phone, _) = h2_connect(tls).await;
+    for _ in 0..5 {
+        assert_eq!(h2_get(&mut phone, "/app").await, 200);
+    }
 }
