@@ -267,11 +267,12 @@ async fn phone_from(source: [u8; 4], addr: SocketAddr) -> u16 {
 async fn one_source_at_its_cap_cannot_keep_phones_from_other_sources_out() {
     // 8 per source, 16 in all; held connections stay open for the whole test.
     let addr = support::start_edited(|t| {
-        t.replace(
-            "max_connections = 256",
-            "max_connections = 16\nmax_connections_per_source = 8",
-        )
-        .replace("header_timeout = \"1s\"", "header_timeout = \"30s\"")
+        t.replace("max_connections = 256", "max_connections = 16")
+            .replace(
+                "max_connections_per_source = 256",
+                "max_connections_per_source = 8",
+            )
+            .replace("header_timeout = \"1s\"", "header_timeout = \"30s\"")
     })
     .await;
     let attacker = [127, 0, 0, 2];
@@ -297,7 +298,7 @@ async fn one_source_at_its_cap_cannot_keep_phones_from_other_sources_out() {
 }
 
 /// A server with HTTPS beside HTTP (the fixture certificate for "localhost"); `server` lines
-/// are added to its `[server]` table (`max_connections` there replaces the template's).
+/// are added to its `[server]` table (connection limits there replace the template's).
 async fn start_tls(server: &str) -> (SocketAddr, SocketAddr) {
     let fixture = |name: &str| {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -315,8 +316,10 @@ async fn start_tls(server: &str) -> (SocketAddr, SocketAddr) {
         fixture("key-a.pem").display()
     );
     let mut text = support::config_text(&dir, &format!("http://{plain}"), &extra);
-    if server.contains("max_connections =") {
-        text = text.replace("max_connections = 256\n", "");
+    for key in ["max_connections", "max_connections_per_source"] {
+        if server.contains(&format!("{key} =")) {
+            text = text.replace(&format!("{key} = 256\n"), "");
+        }
     }
     let text = text.replace("[server]\n", &format!("[server]\n{server}\n"));
     let config = hotdesk::config::Config::parse(&text, Path::new("t.toml")).unwrap();
