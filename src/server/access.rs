@@ -229,6 +229,59 @@ mod tests {
         );
     }
 
+    fn config(extra_server: &str, tail: &str) -> Result<Config, String> {
+        let text = format!(
+            "listen = \"127.0.0.1:0\"\nbase_url = \"http://h\"\n[server]\n{extra_server}\n\
+             [directory]\nfile = \"d.toml\"\n[store]\npath = \"s.sqlite\"\n\
+             [networks.internal]\nlabel = \"I\"\nsip_server = \"10.0.0.5\"\n{tail}"
+        );
+        Config::parse(&text, std::path::Path::new("t.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn admission_is_the_union_of_the_allow_lists_proxies_and_healthz_allow() {
+        let c = config(
+            "trusted_proxies = [\"192.0.2.10/32\"]\nhealthz_allow = [\"198.51.100.0/24\"]",
+            "[phones]\nallow = [\"10.0.0.0/8\"]\n[admin]\nallow = [\"192.0.2.1/32\"]\n",
+        )
+        .unwrap();
+        let a = Admission::new(&c);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        for admitted in [
+            "10.1.2.3",
+            "::ffff:10.1.2.3",
+            "192.0.2.1",
+            "192.0.2.10",
+            "198.51.100.9",
+        ] {
+            assert!(a.admits(ip(admitted)), "{admitted}");
+        }
+        for refused in ["127.0.0.1", "192.0.2.2", "203.0.113.5", "2001:db8::1"] {
+            assert!(!a.admits(ip(refused)), "{refused}");
+        }
+        assert!(a.is_proxy(ip("192.0.2.10")));
+        assert!(!a.is_proxy(ip("192.0.2.1")));
+        // The defaults admit loopback and private ranges (phones) and loopback (admin).
+        let d = Admission::new(&config("", "").unwrap());
+        assert!(d.admits(ip("127.0.0.2")) && d.admits(ip("::1")) && d.admits(ip("192.168.1.5")));
+        assert!(!d.admits(ip("203.0.113.5")));
+    }
+
+    #[test]
+    fn connection_limits_must_be_above_zero() {
+        for (line, needle) in [
+            (
+                "max_connections_per_source = 0",
+                "max_connections_per_source",
+            ),
+            ("h2_idle_timeout = \"0s\"", "h2_idle_timeout"),
+            ("max_connection_age = \"0s\"", "max_connection_age"),
+        ] {
+            let err = config(line, "").unwrap_err();
+            assert!(err.contains(needle), "{line}: {err}");
+        }
+    }
+
     #[test]
     fn refusals_are_logged_once_a_minute() {
         let l = RefusalLog::new();
