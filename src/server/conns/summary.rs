@@ -119,8 +119,8 @@ impl fmt::Display for Summary {
         let total: u64 = self.counts.iter().sum();
         write!(
             f,
-            "{total} connections closed at accept in {:.0?}:",
-            self.over
+            "{total} connections closed at accept in {:.1} s:",
+            self.over.as_secs_f64()
         )?;
         for why in REASONS {
             write!(f, " {}={}", why.name(), self.counts[why.index()])?;
@@ -171,10 +171,7 @@ mod tests {
         assert_eq!(s.take_due(later), None, "counts start again from zero");
         assert_eq!(
             line.to_string(),
-            format!(
-                "200000 connections closed at accept in {:.0?}: not_allowed=100000 per_source=90000 global=10000; most from 192.0.2.7 (100000)",
-                line.over
-            )
+            "200000 connections closed at accept in 10.0 s: not_allowed=100000 per_source=90000 global=10000; most from 192.0.2.7 (100000)"
         );
     }
 
