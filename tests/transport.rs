@@ -492,3 +492,93 @@ async fn idle_h2_connections_from_one_source_cannot_keep_phones_out() {
         assert_eq!(h2_get(&mut phone, "/app").await, 200);
     }
 }
+
+#[tokio::test]
+async fn shed_connections_are_logged_as_one_summary_not_a_line_each() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("directory.toml"), support::DIRECTORY).unwrap();
+    let config = tmp.path().join("hotdesk.toml");
+    let text = support::config_text(tmp.path(), "http://127.0.0.1:1", "")
+        .replace(
+            "max_connections_per_source = 256",
+            "max_connections_per_source = 2",
+        )
+        .replace("[admin]\n", "[admin]\nallow = [\"127.0.0.1/32\"]\n")
+        + "[phones]\nallow = [\"127.0.0.1/32\", \"127.0.0.2/32\"]\n";
+    std::fs::write(&config, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hotdesk"))
+        .args(["serve", "--log-format", "json", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "hotdesk=warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let addr: SocketAddr = first
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let start = Instant::now();
+    // 127.0.0.2 holds its two, then 300 more are shed; 127.0.0.9 is in no list: 200 shed.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = connect_from([127, 0, 0, 2], addr).await;
+        assert!(answered(&mut s).await);
+        held.push(s);
+    }
+    for (source, n) in [([127, 0, 0, 2], 300), ([127, 0, 0, 9], 200)] {
+        for _ in 0..n {
+            let mut s = connect_from(source, addr).await;
+            assert!(!answered(&mut s).await, "{source:?} was served");
+        }
+    }
+    drop(held);
+    // SIGTERM: the server drains and writes what it has not reported yet.
+    let pid = child.id().to_string();
+    let kill = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(kill.unwrap().success());
+    let status = tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio::task::spawn_blocking(move || child.wait()),
+    )
+    .await
+    .expect("the server exits after SIGTERM")
+    .unwrap()
+    .unwrap();
+    assert!(status.success());
+    let elapsed = start.elapsed();
+    let mut log = String::new();
+    stdout.read_to_string(&mut log).unwrap();
+    let summaries: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("connections closed at accept"))
+        })
+        .collect();
+    // The first shed at once, then at most one line per 10 s, and one at exit.
+    let allowed_lines = 2 + elapsed.as_secs() as usize / 10;
+    assert!(
+        (1..=allowed_lines).contains(&summaries.len()),
+        "{} summary lines in {elapsed:?}:\n{log}",
+        summaries.len()
+    );
+    let total = |field: &str| -> u64 { summaries.iter().map(|v| v[field].as_u64().unwrap()).sum() };
+    assert_eq!(
+        (total("not_allowed"), total("per_source"), total("global")),
+        (200, 300, 0),
+        "{log}"
+    );
+    assert!(log.lines().count() < 20, "one line per connection?\n{log}");
+}

@@ -76,14 +76,24 @@ impl Gate {
 
 fn log_shed(summary: &mut ShedSummary, now: Instant) {
     if let Some(s) = summary.take_due(now) {
-        tracing::warn!(
-            not_allowed = s.counts[0],
-            per_source = s.counts[1],
-            global = s.counts[2],
-            "{s} (at most one such line per {:?})",
-            summary.interval()
-        );
+        warn_shed(&s, summary.interval());
     }
+}
+
+fn warn_shed(s: &conns::Summary, interval: Duration) {
+    let most_from = s
+        .top
+        .map(|(source, n)| format!("{source} ({n})"))
+        .unwrap_or_default();
+    tracing::warn!(
+        not_allowed = s.counts[0],
+        per_source = s.counts[1],
+        global = s.counts[2],
+        %most_from,
+        window_s = s.over.as_secs(),
+        "connections closed at accept (at most one such line per {}s)",
+        interval.as_secs()
+    );
 }
 
 /// Serves `app` on `listener` (plain HTTP) and, when given, `tls`, until `shutdown`
@@ -216,7 +226,9 @@ pub async fn serve(
     }
     drop(listener);
     drop(tls);
-    log_shed(&mut shed, Instant::now());
+    if let Some(s) = shed.take(Instant::now()) {
+        warn_shed(&s, shed.interval());
+    }
     tracing::info!("shutting down; draining connections");
     let _ = stop.send(true);
     // Every connection holds a global permit until it is gone.

@@ -7,4 +7,4 @@ mod summary;
 
 pub use lifetime::{Closing, Counted, Lifetime, Streams, drive};
 pub use source::{PerSource, SourceKey, SourceSlot};
-pub use summary::{Shed, ShedSummary};
+pub use summary::{Shed, ShedSummary, Summary};

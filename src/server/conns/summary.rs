@@ -3,12 +3,11 @@
 //! per interval says how many were shed, why, and which source shed the most.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::SourceKey;
 
-/// Why a connection was closed at accept.
+/// Why a connection was closed at accept (the index into [`Summary::counts`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shed {
     /// The source is in no allow-list (nor a trusted proxy, nor `healthz_allow`).
@@ -19,22 +18,12 @@ pub enum Shed {
     Global,
 }
 
-const REASONS: [Shed; 3] = [Shed::NotAllowed, Shed::PerSource, Shed::Global];
-
 impl Shed {
     fn index(self) -> usize {
         match self {
             Shed::NotAllowed => 0,
             Shed::PerSource => 1,
             Shed::Global => 2,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Shed::NotAllowed => "not_allowed",
-            Shed::PerSource => "per_source",
-            Shed::Global => "global",
         }
     }
 }
@@ -55,6 +44,7 @@ pub struct ShedSummary {
 /// What one summary line reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
+    /// Closed connections by reason: not allowed, per source, global.
     pub counts: [u64; 3],
     pub top: Option<(SourceKey, u64)>,
     /// How long the counts were gathered over.
@@ -92,12 +82,17 @@ impl ShedSummary {
     /// The summary to log now, if anything was shed and the last line is at least one
     /// interval old; the counts start again from zero.
     pub fn take_due(&mut self, now: Instant) -> Option<Summary> {
-        if self.counts == [0; 3] {
-            return None;
-        }
         if let Some(last) = self.last_line
             && now.duration_since(last) < self.interval
         {
+            return None;
+        }
+        self.take(now)
+    }
+
+    /// The summary of everything not yet reported, whenever the last line was (at exit).
+    pub fn take(&mut self, now: Instant) -> Option<Summary> {
+        if self.counts == [0; 3] {
             return None;
         }
         self.last_line = Some(now);
@@ -111,24 +106,6 @@ impl ShedSummary {
             top,
             over: now.duration_since(start),
         })
-    }
-}
-
-impl fmt::Display for Summary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let total: u64 = self.counts.iter().sum();
-        write!(
-            f,
-            "{total} connections closed at accept in {:.1} s:",
-            self.over.as_secs_f64()
-        )?;
-        for why in REASONS {
-            write!(f, " {}={}", why.name(), self.counts[why.index()])?;
-        }
-        if let Some((source, n)) = &self.top {
-            write!(f, "; most from {source} ({n})")?;
-        }
-        Ok(())
     }
 }
 
@@ -169,10 +146,11 @@ mod tests {
         assert_eq!(line.counts, [100_000, 90_000, 10_000]);
         assert_eq!(line.top, Some((key("192.0.2.7"), 100_000)));
         assert_eq!(s.take_due(later), None, "counts start again from zero");
-        assert_eq!(
-            line.to_string(),
-            "200000 connections closed at accept in 10.0 s: not_allowed=100000 per_source=90000 global=10000; most from 192.0.2.7 (100000)"
-        );
+        assert_eq!(line.over, Duration::from_secs(10));
+        // At exit, what is left is reported at once.
+        s.record(Shed::Global, key("192.0.2.8"), later);
+        assert_eq!(s.take_due(later), None);
+        assert_eq!(s.take(later).unwrap().counts, [0, 0, 1]);
     }
 
     #[test]
