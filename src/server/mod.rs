@@ -33,6 +33,24 @@ use conns::{Counted, Lifetime, PerSource, Shed, ShedSummary, SourceKey, SourceSl
 /// At most one "connections closed at accept" line per this long.
 const SHED_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
+/// The accept queue a listener asks the kernel for (capped by net.core.somaxconn). tokio's
+/// `TcpListener::bind` asks for 1,024; a host reconnecting every socket the server sheds keeps
+/// about one pending connection per socket it runs, so past 1,024 sockets a phone's SYN was
+/// sometimes dropped and retried a second later (measured by `make bench`).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` (SO_REUSEADDR, as `TcpListener::bind` does) with [`LISTEN_BACKLOG`].
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// A TLS listener and what it hands out.
 pub struct TlsListener {
     pub listener: TcpListener,
