@@ -113,6 +113,17 @@ pub struct ServerConfig {
     pub request_timeout: Span,
     /// Connections above this are closed at once.
     pub max_connections: usize,
+    /// Connections from one source (an IPv4 address, an IPv6 /64) above this are closed at
+    /// once, before the global cap is touched; trusted proxies are exempt.
+    pub max_connections_per_source: usize,
+    /// An HTTP/2 connection with no open stream for this long is closed (GOAWAY).
+    pub h2_idle_timeout: Span,
+    /// Any connection is closed this long after it was opened (after its current request).
+    pub max_connection_age: Span,
+    /// Sources outside `[phones] allow`, `[admin] allow` and `trusted_proxies` whose
+    /// connections are still accepted, e.g. a monitor that only calls /healthz. Connections
+    /// from any other source are closed at accept, unanswered.
+    pub healthz_allow: Vec<IpNet>,
     /// Request bodies above this get 413.
     pub max_body_bytes: usize,
     /// Request heads above this get 431.
@@ -138,6 +149,10 @@ impl Default for ServerConfig {
             header_timeout: Span(Duration::from_secs(10)),
             request_timeout: Span(Duration::from_secs(8)),
             max_connections: 1024,
+            max_connections_per_source: 64,
+            h2_idle_timeout: Span(Duration::from_secs(30)),
+            max_connection_age: Span(Duration::from_secs(600)),
+            healthz_allow: Vec::new(),
             max_body_bytes: 64 * 1024,
             max_header_bytes: 16 * 1024,
             shutdown_grace: Span(Duration::from_secs(10)),
@@ -752,6 +767,14 @@ impl Config {
         }
         if self.server.max_connections == 0 {
             return Err("[server] max_connections must be at least 1".into());
+        }
+        if self.server.max_connections_per_source == 0 {
+            return Err("[server] max_connections_per_source must be at least 1".into());
+        }
+        if self.server.h2_idle_timeout.0.is_zero() || self.server.max_connection_age.0.is_zero() {
+            return Err(
+                "[server] h2_idle_timeout and max_connection_age must be above zero".into(),
+            );
         }
         if self.server.max_header_bytes < 8192 {
             return Err("[server] max_header_bytes must be at least 8192".into());

@@ -244,8 +244,7 @@ pub async fn run(
 /// Binds `[tls] listen` when configured.
 pub async fn bind_tls(config: &Config) -> Result<Option<TcpListener>, StartError> {
     match &config.tls {
-        Some(t) => TcpListener::bind(t.listen)
-            .await
+        Some(t) => server::bind(t.listen)
             .map(Some)
             .map_err(|e| StartError::Tls(format!("cannot listen on {}: {e}", t.listen))),
         None => Ok(None),

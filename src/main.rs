@@ -108,8 +108,7 @@ fn serve(path: PathBuf, log_format: Option<String>) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
+        let listener = hotdesk::server::bind(config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
         // One line on stdout that tests and scripts can read.

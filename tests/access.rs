@@ -3,8 +3,55 @@
 
 mod support;
 
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
 use support::phone::*;
-use support::{API_KEY, Server, request};
+use support::{API_KEY, Response, Server, parse_response, request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// A TCP connection to `addr` from `source` (any 127.0.0.0/8 address works on Linux loopback).
+async fn connect_from(source: [u8; 4], addr: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((source, 0))).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Sends `head` (a whole request) from `source`; returns every byte the server sent before
+/// it closed the connection, and how long that took.
+async fn exchange(source: [u8; 4], addr: SocketAddr, head: &str) -> (Vec<u8>, Duration) {
+    let mut s = connect_from(source, addr).await;
+    let start = Instant::now();
+    let _ = s.write_all(head.as_bytes()).await;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("answered or closed within 5 s");
+        match read {
+            Ok(0) | Err(_) => return (raw, start.elapsed()),
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// `GET path` from `source` with `headers` (each header line may repeat a name).
+async fn get_from(
+    source: [u8; 4],
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Response {
+    let mut head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let (raw, _) = exchange(source, addr, &head).await;
+    parse_response(&raw)
+}
 
 #[tokio::test]
 async fn phones_outside_the_allow_list_get_403() {
@@ -141,4 +188,100 @@ async fn api_keys_are_named_hashed_and_can_be_bound_to_a_source() {
     .await
     .text();
     assert!(audit.contains("admin API (key pbx-hook)"), "{audit}");
+}
+
+#[tokio::test]
+async fn a_source_outside_every_allow_list_is_closed_at_accept_unanswered() {
+    let addr = support::start_edited(|t| {
+        t.replace(
+            "[server]\n",
+            "[server]\nhealthz_allow = [\"127.0.0.6/32\"]\ntrusted_proxies = [\"127.0.0.7/32\"]\n",
+        )
+        .replace("[admin]\n", "[admin]\nallow = [\"127.0.0.1/32\"]\n")
+            + "[phones]\nallow = [\"127.0.0.1/32\"]\n"
+    })
+    .await;
+    let health = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    // 127.0.0.5 is in no list: not even /healthz (which has no allow-list) is answered.
+    for _ in 0..20 {
+        let (raw, took) = exchange([127, 0, 0, 5], addr, health).await;
+        assert!(raw.is_empty(), "{}", String::from_utf8_lossy(&raw));
+        assert!(took < Duration::from_secs(1), "closed after {took:?}");
+    }
+    // healthz_allow admits a monitor, for /healthz only; a trusted proxy is admitted too.
+    let r = get_from([127, 0, 0, 6], addr, "/healthz", &[]).await;
+    assert_eq!(r.status, 200);
+    let r = get_from(
+        [127, 0, 0, 6],
+        addr,
+        "/app",
+        &[("User-Agent", YEALINK_T46S)],
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        get_from([127, 0, 0, 7], addr, "/healthz", &[]).await.status,
+        200
+    );
+    // The listed phone is served.
+    let r = get_from(
+        [127, 0, 0, 1],
+        addr,
+        "/app",
+        &[("User-Agent", YEALINK_T46S)],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn forwarded_for_garbage_never_lets_the_client_choose_its_address() {
+    // Proxies at 127.0.0.3 and 127.0.0.4; only 127.0.0.1 may use the admin API.
+    let addr = support::start_edited(|t| {
+        t.replace(
+            "[server]\n",
+            "[server]\ntrusted_proxies = [\"127.0.0.3/32\", \"127.0.0.4/32\"]\n",
+        )
+        .replace("[admin]\n", "[admin]\nallow = [\"127.0.0.1/32\"]\n")
+    })
+    .await;
+    let auth = format!("Bearer {API_KEY}");
+    let proxy = [127, 0, 0, 3];
+    // (source, X-Forwarded-For headers, status, the client address a refusal names)
+    let cases: &[([u8; 4], &[&str], u16, &str)] = &[
+        ([127, 0, 0, 1], &[], 200, ""),
+        (proxy, &["127.0.0.1"], 200, ""),
+        (proxy, &["127.0.0.1:5060"], 200, ""),
+        (proxy, &["127.0.0.1, 127.0.0.4"], 200, ""),
+        (proxy, &[], 403, "127.0.0.3"),
+        // The client writes the left part; whatever the proxy appends on the right counts.
+        (proxy, &["127.0.0.1, 203.0.113.5:4711"], 403, "203.0.113.5"),
+        (proxy, &["127.0.0.1, [2001:db8::1]"], 403, "2001:db8::1"),
+        (proxy, &["127.0.0.1, [2001:db8::1]:443"], 403, "2001:db8::1"),
+        // Entries that do not parse end the walk at the last trusted hop.
+        (proxy, &["127.0.0.1, unknown"], 403, "127.0.0.3"),
+        (proxy, &["127.0.0.1, "], 403, "127.0.0.3"),
+        (proxy, &["127.0.0.1, junk, 127.0.0.4"], 403, "127.0.0.4"),
+        (proxy, &["127.0.0.1", "bogus"], 403, "127.0.0.3"),
+        // Not a proxy: the header is ignored.
+        ([127, 0, 0, 2], &["127.0.0.1"], 403, "127.0.0.2"),
+    ];
+    for (source, forwarded, status, named) in cases {
+        let mut headers = vec![("Authorization", auth.as_str())];
+        headers.extend(forwarded.iter().map(|v| ("X-Forwarded-For", *v)));
+        let r = get_from(*source, addr, "/api/v1/logins", &headers).await;
+        assert_eq!(
+            r.status,
+            *status,
+            "from {source:?} with {forwarded:?}: {}",
+            r.text()
+        );
+        if *status == 403 {
+            assert!(
+                r.text().contains(&format!("from {named}\n")),
+                "from {source:?} with {forwarded:?}: {}",
+                r.text()
+            );
+        }
+    }
 }

@@ -1,8 +1,14 @@
-//! Transport: the listener, connection limits and timeouts, graceful shutdown. Plain HTTP is
-//! http1 only (protocol sniffing has no timeout, see rust-notes C1).
+//! Transport: the listener, who may connect and how many times, connection lifetimes and
+//! timeouts, graceful shutdown. Plain HTTP is http1 only (protocol sniffing has no timeout,
+//! see rust-notes C1).
+//!
+//! At accept, in this order and before any other work: a source in no allow-list is closed,
+//! a source holding `max_connections_per_source` is closed, and over `max_connections`
+//! the new connection is closed. Each closure is counted into one periodic summary line.
 
 pub mod access;
 mod admin;
+pub mod conns;
 pub mod digest;
 pub mod fetch_guard;
 mod provision;
@@ -13,22 +19,101 @@ pub mod tls;
 pub use routes::parse_query;
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::App;
+use conns::{Counted, Lifetime, PerSource, Shed, ShedSummary, SourceKey, SourceSlot, Streams};
+
+/// At most one "connections closed at accept" line per this long.
+const SHED_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The accept queue a listener asks the kernel for (capped by net.core.somaxconn). tokio's
+/// `TcpListener::bind` asks for 1,024; a host reconnecting every socket the server sheds keeps
+/// about one pending connection per socket it runs, so past 1,024 sockets a phone's SYN was
+/// sometimes dropped and retried a second later (measured by `make bench`).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` (SO_REUSEADDR, as `TcpListener::bind` does) with [`LISTEN_BACKLOG`].
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// A TLS listener and what it hands out.
 pub struct TlsListener {
     pub listener: TcpListener,
     pub acceptor: tokio_rustls::TlsAcceptor,
+}
+
+/// What a connection holds while it is open; given back when dropped.
+struct Admitted {
+    _source: Option<SourceSlot>,
+    _global: OwnedSemaphorePermit,
+}
+
+/// The checks at accept, cheapest and most specific first.
+struct Gate {
+    admission: access::Admission,
+    per_source: PerSource,
+    global: Arc<Semaphore>,
+}
+
+impl Gate {
+    fn admit(&self, peer: IpAddr) -> Result<Admitted, Shed> {
+        if !self.admission.admits(peer) {
+            return Err(Shed::NotAllowed);
+        }
+        let source = if self.admission.is_proxy(peer) {
+            None
+        } else {
+            Some(self.per_source.try_acquire(peer).ok_or(Shed::PerSource)?)
+        };
+        let global = self
+            .global
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Shed::Global)?;
+        Ok(Admitted {
+            _source: source,
+            _global: global,
+        })
+    }
+}
+
+fn log_shed(summary: &mut ShedSummary, now: Instant) {
+    if let Some(s) = summary.take_due(now) {
+        warn_shed(&s, summary.interval());
+    }
+}
+
+fn warn_shed(s: &conns::Summary, interval: Duration) {
+    let most_from = s
+        .top
+        .map(|(source, n)| format!("{source} ({n})"))
+        .unwrap_or_default();
+    tracing::warn!(
+        not_allowed = s.counts[0],
+        per_source = s.counts[1],
+        global = s.counts[2],
+        %most_from,
+        window_s = s.over.as_secs(),
+        "connections closed at accept (at most one such line per {}s)",
+        interval.as_secs()
+    );
 }
 
 /// Serves `app` on `listener` (plain HTTP) and, when given, `tls`, until `shutdown`
@@ -41,7 +126,8 @@ pub async fn serve(
 ) {
     let cfg = &app.config.server;
     let mut http = http1::Builder::new();
-    // Without a timer hyper's header timeout is silently off (rust-notes C1).
+    // Without a timer hyper's header timeout is silently off (rust-notes C1). With it, the
+    // timeout also bounds an idle keep-alive connection.
     http.timer(TokioTimer::new())
         .header_read_timeout(cfg.header_timeout.0)
         .max_buf_size(cfg.max_header_bytes)
@@ -53,8 +139,24 @@ pub async fn serve(
         .max_header_list_size(cfg.max_header_bytes as u32)
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .keep_alive_timeout(Duration::from_secs(10));
-    let limit = Arc::new(Semaphore::new(cfg.max_connections));
-    let graceful = GracefulShutdown::new();
+    let gate = Gate {
+        admission: access::Admission::new(&app.config),
+        per_source: PerSource::new(cfg.max_connections_per_source),
+        global: Arc::new(Semaphore::new(cfg.max_connections)),
+    };
+    let h1_life = Lifetime {
+        idle: None,
+        max_age: cfg.max_connection_age.0,
+        drain: cfg.shutdown_grace.0,
+    };
+    let h2_life = Lifetime {
+        idle: Some(cfg.h2_idle_timeout.0),
+        ..h1_life
+    };
+    let mut shed = ShedSummary::new(SHED_LOG_INTERVAL);
+    let mut shed_tick = tokio::time::interval(SHED_LOG_INTERVAL);
+    shed_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (stop, stopped) = watch::channel(false);
     let handshake_timeout = cfg.header_timeout.0;
     tokio::pin!(shutdown);
     let accept_tls = async |t: &Option<TlsListener>| match t {
@@ -65,6 +167,10 @@ pub async fn serve(
         let (accepted, secure) = tokio::select! {
             a = listener.accept() => (a, false),
             a = accept_tls(&tls) => (a, true),
+            _ = shed_tick.tick() => {
+                log_shed(&mut shed, Instant::now());
+                continue;
+            }
             () = &mut shutdown => break,
         };
         let (tcp, peer) = match accepted {
@@ -76,22 +182,41 @@ pub async fn serve(
                 continue;
             }
         };
-        // Over the cap the socket is closed at once: shedding beats queueing.
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "connection limit reached; closing");
-            continue;
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        // Refused sockets are dropped unanswered: shedding beats queueing.
+        let held = match gate.admit(peer.ip()) {
+            Ok(held) => held,
+            Err(why) => {
+                drop(tcp);
+                let now = Instant::now();
+                shed.record(why, SourceKey::of(peer.ip()), now);
+                log_shed(&mut shed, now);
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
-        let app2 = app.clone();
-        let svc = service_fn(move |req| routes::handle(app2.clone(), peer, secure, req));
-        let watcher = graceful.watcher();
+        let streams = Streams::new();
+        let svc = {
+            let (app, streams) = (app.clone(), streams.clone());
+            service_fn(move |req| {
+                // Counted from the request until its answer is sent (or reset).
+                let open = streams.open();
+                // Called here, not inside the async block: `handle` starts state-changing
+                // phone steps at once, before hyper polls (or drops) the future.
+                let answer = routes::handle(app.clone(), peer, secure, req);
+                async move {
+                    let resp = answer.await;
+                    resp.map(|r| r.map(|body| Counted::new(body, open)))
+                }
+            })
+        };
+        let stopped = stopped.clone();
         if !secure {
             let conn = http.serve_connection(TokioIo::new(tcp), svc);
             tokio::spawn(async move {
-                let _permit = permit;
-                if let Err(e) = watcher.watch(conn).await {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
+                let _held = held;
+                let (closing, result) = conns::drive(conn, None, h1_life, stopped).await;
+                ended(peer, closing, result);
             });
             continue;
         }
@@ -102,7 +227,7 @@ pub async fn serve(
             .clone();
         let (http, h2) = (http.clone(), h2.clone());
         tokio::spawn(async move {
-            let _permit = permit;
+            let _held = held;
             // The handshake runs here, bounded, so a stalled client holds only itself.
             let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
@@ -111,23 +236,38 @@ pub async fn serve(
             };
             let is_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
             let io = TokioIo::new(stream);
-            let result = if is_h2 {
-                watcher.watch(h2.serve_connection(io, svc)).await
+            let (closing, result) = if is_h2 {
+                let conn = h2.serve_connection(io, svc);
+                conns::drive(conn, Some(&streams), h2_life, stopped).await
             } else {
-                watcher.watch(http.serve_connection(io, svc)).await
+                let conn = http.serve_connection(io, svc);
+                conns::drive(conn, None, h1_life, stopped).await
             };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "TLS connection ended with an error");
-            }
+            ended(peer, closing, result);
         });
     }
     drop(listener);
     drop(tls);
+    if let Some(s) = shed.take(Instant::now()) {
+        warn_shed(&s, shed.interval());
+    }
     tracing::info!("shutting down; draining connections");
-    if tokio::time::timeout(cfg.shutdown_grace.0, graceful.shutdown())
+    let _ = stop.send(true);
+    // Every connection holds a global permit until it is gone.
+    let all = u32::try_from(cfg.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(cfg.shutdown_grace.0, gate.global.acquire_many(all))
         .await
         .is_err()
     {
         tracing::warn!("drain timed out; closing remaining connections");
+    }
+}
+
+fn ended(peer: SocketAddr, closing: Option<conns::Closing>, result: Result<(), hyper::Error>) {
+    if let Some(why) = closing {
+        tracing::debug!(%peer, ?why, "connection closed by the server");
+    }
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }

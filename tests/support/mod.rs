@@ -114,6 +114,8 @@ base_url = "{base}"
 header_timeout = "1s"
 request_timeout = "5s"
 max_connections = 256
+# Every test phone connects from 127.0.0.1 (tests/transport.rs sets its own share).
+max_connections_per_source = 256
 # Most tests call step URLs directly; tests/signing.rs runs with signing on.
 sign_links = false
 shutdown_grace = "2s"
