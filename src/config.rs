@@ -204,7 +204,8 @@ pub struct DirectoryConfig {
 pub struct FreepbxConfig {
     pub client_id: String,
     pub client_secret: Secret,
-    /// OAuth2 scope; `gql` (everything) by default, or e.g. `gql:core:read gql:voicemail:read`.
+    /// OAuth2 scope. None by default: FreePBX then grants the application's own scopes.
+    /// `gql` asks for read and write on every module (check-config warns).
     pub scope: Option<String>,
 }
 

@@ -132,6 +132,36 @@ pub fn check_offline(config: &crate::config::DirectoryConfig) -> Result<String, 
     }
 }
 
+/// What `check-config --online` prints for one lookup: never a secret, only whether it is there.
+pub fn describe(extension: &str, found: Option<Arc<User>>) -> String {
+    match found {
+        None => format!("extension {extension} is unknown to the directory"),
+        Some(u) => format!(
+            "extension {extension}: {:?}, voicemail PIN {}, SIP secret {}",
+            u.name,
+            if u.voicemail_pin.is_some() { "set" } else { "not set (the [login] user_password applies)" },
+            if u.sip_password.is_empty() { "missing (logins will be refused)" } else { "set" },
+        ),
+    }
+}
+
+/// A voicemail password as Asterisk treats it (apps/app_voicemail.c at f0c1c1a7b7): one leading
+/// `-` only marks it as one the user may not change and is not part of it (l.11806-11807); an
+/// empty one means no PIN. One starting with `*` is invalid (warned at load, l.13375; refused on
+/// change, l.1770): `*` at the PIN prompt escapes instead (l.11788).
+pub(crate) fn asterisk_pin(raw: &str) -> Result<Option<Secret>, InvalidPin> {
+    let pin = raw.strip_prefix('-').unwrap_or(raw);
+    if pin.starts_with('*') {
+        return Err(InvalidPin);
+    }
+    Ok((!pin.is_empty()).then(|| Secret::new(pin)))
+}
+
+/// A PIN Asterisk does not accept; the user is left out of the directory (with a warning),
+/// so nobody logs in with it and no other credential stands in for it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct InvalidPin;
+
 /// Extensions are short and dialable: digits, `*` and `#`, with an optional leading `+`
 /// (E.164). Anything else (dots, slashes, letters) never reaches a backend or an upstream URL.
 pub fn valid_extension(ext: &str) -> bool {
@@ -143,7 +173,19 @@ pub fn valid_extension(ext: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::valid_extension;
+    use super::{InvalidPin, asterisk_pin, valid_extension};
+
+    #[test]
+    fn pins_as_asterisk_reads_them() {
+        let pin = |raw| asterisk_pin(raw).map(|p| p.map(|p| p.expose().to_owned()));
+        assert_eq!(pin("1234"), Ok(Some("1234".into())));
+        assert_eq!(pin("-1234"), Ok(Some("1234".into())), "one '-' only marks it fixed");
+        assert_eq!(pin("--12"), Ok(Some("-12".into())), "only one is removed");
+        assert_eq!(pin(""), Ok(None));
+        assert_eq!(pin("-"), Ok(None));
+        assert_eq!(pin("*123"), Err(InvalidPin));
+        assert_eq!(pin("-*123"), Err(InvalidPin));
+    }
 
     #[test]
     fn extensions_are_dialable_text_only() {

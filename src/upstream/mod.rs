@@ -48,6 +48,9 @@ pub struct Outgoing<'a> {
     pub key: Option<&'a str>,
     /// Safe to send twice (GET, or a read-only query).
     pub retry: bool,
+    /// Hand a 5xx back as a reply without counting it against the breaker: the caller
+    /// retries with a new token first and counts a failure itself ([`Client::count_failure`]).
+    pub defer_5xx: bool,
 }
 
 /// A complete reply.
@@ -149,8 +152,16 @@ impl Client {
             auth: None,
             key,
             retry,
+            defer_5xx: false,
         })
         .await
+    }
+
+    /// Counts one failure the caller detected (see [`Outgoing::defer_5xx`]).
+    pub fn count_failure(&self, what: &dyn std::fmt::Display) {
+        if self.breaker.failure() {
+            tracing::warn!(error = %what, "upstream circuit breaker opened");
+        }
     }
 
     /// Sends `out`; retried once after a transport error when `out.retry`.
@@ -163,6 +174,7 @@ impl Client {
         let mut last = UpstreamError::Transport("not sent".into());
         for attempt in 0..attempts {
             match self.once(&out).await {
+                Ok(reply) if reply.status.is_server_error() && out.defer_5xx => return Ok(reply),
                 Ok(reply) if reply.status.is_server_error() => {
                     last = UpstreamError::Status(reply.status.as_u16());
                     break;
