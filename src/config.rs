@@ -175,8 +175,18 @@ pub struct DirectoryConfig {
     /// `kind = "voicemail-conf"`: the Asterisk voicemail.conf, re-read when it (or an
     /// included file) changes.
     pub voicemail_conf: Option<PathBuf>,
-    /// `kind = "voicemail-conf"`: only mailboxes of this context (all contexts when absent).
+    /// `kind = "voicemail-conf"`: the context mailboxes are looked up in; `default` when
+    /// absent (as Asterisk), `"*"` for every context.
     pub context: Option<String>,
+    /// `kind = "voicemail-conf"`: Asterisk's voicemail spool, where `passwordlocation =
+    /// spooldir` keeps each mailbox's `secret.conf`; `/var/spool/asterisk/voicemail` when absent.
+    pub spool: Option<PathBuf>,
+    /// `kind = "voicemail-conf"`: pjsip.conf whose `type=auth` sections give users their SIP
+    /// secret (via each endpoint's `auth =`).
+    pub pjsip_conf: Option<PathBuf>,
+    /// `kind = "voicemail-conf"`: chan_sip's sip.conf, whose peers' `secret =` is used when
+    /// pjsip.conf has none.
+    pub sip_conf: Option<PathBuf>,
     /// `kind = "http"`, and the transport for `kind = "freepbx"`.
     pub http: Option<UpstreamHttp>,
     /// `kind = "freepbx"`: the API application's credentials.

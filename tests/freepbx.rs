@@ -237,14 +237,20 @@ async fn an_unknown_extension_is_a_failed_attempt_like_a_wrong_pin() {
     let c = Phone::new(server.addr, SNOM_D785);
     let _ = c.go(&login("4040", "0000")).await;
     let d = Phone::new(server.addr, HTEK_UC903);
-    assert_eq!(message(&d.go(&login("4040", "0000")).await).0, "Login locked");
+    assert_eq!(
+        message(&d.go(&login("4040", "0000")).await).0,
+        "Login locked"
+    );
     let failed = server
         .audit()
         .await
         .iter()
         .filter(|e| e["extension"] == "4040")
         .count();
-    assert_eq!(failed, 3, "every attempt on the unknown extension is audited");
+    assert_eq!(
+        failed, 3,
+        "every attempt on the unknown extension is audited"
+    );
     // The 400 closed nothing: the breaker (one failure opens it) is still closed.
     assert_eq!(message(&a.go(&login("1001", "4321")).await).0, "Logged in");
     assert_eq!(fake.lock().unwrap().tokens_issued, 1);
@@ -301,7 +307,10 @@ async fn a_token_that_cannot_read_voicemail_is_not_taken_for_unknown_extensions(
         "Please try later"
     );
     let f = fake.lock().unwrap();
-    assert_eq!(f.queries, 0, "no lookup with a token that cannot see the PIN");
+    assert_eq!(
+        f.queries, 0,
+        "no lookup with a token that cannot see the PIN"
+    );
     assert!(
         f.forms[0]
             .iter()
@@ -320,5 +329,11 @@ async fn a_refused_scope_is_try_later_not_a_wrong_pin() {
         message(&a.go(&login("1001", "4321")).await).0,
         "Please try later"
     );
-    assert!(server.audit().await.iter().all(|e| e["kind"] != "login-failed"));
+    assert!(
+        server
+            .audit()
+            .await
+            .iter()
+            .all(|e| e["kind"] != "login-failed")
+    );
 }

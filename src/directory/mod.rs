@@ -2,11 +2,13 @@
 //! file today; PBX adapters plug in beside it) and [`CachedDirectory`] sits in front of any
 //! of them, so `flow` never knows which backend answers.
 
+mod asterisk_conf;
 mod cache;
 pub mod file;
 mod freepbx;
 mod http;
 pub mod reload;
+mod sip_secrets;
 mod voicemail;
 
 pub use cache::{CachePolicy, CachedDirectory};
@@ -80,11 +82,9 @@ pub fn open_backend(config: &crate::config::DirectoryConfig) -> Result<Arc<dyn D
             Ok(Arc::new(d))
         }
         DirectoryKind::VoicemailConf => {
-            let path = config
-                .voicemail_conf
-                .clone()
-                .ok_or("no [directory] voicemail_conf")?;
-            let d = voicemail::open(path.clone(), config.context.clone(), poll)?;
+            let source = voicemail::Source::from_config(config)?;
+            let path = source.voicemail_conf.clone();
+            let d = voicemail::open(source, poll)?;
             tracing::info!(mailboxes = d.len(), file = %path.display(), "voicemail.conf loaded");
             Ok(Arc::new(d))
         }
@@ -113,16 +113,20 @@ pub fn check_offline(config: &crate::config::DirectoryConfig) -> Result<String, 
             ))
         }
         DirectoryKind::VoicemailConf => {
-            let path = config
-                .voicemail_conf
-                .as_ref()
-                .ok_or("no [directory] voicemail_conf")?;
-            let (users, files) = voicemail::parse_file(path, config.context.as_deref())?;
-            Ok(format!(
-                "{} mailbox(es) in {} file(s)",
-                users.len(),
-                files.len()
-            ))
+            let l = voicemail::load(&voicemail::Source::from_config(config)?)?;
+            let mut out = format!(
+                "{} mailbox(es) in {} file(s), {} with a SIP secret",
+                l.users.len(),
+                l.files.len(),
+                l.with_secret
+            );
+            if l.with_secret < l.users.len() {
+                out.push_str(" (the others cannot log in: set pjsip_conf or sip_conf)");
+            }
+            for w in &l.warnings {
+                out.push_str(&format!("\n  warning: {w}"));
+            }
+            Ok(out)
         }
         DirectoryKind::Http | DirectoryKind::Freepbx => Ok(format!(
             "{:?} directory at {} (not contacted)",
@@ -139,8 +143,16 @@ pub fn describe(extension: &str, found: Option<Arc<User>>) -> String {
         Some(u) => format!(
             "extension {extension}: {:?}, voicemail PIN {}, SIP secret {}",
             u.name,
-            if u.voicemail_pin.is_some() { "set" } else { "not set (the [login] user_password applies)" },
-            if u.sip_password.is_empty() { "missing (logins will be refused)" } else { "set" },
+            if u.voicemail_pin.is_some() {
+                "set"
+            } else {
+                "not set (the [login] user_password applies)"
+            },
+            if u.sip_password.is_empty() {
+                "missing (logins will be refused)"
+            } else {
+                "set"
+            },
         ),
     }
 }
@@ -168,7 +180,9 @@ pub fn valid_extension(ext: &str) -> bool {
     let digits = ext.strip_prefix('+').unwrap_or(ext);
     !digits.is_empty()
         && digits.len() <= 32
-        && digits.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'*' | b'#'))
+        && digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'*' | b'#'))
 }
 
 #[cfg(test)]
@@ -179,7 +193,11 @@ mod tests {
     fn pins_as_asterisk_reads_them() {
         let pin = |raw| asterisk_pin(raw).map(|p| p.map(|p| p.expose().to_owned()));
         assert_eq!(pin("1234"), Ok(Some("1234".into())));
-        assert_eq!(pin("-1234"), Ok(Some("1234".into())), "one '-' only marks it fixed");
+        assert_eq!(
+            pin("-1234"),
+            Ok(Some("1234".into())),
+            "one '-' only marks it fixed"
+        );
         assert_eq!(pin("--12"), Ok(Some("-12".into())), "only one is removed");
         assert_eq!(pin(""), Ok(None));
         assert_eq!(pin("-"), Ok(None));
@@ -192,7 +210,18 @@ mod tests {
         for ok in ["1001", "*97", "#1", "+4930123", &"9".repeat(32)] {
             assert!(valid_extension(ok), "{ok:?}");
         }
-        for bad in ["", "+", "..", ".", "10.01", "1001/..", "abc", "1001 ", "++1", &"9".repeat(33)] {
+        for bad in [
+            "",
+            "+",
+            "..",
+            ".",
+            "10.01",
+            "1001/..",
+            "abc",
+            "1001 ",
+            "++1",
+            &"9".repeat(33),
+        ] {
             assert!(!valid_extension(bad), "{bad:?}");
         }
     }
