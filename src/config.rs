@@ -254,6 +254,8 @@ pub struct UpstreamHttp {
     /// How long an open breaker fails fast before one trial request.
     #[serde(default = "default_breaker_cooldown")]
     pub breaker_cooldown: Span,
+    /// PEM certificates trusted besides the public web roots (an on-site PBX's own CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -337,3 +337,119 @@ async fn a_refused_scope_is_try_later_not_a_wrong_pin() {
             .all(|e| e["kind"] != "login-failed")
     );
 }
+
+/// Runs `hotdesk check-config --online` on a config whose directory is `directory`;
+/// (success, stdout, stderr).
+async fn check_online(directory: String, args: &[&str]) -> (bool, String, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = support::config_with(tmp.path(), "http://127.0.0.1:8080", &directory, "");
+    let path = tmp.path().join("hotdesk.toml");
+    std::fs::write(&path, text).unwrap();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    // The fake runs on this runtime; the command blocks another thread.
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hotdesk"))
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE")
+            .args(["check-config", "--online", "--config"])
+            .arg(&path)
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The one line of an error, checked to be one line.
+fn one_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr.trim().lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    lines[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_online_explains_each_failure_in_one_line() {
+    let (addr, fake) = fake_freepbx().await;
+
+    // Found: what is there, never the secrets themselves.
+    let (ok, out, err) = check_online(directory(addr, ""), &["--extension", "1001"]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("extension 1001: \"Ada Lovelace\", voicemail PIN set, SIP secret set"),
+        "{out}"
+    );
+    for secret in ["4321", "a9f3c2e1d4b5sip", "fpbx-secret-42", "test-token"] {
+        assert!(
+            !out.contains(secret) && !err.contains(secret),
+            "{secret} leaked"
+        );
+    }
+    // An adhoc device: found, and why its logins will be refused.
+    let (_, out, _) = check_online(directory(addr, ""), &["--extension", "1004"]).await;
+    assert!(
+        out.contains("SIP secret missing (logins will be refused)"),
+        "{out}"
+    );
+
+    // An unknown extension.
+    let (ok, out, err) = check_online(directory(addr, ""), &["--extension", "4040"]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("extension 4040 is unknown to the directory"),
+        "{out}"
+    );
+
+    // A wrong client secret.
+    let wrong = directory(addr, "").replace("fpbx-secret-42", "wrong-secret");
+    let (ok, _, err) = check_online(wrong, &[]).await;
+    assert!(!ok);
+    let line = one_line(&err);
+    assert!(
+        line.contains("invalid_client") && line.contains("client_id or client_secret is wrong"),
+        "{line}"
+    );
+    assert!(!line.contains("wrong-secret"), "{line}");
+
+    // A scope the application does not allow (FreePBX 16), and the warning about "gql".
+    fake.lock().unwrap().token_refusal = Some("token-invalid-scope-400.json");
+    let (ok, out, err) = check_online(directory(addr, "scope = \"gql\"\n"), &[]).await;
+    assert!(!ok);
+    assert!(
+        out.contains("warning: [directory.freepbx] scope = \"gql\""),
+        "{out}"
+    );
+    let line = one_line(&err);
+    assert!(
+        line.contains("invalid_scope") && line.contains("remove [directory.freepbx] scope"),
+        "{line}"
+    );
+
+    // A narrowed application that FreePBX 16 grants a token but no voicemail.
+    {
+        let mut f = fake.lock().unwrap();
+        f.token_refusal = None;
+        f.schema = "schema-no-voicemail.json";
+    }
+    let (ok, _, err) = check_online(directory(addr, ""), &["--extension", "1001"]).await;
+    assert!(!ok);
+    assert!(one_line(&err).contains("gql:voicemail:read"), "{err}");
+
+    // An unreachable host.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let (ok, _, err) = check_online(directory(closed, ""), &[]).await;
+    assert!(!ok);
+    let line = one_line(&err);
+    assert!(
+        line.contains("token request") && line.contains("onnect"),
+        "{line}"
+    );
+}

@@ -334,3 +334,39 @@ async fn basic_auth_reaches_the_upstream() {
     // base64("hotdesk:p@ss:word")
     assert_eq!(up.auth_seen(), ["Basic aG90ZGVzazpwQHNzOndvcmQ="]);
 }
+
+/// An on-site PBX with its own CA: trusted through `ca_file`, refused without it (or with
+/// another CA), over a real TLS handshake on 127.0.0.1.
+#[tokio::test]
+async fn a_private_ca_is_trusted_only_through_ca_file() {
+    let tls = |name: &str| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/tls")
+            .join(name)
+    };
+    let up = Upstream::start_tls(&tls("cert-a.pem"), &tls("key-a.pem")).await;
+    up.user("1001", "Ada Lovelace", Some("73915"));
+    assert!(up.url().starts_with("https://127.0.0.1:"));
+    let with_ca = |ca: &str| {
+        http_directory(&up.url()).replace(
+            "[directory.http]\n",
+            &format!("[directory.http]\nca_file = \"{}\"\n", tls(ca).display()),
+        )
+    };
+    let login = "/app/login?net=internal&ext=1001&pin=73915";
+
+    let trusted = Server::start_with(with_ca("ca-a.pem"), "").await;
+    let phone = Phone::new(trusted.addr, YEALINK_T46S);
+    assert_eq!(title(&phone.go(login).await), "Logged in");
+
+    for directory in [with_ca("ca-b.pem"), http_directory(&up.url())] {
+        let server = Server::start_with(directory, "").await;
+        let phone = Phone::new(server.addr, YEALINK_T46S);
+        assert_eq!(title(&phone.go(login).await), "Please try later");
+    }
+    assert_eq!(
+        up.lookups(),
+        1,
+        "only the trusting server got a request through"
+    );
+}

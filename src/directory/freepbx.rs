@@ -358,10 +358,18 @@ fn read_reply(extension: &str, reply: &Reply) -> Result<Option<Arc<User>>, Direc
 }
 
 impl FreepbxDirectory {
-    /// `check-config --online`: a token, then one lookup; what was found, never a secret.
-    pub async fn probe(&self, extension: &str) -> Result<String, DirectoryError> {
+    /// `check-config --online`: a token (and the schema check), then one lookup when an
+    /// extension is given; what was found, never a secret.
+    pub async fn probe(&self, extension: Option<&str>) -> Result<String, DirectoryError> {
         self.token(true).await?;
-        Ok(super::describe(extension, self.fetch(extension).await?))
+        let token = "FreePBX: token ok, the token can read extensions and voicemail";
+        match extension {
+            None => Ok(format!("{token} (give --extension N to look one up)")),
+            Some(ext) => Ok(format!(
+                "{token}; {}",
+                super::describe(ext, self.fetch(ext).await?)
+            )),
+        }
     }
 }
 

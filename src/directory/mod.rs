@@ -128,11 +128,17 @@ pub fn check_offline(config: &crate::config::DirectoryConfig) -> Result<String, 
             }
             Ok(out)
         }
-        DirectoryKind::Http | DirectoryKind::Freepbx => Ok(format!(
-            "{:?} directory at {} (not contacted)",
-            config.kind,
-            config.http.as_ref().map_or("?", |h| h.url.as_str())
-        )),
+        DirectoryKind::Http | DirectoryKind::Freepbx => {
+            // Builds the client, so a bad ca_file is reported here and not at the first login.
+            if let Some(http) = &config.http {
+                crate::upstream::Client::new(http)?;
+            }
+            Ok(format!(
+                "{:?} directory at {} (not contacted)",
+                config.kind,
+                config.http.as_ref().map_or("?", |h| h.url.as_str())
+            ))
+        }
     }
 }
 
@@ -173,6 +179,68 @@ pub(crate) fn asterisk_pin(raw: &str) -> Result<Option<Secret>, InvalidPin> {
 /// so nobody logs in with it and no other credential stands in for it.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct InvalidPin;
+
+/// Settings that work but deserve a warning; `check-config` prints them.
+pub fn config_warnings(config: &crate::config::DirectoryConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(f) = &config.freepbx
+        && let Some(scope) = &f.scope
+        && scope.split_whitespace().any(|s| s == "gql")
+    {
+        out.push("[directory.freepbx] scope = \"gql\" asks FreePBX for read AND write on every module (FreePBX 17 grants it whatever the application allows; FreePBX 16 refuses it for a narrowed application). Remove scope to get the application's own scopes, or use \"gql:core:read gql:voicemail:read\".".into());
+    }
+    out
+}
+
+/// `check-config --online`: contacts the configured backend as a login would (a token, then
+/// one lookup when `extension` is given) and says what it found, never a secret.
+pub async fn check_online(
+    config: &crate::config::DirectoryConfig,
+    extension: Option<&str>,
+) -> Result<String, String> {
+    use crate::config::DirectoryKind;
+    if let Some(ext) = extension
+        && !valid_extension(ext)
+    {
+        return Err(format!(
+            "`{}` is not an extension (digits, * and #, optional leading +)",
+            ext.escape_debug()
+        ));
+    }
+    let shown = |r: Result<Option<Arc<User>>, DirectoryError>, ext: &str| {
+        r.map(|u| describe(ext, u)).map_err(unavailable_reason)
+    };
+    match config.kind {
+        DirectoryKind::Freepbx => {
+            let http = config.http.as_ref().ok_or("no [directory.http]")?;
+            let fpbx = config.freepbx.as_ref().ok_or("no [directory.freepbx]")?;
+            let d = FreepbxDirectory::new(http, fpbx)?;
+            d.probe(extension).await.map_err(unavailable_reason)
+        }
+        _ => {
+            let Some(ext) = extension else {
+                return Ok(format!(
+                    "{} (give --extension N to look one up)",
+                    check_offline(config)?
+                ));
+            };
+            let backend: Arc<dyn Directory> = match config.kind {
+                DirectoryKind::Http => {
+                    let http = config.http.as_ref().ok_or("no [directory.http]")?;
+                    Arc::new(HttpDirectory::new(http)?)
+                }
+                _ => open_backend(config)?,
+            };
+            shown(backend.lookup(ext).await, ext)
+        }
+    }
+}
+
+fn unavailable_reason(e: DirectoryError) -> String {
+    match e {
+        DirectoryError::Unavailable(why) => why,
+    }
+}
 
 /// Extensions are short and dialable: digits, `*` and `#`, with an optional leading `+`
 /// (E.164). Anything else (dots, slashes, letters) never reaches a backend or an upstream URL.

@@ -69,6 +69,51 @@ pub struct Client {
     breaker: Breaker,
 }
 
+/// The public web roots, plus the PEM certificates in `ca_file` (an on-site PBX's own CA).
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "ca_file {} holds no PEM certificate",
+                path.display()
+            ));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+        }
+    }
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())
+    .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// An error and its causes in one line ("client error (Connect): … Connection refused").
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 impl Client {
     pub fn new(c: &UpstreamHttp) -> Result<Self, String> {
         let mut connector = HttpConnector::new();
@@ -76,7 +121,7 @@ impl Client {
         connector.set_connect_timeout(Some(c.connect_timeout.0));
         connector.set_nodelay(true);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config(tls_config(c.ca_file.as_deref())?)
             .https_or_http()
             .enable_http1()
             .wrap_connector(connector);
@@ -232,7 +277,7 @@ impl Client {
                 .http
                 .request(req)
                 .await
-                .map_err(|e| UpstreamError::Transport(e.to_string()))?;
+                .map_err(|e| UpstreamError::Transport(with_causes(&e)))?;
             let status = resp.status();
             let body = Limited::new(resp.into_body(), max)
                 .collect()
