@@ -163,6 +163,8 @@ pub enum DirectoryKind {
     Http,
     /// FreePBX's API module (OAuth2 client credentials + GraphQL).
     Freepbx,
+    /// Wazo Platform: a wazo-auth token, then wazo-confd.
+    Wazo,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -191,6 +193,8 @@ pub struct DirectoryConfig {
     pub http: Option<UpstreamHttp>,
     /// `kind = "freepbx"`: the API application's credentials.
     pub freepbx: Option<FreepbxConfig>,
+    /// `kind = "wazo"`: the wazo-auth user hotdesk logs in as, and where to look.
+    pub wazo: Option<WazoConfig>,
     /// A looked-up user is answered from memory this long.
     #[serde(default = "default_fresh")]
     pub fresh_ttl: Span,
@@ -217,6 +221,32 @@ pub struct FreepbxConfig {
     /// OAuth2 scope. None by default: FreePBX then grants the application's own scopes.
     /// `gql` asks for read and write on every module (check-config warns).
     pub scope: Option<String>,
+}
+
+/// A Wazo service user (wazo-auth) whose policy grants the confd read ACLs hotdesk needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WazoConfig {
+    pub username: String,
+    pub password: Secret,
+    /// wazo-auth backend; `wazo_user` when absent.
+    #[serde(default = "default_wazo_backend")]
+    pub backend: String,
+    /// Token lifetime asked for; renewed a minute before it ends.
+    #[serde(default = "default_wazo_expiration")]
+    pub token_expiration: Span,
+    /// Only extensions of this context (e.g. `default`); every context when absent.
+    pub context: Option<String>,
+    /// Sent as `Wazo-Tenant` (a tenant UUID) when set.
+    pub tenant: Option<String>,
+}
+
+fn default_wazo_backend() -> String {
+    "wazo_user".into()
+}
+
+fn default_wazo_expiration() -> Span {
+    Span(Duration::from_secs(3600))
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -710,7 +740,10 @@ impl Config {
             DirectoryKind::Freepbx if d.freepbx.is_none() || d.http.is_none() => {
                 return Err("[directory] kind = \"freepbx\" needs [directory.http] url = \"https://pbx/admin/api/api\" (auth = \"none\") and [directory.freepbx] client_id, client_secret".into());
             }
-            DirectoryKind::Http | DirectoryKind::Freepbx => {
+            DirectoryKind::Wazo if d.wazo.is_none() || d.http.is_none() => {
+                return Err("[directory] kind = \"wazo\" needs [directory.http] url = \"https://wazo.example.com/api\" (auth = \"none\") and [directory.wazo] username, password".into());
+            }
+            DirectoryKind::Http | DirectoryKind::Freepbx | DirectoryKind::Wazo => {
                 let Some(h) = &d.http else {
                     return Err(
                         "[directory] kind = \"http\" needs a [directory.http] table with url"
@@ -724,7 +757,7 @@ impl Config {
                     ));
                 }
                 match h.auth {
-                    _ if d.kind == DirectoryKind::Freepbx => {}
+                    _ if d.kind != DirectoryKind::Http => {}
                     UpstreamAuth::Bearer if h.token.is_none() => {
                         return Err("[directory.http] auth = \"bearer\" needs token".into());
                     }

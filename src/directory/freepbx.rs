@@ -167,6 +167,7 @@ impl FreepbxDirectory {
                 path: "/token",
                 body: Some((form.into_bytes(), "application/x-www-form-urlencoded")),
                 auth: None,
+                headers: Vec::new(),
                 key: None,
                 retry: false,
                 defer_5xx: false,
@@ -262,6 +263,7 @@ impl FreepbxDirectory {
                 path: "/gql",
                 body: Some((body.to_string().into_bytes(), "application/json")),
                 auth: Some(token),
+                headers: Vec::new(),
                 key: None,
                 retry: true, // a read-only query
                 defer_5xx: true,

@@ -10,12 +10,14 @@ mod http;
 pub mod reload;
 mod sip_secrets;
 mod voicemail;
+mod wazo;
 
 pub use cache::{CachePolicy, CachedDirectory};
 pub use freepbx::FreepbxDirectory;
 pub use http::HttpDirectory;
 pub use reload::Reloading;
 pub use voicemail::parse_file as voicemail_parse;
+pub use wazo::WazoDirectory;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -97,6 +99,11 @@ pub fn open_backend(config: &crate::config::DirectoryConfig) -> Result<Arc<dyn D
             let fpbx = config.freepbx.as_ref().ok_or("no [directory.freepbx]")?;
             Ok(Arc::new(FreepbxDirectory::new(http, fpbx)?))
         }
+        DirectoryKind::Wazo => {
+            let http = config.http.as_ref().ok_or("no [directory.http]")?;
+            let wazo = config.wazo.as_ref().ok_or("no [directory.wazo]")?;
+            Ok(Arc::new(WazoDirectory::new(http, wazo)?))
+        }
     }
 }
 
@@ -128,7 +135,7 @@ pub fn check_offline(config: &crate::config::DirectoryConfig) -> Result<String, 
             }
             Ok(out)
         }
-        DirectoryKind::Http | DirectoryKind::Freepbx => {
+        DirectoryKind::Http | DirectoryKind::Freepbx | DirectoryKind::Wazo => {
             // Builds the client, so a bad ca_file is reported here and not at the first login.
             if let Some(http) = &config.http {
                 crate::upstream::Client::new(http)?;
@@ -215,6 +222,12 @@ pub async fn check_online(
             let http = config.http.as_ref().ok_or("no [directory.http]")?;
             let fpbx = config.freepbx.as_ref().ok_or("no [directory.freepbx]")?;
             let d = FreepbxDirectory::new(http, fpbx)?;
+            d.probe(extension).await.map_err(unavailable_reason)
+        }
+        DirectoryKind::Wazo => {
+            let http = config.http.as_ref().ok_or("no [directory.http]")?;
+            let wazo = config.wazo.as_ref().ok_or("no [directory.wazo]")?;
+            let d = WazoDirectory::new(http, wazo)?;
             d.probe(extension).await.map_err(unavailable_reason)
         }
         _ => {

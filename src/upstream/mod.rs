@@ -45,6 +45,8 @@ pub struct Outgoing<'a> {
     pub body: Option<(Vec<u8>, &'static str)>,
     /// Overrides the configured credentials (e.g. an OAuth2 access token).
     pub auth: Option<HeaderValue>,
+    /// More headers (e.g. Wazo's `X-Auth-Token`); mark secret values sensitive.
+    pub headers: Vec<(&'static str, HeaderValue)>,
     pub key: Option<&'a str>,
     /// Safe to send twice (GET, or a read-only query).
     pub retry: bool,
@@ -195,6 +197,7 @@ impl Client {
             path,
             body,
             auth: None,
+            headers: Vec::new(),
             key,
             retry,
             defer_5xx: false,
@@ -260,6 +263,9 @@ impl Client {
         }
         if let Some(key) = out.key {
             req = req.header("idempotency-key", key);
+        }
+        for (name, value) in &out.headers {
+            req = req.header(*name, value.clone());
         }
         let body = match &out.body {
             Some((b, content_type)) => {
