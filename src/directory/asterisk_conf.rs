@@ -389,6 +389,22 @@ mod tests {
         assert!(read(&p).unwrap_err().contains("loop"));
     }
 
+    proptest::proptest! {
+        /// Any text is read or explained: never a panic, and every warning names its line.
+        /// (No `/`: an include must stay inside the test folder.)
+        #[test]
+        fn any_text_is_read_or_explained(lines in proptest::collection::vec("[ -.0-~]{0,40}", 0..30)) {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("any.conf");
+            std::fs::write(&p, lines.join("\n")).unwrap();
+            if let Ok(parsed) = read(&p) {
+                for w in &parsed.warnings {
+                    proptest::prop_assert!(w.contains("any.conf:"), "{}", w);
+                }
+            }
+        }
+    }
+
     #[test]
     fn bad_lines_are_skipped_with_their_line_number() {
         let dir = tempfile::tempdir().unwrap();

@@ -217,6 +217,9 @@ impl FreepbxDirectory {
     /// must show both fields the lookup uses.
     async fn check_schema(&self, token: &HeaderValue) -> Result<(), DirectoryError> {
         let reply = self.post_gql(SCHEMA_QUERY, None, token.clone()).await?;
+        if reply.status.is_server_error() {
+            self.client.count_failure(&reply.status);
+        }
         if reply.status != StatusCode::OK {
             return Err(unavailable(format_args!(
                 "the schema query answered {}",

@@ -169,7 +169,13 @@ fn read_mailboxes(
             .iter()
             .any(|s| name.eq_ignore_ascii_case(s))
             || (!aliases.is_empty() && name.eq_ignore_ascii_case(aliases));
-        if section.template || special {
+        // FreePBX writes `[pbxaliases]` and `[device]` beside the contexts
+        // (Voicemail.class.php saveVoicemail); they hold no mailboxes even when every
+        // context is searched.
+        let freepbx = ["pbxaliases", "device"]
+            .iter()
+            .any(|s| name.eq_ignore_ascii_case(s));
+        if section.template || special || (every_context && freepbx) {
             continue;
         }
         if !every_context && !name.eq_ignore_ascii_case(wanted) {
