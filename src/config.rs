@@ -184,10 +184,10 @@ pub struct DirectoryConfig {
     /// spooldir` keeps each mailbox's `secret.conf`; `/var/spool/asterisk/voicemail` when absent.
     pub spool: Option<PathBuf>,
     /// `kind = "voicemail-conf"`: pjsip.conf whose `type=auth` sections give users their SIP
-    /// secret (via each endpoint's `auth =`).
+    /// secret (via each endpoint's `auth =`); the one beside voicemail.conf when absent.
     pub pjsip_conf: Option<PathBuf>,
     /// `kind = "voicemail-conf"`: chan_sip's sip.conf, whose peers' `secret =` is used when
-    /// pjsip.conf has none.
+    /// pjsip.conf has none; the one beside voicemail.conf when absent.
     pub sip_conf: Option<PathBuf>,
     /// `kind = "http"`, and the transport for `kind = "freepbx"`.
     pub http: Option<UpstreamHttp>,

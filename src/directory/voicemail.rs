@@ -13,8 +13,9 @@
 //!   the PIN is `[general] password` of `<spool>/<context>/<mailbox>/secret.conf` when that
 //!   exists (l.13395-13398, `read_password_from_file` l.15512), else the one in voicemail.conf.
 //!   Those files are watched like includes.
-//! - SIP secrets come from pjsip.conf or sip.conf when configured ([`super::sip_secrets`]);
-//!   without one a user has an empty secret and the flow refuses their login.
+//! - SIP secrets come from pjsip.conf or sip.conf ([`super::sip_secrets`]): the configured
+//!   ones, else those beside voicemail.conf (Asterisk's config folder) when present; without a
+//!   secret a user's login is refused by the flow.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -62,8 +63,14 @@ impl Source {
         if let Some(spool) = &config.spool {
             source.spool = spool.clone();
         }
-        source.pjsip_conf = config.pjsip_conf.clone();
-        source.sip_conf = config.sip_conf.clone();
+        // Asterisk keeps pjsip.conf and sip.conf in the same folder as voicemail.conf; they are
+        // used from there unless configured.
+        let beside = |name: &str| {
+            let p = source.voicemail_conf.parent()?.join(name);
+            p.is_file().then_some(p)
+        };
+        source.pjsip_conf = config.pjsip_conf.clone().or_else(|| beside("pjsip.conf"));
+        source.sip_conf = config.sip_conf.clone().or_else(|| beside("sip.conf"));
         Ok(source)
     }
 }
