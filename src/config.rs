@@ -286,6 +286,9 @@ pub struct UpstreamHttp {
     pub breaker_cooldown: Span,
     /// PEM certificates trusted besides the public web roots (an on-site PBX's own CA).
     pub ca_file: Option<PathBuf>,
+    /// Take any certificate (testing only); check-config and every start warn loudly.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -369,4 +369,31 @@ async fn a_private_ca_is_trusted_only_through_ca_file() {
         1,
         "only the trusting server got a request through"
     );
+
+    // Verification switched off: it works, and check-config says loudly what that means.
+    let insecure = http_directory(&up.url()).replace(
+        "[directory.http]\n",
+        "[directory.http]\ninsecure_skip_verify = true\n",
+    );
+    let server = Server::start_with(insecure.clone(), "").await;
+    let phone = Phone::new(server.addr, YEALINK_T46S);
+    assert_eq!(title(&phone.go(login).await), "Logged in");
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("hotdesk.toml");
+    std::fs::write(
+        &config,
+        support::config_with(tmp.path(), "http://127.0.0.1:8080", &insecure, ""),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hotdesk"))
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        stdout.contains("insecure_skip_verify = true: TLS CERTIFICATES ARE NOT CHECKED"),
+        "{stdout}"
+    );
 }

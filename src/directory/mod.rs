@@ -190,6 +190,11 @@ pub(crate) struct InvalidPin;
 /// Settings that work but deserve a warning; `check-config` prints them.
 pub fn config_warnings(config: &crate::config::DirectoryConfig) -> Vec<String> {
     let mut out = Vec::new();
+    if let Some(h) = &config.http
+        && h.insecure_skip_verify
+    {
+        out.push(format!("!!! [directory.http] insecure_skip_verify = true: TLS CERTIFICATES ARE NOT CHECKED for {}. Anyone on the network path can pose as the PBX and read every PIN and SIP secret. Use ca_file with the PBX's CA instead. !!!", h.url));
+    }
     if let Some(f) = &config.freepbx
         && let Some(scope) = &f.scope
         && scope.split_whitespace().any(|s| s == "gql")
