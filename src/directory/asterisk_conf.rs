@@ -23,6 +23,8 @@ const MAX_NESTED_COMMENTS: usize = 128;
 pub struct Var {
     pub name: String,
     pub value: String,
+    /// `file:line`, for warnings about this line.
+    pub at: String,
 }
 
 #[derive(Debug, Clone)]
@@ -68,7 +70,7 @@ impl Parsed {
     }
 }
 
-/// Reads `path` and everything it includes. Only a missing or unreadable top file, a missing
+/// Reads `path` and everything it includes; the caller logs or prints the warnings. Only a missing or unreadable top file, a missing
 /// `#include` (not `#tryinclude`) or an include loop is an error, as in Asterisk.
 pub fn read(path: &Path) -> Result<Parsed, String> {
     let dir = path.parent().unwrap_or(Path::new(".")).to_owned();
@@ -78,9 +80,6 @@ pub fn read(path: &Path) -> Result<Parsed, String> {
         current: None,
     };
     reader.file(path, 0)?;
-    for w in &reader.out.warnings {
-        tracing::warn!("{w}");
-    }
     Ok(reader.out)
 }
 
@@ -247,6 +246,7 @@ impl Reader {
         self.out.sections[i].vars.push(Var {
             name: name.to_owned(),
             value: value.trim().to_owned(),
+            at: at.to_owned(),
         });
     }
 

@@ -103,6 +103,9 @@ pub fn load(source: &Source) -> Result<Loaded, String> {
     let mut warnings = conf.warnings.clone();
     let secrets = sip_secrets_of(source, &mut files, &mut warnings)?;
     let mut users = read_mailboxes(&conf, source, &mut files, &mut warnings);
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
     let mut with_secret = 0;
     for user in users.values_mut() {
         if let Some(secret) = secrets.get(&user.extension) {
@@ -130,8 +133,8 @@ fn sip_secrets_of(
         warnings.extend(conf.warnings.iter().cloned());
         let before = warnings.len();
         secrets = sip_secrets::from_pjsip(&conf, warnings);
-        for w in &warnings[before..] {
-            tracing::warn!("{}: {w}", path.display());
+        for w in &mut warnings[before..] {
+            *w = format!("{}: {w}", path.display());
         }
     }
     if let Some(path) = &source.sip_conf {
@@ -190,7 +193,7 @@ fn read_mailboxes(
         }
         for var in &section.vars {
             let mailbox = var.name.as_str();
-            let what = || format!("[{name}] mailbox `{}`", mailbox.escape_debug());
+            let what = || format!("{}: [{name}] mailbox `{}`", var.at, mailbox.escape_debug());
             if mailbox.starts_with('*') || !valid_extension(mailbox) {
                 warnings.push(format!(
                     "{}: not a dialable mailbox number; skipped",
@@ -204,7 +207,7 @@ fn read_mailboxes(
             let options = fields.nth(2).unwrap_or("");
             if spooldir_everywhere || spooldir_option(options) {
                 let secret = source.spool.join(name).join(mailbox).join("secret.conf");
-                if let Some(p) = read_secret_conf(&secret, files) {
+                if let Some(p) = read_secret_conf(&secret, files, warnings) {
                     pin = p;
                 }
             }
@@ -248,7 +251,11 @@ fn spooldir_option(options: &str) -> bool {
 
 /// `[general] password` of a mailbox's secret.conf; `None` when it is missing or has none
 /// (Asterisk then uses voicemail.conf's). The file is watched either way.
-fn read_secret_conf(path: &Path, files: &mut Vec<PathBuf>) -> Option<String> {
+fn read_secret_conf(
+    path: &Path,
+    files: &mut Vec<PathBuf>,
+    warnings: &mut Vec<String>,
+) -> Option<String> {
     if !path.exists() {
         files.push(path.to_owned());
         return None;
@@ -256,11 +263,12 @@ fn read_secret_conf(path: &Path, files: &mut Vec<PathBuf>) -> Option<String> {
     match asterisk_conf::read(path) {
         Ok(conf) => {
             files.extend(conf.files.iter().cloned());
+            warnings.extend(conf.warnings.iter().cloned());
             conf.value("general", "password").map(str::to_owned)
         }
         Err(e) => {
             files.push(path.to_owned());
-            tracing::warn!(error = %e, "secret.conf not read; using the PIN in voicemail.conf");
+            warnings.push(format!("{e}; using the PIN in voicemail.conf"));
             None
         }
     }
@@ -351,7 +359,14 @@ a stray line without an equals sign
         // The stray line, the '*' mailbox and the '*' PIN are warnings with their place.
         let w = l.warnings.join("\n");
         assert!(w.contains("voicemail.conf:19"), "{w}");
-        assert!(w.contains("`*77`") && w.contains("1008"), "{w}");
+        assert!(
+            w.contains("voicemail.conf:18: [default] mailbox `*77`"),
+            "{w}"
+        );
+        assert!(
+            w.contains("voicemail.conf:17: [default] mailbox `1008`"),
+            "{w}"
+        );
         assert_eq!(l.warnings.len(), 3, "{w}");
     }
 
