@@ -51,6 +51,33 @@ async fn voicemail_users_log_in_with_their_pjsip_line_and_without_one_are_refuse
         "[directory]\nkind = \"voicemail-conf\"\nvoicemail_conf = \"{0}/voicemail.conf\"\nspool = \"{0}/spool\"\npjsip_conf = \"{0}/pjsip.conf\"\n",
         d.display()
     );
+    // check-config names each skipped line with its file and line.
+    let config = d.join("hotdesk.toml");
+    std::fs::write(
+        &config,
+        support::config_with(d, "http://127.0.0.1:8080", &directory, ""),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hotdesk"))
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("2 mailbox(es), 1 with a SIP secret, 6 file(s) watched"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("voicemail.conf:6: no '=' in this line; skipped"),
+        "{stdout}"
+    );
+
     let server = Server::start_with(directory, "").await;
 
     // The spool's secret.conf overrides voicemail.conf's PIN.

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use super::{DirectoryError, FreepbxDirectory, User, WazoDirectory, open_backend, valid_extension};
 use crate::config::DirectoryConfig;
 
-/// Reads the configured directory once, for `check-config`; describes what it found.
+/// Reads the configured directory once, for `check-config`; describes what it found (its
+/// warnings come from [`config_warnings`]).
 pub fn check_offline(config: &DirectoryConfig) -> Result<String, String> {
     use crate::config::DirectoryKind;
     match config.kind {
@@ -21,16 +22,13 @@ pub fn check_offline(config: &DirectoryConfig) -> Result<String, String> {
         DirectoryKind::VoicemailConf => {
             let l = super::voicemail::load(&super::voicemail::Source::from_config(config)?)?;
             let mut out = format!(
-                "{} mailbox(es) in {} file(s), {} with a SIP secret",
+                "{} mailbox(es), {} with a SIP secret, {} file(s) watched",
                 l.users.len(),
-                l.files.len(),
-                l.with_secret
+                l.with_secret,
+                l.files.len()
             );
             if l.with_secret < l.users.len() {
                 out.push_str(" (the others cannot log in: set pjsip_conf or sip_conf)");
-            }
-            for w in &l.warnings {
-                out.push_str(&format!("\n  warning: {w}"));
             }
             Ok(out)
         }
@@ -69,9 +67,16 @@ pub fn describe(extension: &str, found: Option<Arc<User>>) -> String {
     }
 }
 
-/// Settings that work but deserve a warning; `check-config` prints them.
+/// Settings that work but deserve a warning, and lines the files' reader skipped;
+/// `check-config` prints them.
 pub fn config_warnings(config: &DirectoryConfig) -> Vec<String> {
     let mut out = Vec::new();
+    if config.kind == crate::config::DirectoryKind::VoicemailConf
+        && let Ok(source) = super::voicemail::Source::from_config(config)
+        && let Ok(l) = super::voicemail::load(&source)
+    {
+        out.extend(l.warnings);
+    }
     if let Some(h) = &config.http
         && h.insecure_skip_verify
     {
