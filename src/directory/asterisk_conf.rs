@@ -2,7 +2,8 @@
 //! f0c1c1a7b7) reads it, for voicemail.conf, pjsip.conf, sip.conf and secret.conf:
 //!
 //! - `[name]` sections; `[name](!)` templates, `[name](a,b)` inheriting a's and b's
-//!   variables first, `[name](+)` adding to the last section of that name (l.2060-2150);
+//!   variables first, `[name](+)` adding to the first section of that name and
+//!   `[name](+type=auth)` to the first whose variables match (l.2060-2150, l.1065-1204);
 //! - `name = value` and `name => value`, split at the first `=` (l.2306-2330);
 //! - `;` comments, `\;` for a literal semicolon, `;-- --;` block comments that nest;
 //! - `#include` / `#tryinclude` (directive names case-insensitive, l.2188-2192), argument in
@@ -186,18 +187,29 @@ impl Reader {
             .and_then(|r| r.split_once(')'))
             .map(|(inside, _)| inside.split(',').map(str::trim).collect())
             .unwrap_or_default();
-        if options.contains(&"+") {
-            match self
-                .out
-                .sections
-                .iter()
-                .rposition(|s| s.name.eq_ignore_ascii_case(&name))
-            {
+        if let Some(add) = options.iter().find_map(|o| o.strip_prefix('+')) {
+            // `(+)` adds to the first non-template section of that name; `(+type=auth)` to the
+            // first whose variables match (config.c `category_get_sep`, `does_category_match`;
+            // Asterisk compares the filter as regular expressions, hotdesk as plain text).
+            let filter: Vec<(&str, &str)> = add
+                .split('&')
+                .filter_map(|f| f.split_once('='))
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .collect();
+            let found = self.out.sections.iter().position(|s| {
+                s.name.eq_ignore_ascii_case(&name)
+                    && !s.template
+                    && filter.iter().all(|(k, v)| s.get(k) == Some(*v))
+            });
+            match found {
                 Some(i) => self.current = Some(i),
                 None => {
                     self.warn(
                         at,
-                        format!("[{name}](+) adds to a section that does not exist"),
+                        format!(
+                            "[{name}]({}) adds to a section that does not exist",
+                            options.join(",")
+                        ),
                     );
                     self.current = None;
                 }
@@ -209,12 +221,12 @@ impl Reader {
             template: options.contains(&"!"),
             vars: Vec::new(),
         };
-        for base in options.iter().filter(|o| !matches!(**o, "!" | "+" | "")) {
+        for base in options.iter().filter(|o| !matches!(**o, "!" | "")) {
+            // The first section of that name, templates included ("TEMPLATES=include").
             match self
                 .out
                 .sections
                 .iter()
-                .rev()
                 .find(|s| s.name.eq_ignore_ascii_case(base))
             {
                 Some(b) => section.vars.extend(b.vars.iter().cloned()),
@@ -356,6 +368,27 @@ mod tests {
             parsed.sections_named("base").count(),
             0,
             "templates are not sections"
+        );
+    }
+
+    #[test]
+    fn additions_go_to_the_first_matching_section() {
+        // FreePBX names a pjsip endpoint, its auth and its aor alike, and adds with (+).
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "pjsip.conf",
+            "[1001]\ntype=endpoint\n[1001]\ntype=auth\n[1001](+type=auth)\npassword=p\n[1001](+)\nauth=1001\n",
+        );
+        let parsed = read(&p).unwrap();
+        assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+        let s: Vec<_> = parsed.sections_named("1001").collect();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].get("auth"), Some("1001"), "(+) is the first one");
+        assert_eq!(
+            s[1].get("password"),
+            Some("p"),
+            "(+type=auth) the matching one"
         );
     }
 

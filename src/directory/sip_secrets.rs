@@ -132,6 +132,20 @@ auth=1005-auth
 type=auth
 auth_type=md5
 md5_cred=0123456789abcdef
+
+; FreePBX style: endpoint, auth and aor share the extension as their name.
+[2001]
+type=endpoint
+auth=2001
+aors=2001
+[2001]
+type=auth
+auth_type=userpass
+username=2001
+password=fpbx-2001
+[2001]
+type=aor
+max_contacts=1
 ";
 
     #[test]
@@ -151,7 +165,8 @@ md5_cred=0123456789abcdef
         assert_eq!(get("1003"), None);
         assert_eq!(get("1004"), None, "another username");
         assert_eq!(get("1005"), None, "md5 has no password");
-        assert_eq!(secrets.len(), 2);
+        assert_eq!(get("2001").as_deref(), Some("fpbx-2001"), "same-name sections");
+        assert_eq!(secrets.len(), 3);
         assert_eq!(warnings.len(), 3, "{warnings:?}");
     }
 
