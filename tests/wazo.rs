@@ -281,6 +281,19 @@ async fn check_config_online_explains_wazo_answers() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("401 Authentication Failed"), "{err}");
 
+    // A config that names the backend but not its user is refused before anything is sent.
+    let (ok, _, err) = check_online(
+        directory(addr, "")
+            .split("[directory.wazo]")
+            .next()
+            .unwrap()
+            .to_owned(),
+        &[],
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("kind = \"wazo\" needs"), "{err}");
+
     fake.lock().unwrap().no_voicemail_acl = true;
     let (ok, _, err) = check_online(directory(addr, ""), &["--extension", "1001"]).await;
     assert!(!ok);

@@ -310,7 +310,7 @@ fn read_reply(extension: &str, reply: &Reply) -> Result<Option<Arc<User>>, Direc
         }
         status if token_trouble(status) => {
             return Err(unavailable(format_args!(
-                "the PBX refused a fresh token ({status})"
+                "GraphQL answered {status}, with a fresh token too"
             )));
         }
         status => return Err(unavailable(format_args!("GraphQL answered {status}"))),

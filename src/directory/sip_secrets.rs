@@ -165,7 +165,11 @@ max_contacts=1
         assert_eq!(get("1003"), None);
         assert_eq!(get("1004"), None, "another username");
         assert_eq!(get("1005"), None, "md5 has no password");
-        assert_eq!(get("2001").as_deref(), Some("fpbx-2001"), "same-name sections");
+        assert_eq!(
+            get("2001").as_deref(),
+            Some("fpbx-2001"),
+            "same-name sections"
+        );
         assert_eq!(secrets.len(), 3);
         assert_eq!(warnings.len(), 3, "{warnings:?}");
     }

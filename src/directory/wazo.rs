@@ -209,9 +209,7 @@ impl WazoDirectory {
         let mut value = HeaderValue::from_str(&t.data.token)
             .map_err(|_| unavailable("token holds characters not allowed in a header"))?;
         value.set_sensitive(true);
-        let life = self.expiration.saturating_sub(Duration::from_secs(60));
-        let life = life.max(self.expiration / 2);
-        *slot = Some((value.clone(), Instant::now() + life));
+        *slot = Some((value.clone(), Instant::now() + token_life(self.expiration)));
         Ok(value)
     }
 
@@ -366,6 +364,14 @@ fn refusal(reply: &Reply) -> String {
     }
 }
 
+/// How long a token is used: until a minute before it expires (half its life when short), so
+/// none expires mid-lookup.
+fn token_life(expiration: Duration) -> Duration {
+    expiration
+        .saturating_sub(Duration::from_secs(60))
+        .max(expiration / 2)
+}
+
 /// The line's password, when its SIP user name is the extension the phone will register as.
 fn sip_secret(extension: &str, endpoint: &Endpoint) -> Secret {
     let option = |key: &str| {
@@ -392,5 +398,47 @@ impl Directory for WazoDirectory {
         extension: &'a str,
     ) -> BoxFuture<'a, Result<Option<Arc<User>>, DirectoryError>> {
         Box::pin(self.fetch(extension))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_renewed_before_they_expire() {
+        let secs = |s| Duration::from_secs(s);
+        assert_eq!(token_life(secs(3600)), secs(3540));
+        assert_eq!(token_life(secs(60)), secs(30));
+        assert_eq!(token_life(secs(100)), secs(50));
+    }
+
+    #[test]
+    fn only_a_line_registered_as_the_extension_gives_its_secret() {
+        let endpoint = |user: &str| Endpoint {
+            auth_section_options: vec![
+                ("username".into(), user.into()),
+                ("password".into(), "pw".into()),
+            ],
+        };
+        assert_eq!(sip_secret("1001", &endpoint("1001")).expose(), "pw");
+        assert!(sip_secret("1001", &endpoint("x7k2p9qa")).is_empty());
+        assert!(
+            sip_secret(
+                "1001",
+                &Endpoint {
+                    auth_section_options: vec![]
+                }
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn ids_from_replies_are_checked_before_they_go_into_a_path() {
+        assert!(uuid("0f2e4d6c-8b0a-4c1e-9f3d-5b7a9c1e3f50").is_ok());
+        for bad in ["", "../users", "a/b", "1?x=1", &"a".repeat(65)] {
+            assert!(uuid(bad).is_err(), "{bad}");
+        }
     }
 }
