@@ -4,8 +4,10 @@
 //!   credentials with `auth = <section>`; that `type=auth` section holds `username` and
 //!   `password` (`auth_type` userpass, the default). Templates `(!)` and inheritance `(a)` are
 //!   resolved first, so a `type` or `password` set in a template counts.
-//!   Source: asterisk/asterisk configs/samples/pjsip.conf.sample (endpoint `auth`, auth
-//!   `auth_type`/`username`/`password`).
+//!   Source: asterisk/asterisk f0c1c1a7b7 configs/samples/pjsip.conf.sample l.345-389 (the
+//!   `[6001]` endpoint with `auth=6001`, the `[6001]` `type=auth` section with `auth_type`,
+//!   `username`, `password`, and the `[6001]` aor: one name for all three, as FreePBX writes
+//!   them). Every line of that sample is commented out, so it loads as an empty file.
 //! - sip.conf (chan_sip): a peer section `[1001]` with `secret = …`.
 //!
 //! An auth section whose `username` is not the extension is left out with a warning: the phone
@@ -133,7 +135,8 @@ type=auth
 auth_type=md5
 md5_cred=0123456789abcdef
 
-; FreePBX style: endpoint, auth and aor share the extension as their name.
+; pjsip.conf.sample's own example (l.345-389), as FreePBX writes it too: endpoint, auth and
+; aor share the extension as their name.
 [2001]
 type=endpoint
 auth=2001
