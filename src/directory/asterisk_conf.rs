@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 /// Include depth at most; deeper is an include loop.
 const MAX_DEPTH: usize = 8;
+/// Larger files are refused.
+const MAX_FILE_BYTES: u64 = 16 << 20;
 /// Asterisk's own limit for nested block comments (`MAX_NESTED_COMMENTS`).
 const MAX_NESTED_COMMENTS: usize = 128;
 
@@ -98,6 +100,16 @@ impl Reader {
             return Err(format!(
                 "{}: #include nested deeper than {MAX_DEPTH} (a loop?)",
                 path.display()
+            ));
+        }
+        let meta =
+            std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        // A device (an `#include /dev/zero`) or a huge file would never finish reading.
+        if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
+            return Err(format!(
+                "{} is not a regular file under {} MiB",
+                path.display(),
+                MAX_FILE_BYTES >> 20
             ));
         }
         let text = std::fs::read_to_string(path)
@@ -420,6 +432,8 @@ mod tests {
         assert!(read(&p).unwrap_err().contains("bad.conf:1"));
         let p = write(dir.path(), "loop.conf", "#include \"loop.conf\"\n");
         assert!(read(&p).unwrap_err().contains("loop"));
+        let p = write(dir.path(), "dev.conf", "#include /dev/zero\n");
+        assert!(read(&p).unwrap_err().contains("not a regular file"));
     }
 
     proptest::proptest! {
