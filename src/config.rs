@@ -178,6 +178,8 @@ pub enum DirectoryKind {
     Http,
     /// FreePBX's API module (OAuth2 client credentials + GraphQL).
     Freepbx,
+    /// Wazo Platform: a wazo-auth token, then wazo-confd.
+    Wazo,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -190,12 +192,24 @@ pub struct DirectoryConfig {
     /// `kind = "voicemail-conf"`: the Asterisk voicemail.conf, re-read when it (or an
     /// included file) changes.
     pub voicemail_conf: Option<PathBuf>,
-    /// `kind = "voicemail-conf"`: only mailboxes of this context (all contexts when absent).
+    /// `kind = "voicemail-conf"`: the context mailboxes are looked up in; `default` when
+    /// absent (as Asterisk), `"*"` for every context.
     pub context: Option<String>,
+    /// `kind = "voicemail-conf"`: Asterisk's voicemail spool, where `passwordlocation =
+    /// spooldir` keeps each mailbox's `secret.conf`; `/var/spool/asterisk/voicemail` when absent.
+    pub spool: Option<PathBuf>,
+    /// `kind = "voicemail-conf"`: pjsip.conf whose `type=auth` sections give users their SIP
+    /// secret (via each endpoint's `auth =`); the one beside voicemail.conf when absent.
+    pub pjsip_conf: Option<PathBuf>,
+    /// `kind = "voicemail-conf"`: chan_sip's sip.conf, whose peers' `secret =` is used when
+    /// pjsip.conf has none; the one beside voicemail.conf when absent.
+    pub sip_conf: Option<PathBuf>,
     /// `kind = "http"`, and the transport for `kind = "freepbx"`.
     pub http: Option<UpstreamHttp>,
     /// `kind = "freepbx"`: the API application's credentials.
     pub freepbx: Option<FreepbxConfig>,
+    /// `kind = "wazo"`: the wazo-auth user hotdesk logs in as, and where to look.
+    pub wazo: Option<WazoConfig>,
     /// A looked-up user is answered from memory this long.
     #[serde(default = "default_fresh")]
     pub fresh_ttl: Span,
@@ -219,8 +233,35 @@ pub struct DirectoryConfig {
 pub struct FreepbxConfig {
     pub client_id: String,
     pub client_secret: Secret,
-    /// OAuth2 scope; `gql` (everything) by default, or e.g. `gql:core:read gql:voicemail:read`.
+    /// OAuth2 scope. None by default: FreePBX then grants the application's own scopes.
+    /// `gql` asks for read and write on every module (check-config warns).
     pub scope: Option<String>,
+}
+
+/// A Wazo service user (wazo-auth) whose policy grants the confd read ACLs hotdesk needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WazoConfig {
+    pub username: String,
+    pub password: Secret,
+    /// wazo-auth backend; `wazo_user` when absent.
+    #[serde(default = "default_wazo_backend")]
+    pub backend: String,
+    /// Token lifetime asked for; renewed a minute before it ends.
+    #[serde(default = "default_wazo_expiration")]
+    pub token_expiration: Span,
+    /// Only extensions of this context (e.g. `default`); every context when absent.
+    pub context: Option<String>,
+    /// Sent as `Wazo-Tenant` (a tenant UUID) when set.
+    pub tenant: Option<String>,
+}
+
+fn default_wazo_backend() -> String {
+    "wazo_user".into()
+}
+
+fn default_wazo_expiration() -> Span {
+    Span(Duration::from_secs(3600))
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -258,6 +299,11 @@ pub struct UpstreamHttp {
     /// How long an open breaker fails fast before one trial request.
     #[serde(default = "default_breaker_cooldown")]
     pub breaker_cooldown: Span,
+    /// PEM certificates trusted besides the public web roots (an on-site PBX's own CA).
+    pub ca_file: Option<PathBuf>,
+    /// Take any certificate (testing only); check-config and every start warn loudly.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -804,7 +850,10 @@ impl Config {
             DirectoryKind::Freepbx if d.freepbx.is_none() || d.http.is_none() => {
                 return Err("[directory] kind = \"freepbx\" needs [directory.http] url = \"https://pbx/admin/api/api\" (auth = \"none\") and [directory.freepbx] client_id, client_secret".into());
             }
-            DirectoryKind::Http | DirectoryKind::Freepbx => {
+            DirectoryKind::Wazo if d.wazo.is_none() || d.http.is_none() => {
+                return Err("[directory] kind = \"wazo\" needs [directory.http] url = \"https://wazo.example.com/api\" (auth = \"none\") and [directory.wazo] username, password".into());
+            }
+            DirectoryKind::Http | DirectoryKind::Freepbx | DirectoryKind::Wazo => {
                 let Some(h) = &d.http else {
                     return Err(
                         "[directory] kind = \"http\" needs a [directory.http] table with url"
@@ -818,7 +867,7 @@ impl Config {
                     ));
                 }
                 match h.auth {
-                    _ if d.kind == DirectoryKind::Freepbx => {}
+                    _ if d.kind != DirectoryKind::Http => {}
                     UpstreamAuth::Bearer if h.token.is_none() => {
                         return Err("[directory.http] auth = \"bearer\" needs token".into());
                     }

@@ -30,6 +30,13 @@ enum Command {
     CheckConfig {
         #[arg(long, short)]
         config: PathBuf,
+        /// Also contact the directory's PBX as a login would: fetch a token and, with
+        /// --extension, look one extension up (secrets are never printed).
+        #[arg(long)]
+        online: bool,
+        /// The extension --online looks up.
+        #[arg(long, requires = "online")]
+        extension: Option<String>,
     },
     /// Read a password from standard input and print its argon2id PHC string.
     HashPassword,
@@ -45,7 +52,11 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve { config, log_format } => serve(config, log_format),
-        Command::CheckConfig { config } => check(config),
+        Command::CheckConfig {
+            config,
+            online,
+            extension,
+        } => check(config, online, extension),
         Command::NewApiKey { name } => {
             let mut bytes = [0u8; 24];
             getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
@@ -73,7 +84,7 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn check(path: PathBuf) -> anyhow::Result<()> {
+fn check(path: PathBuf, online: bool, extension: Option<String>) -> anyhow::Result<()> {
     let config = Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let users = hotdesk::directory::check_offline(&config.directory)
         .map_err(|e| anyhow::anyhow!("directory: {e}"))?;
@@ -82,6 +93,25 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
         path.display(),
         config.networks.len()
     );
+    let warnings = config
+        .warnings()
+        .into_iter()
+        .chain(hotdesk::directory::config_warnings(&config.directory));
+    for warning in warnings {
+        println!("warning: {warning}");
+    }
+    if online {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let found = runtime
+            .block_on(hotdesk::directory::check_online(
+                &config.directory,
+                extension.as_deref(),
+            ))
+            .map_err(|e| anyhow::anyhow!("directory (online): {e}"))?;
+        println!("online: {found}");
+    }
     Ok(())
 }
 

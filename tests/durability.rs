@@ -119,11 +119,13 @@ fn check_config_explains_errors() {
     let text = std::fs::read_to_string(&demo)
         .unwrap()
         .replace("kind = \"file\"", "kind = \"voicemail-conf\"")
-        .replace("# voicemail_conf = ", "voicemail_conf = ");
+        .replace("# voicemail_conf = ", "voicemail_conf = ")
+        .replace("# pjsip_conf = ", "pjsip_conf = ");
     let switched = tmp.path().join("vm.toml");
     std::fs::write(&switched, text).unwrap();
     let out = check_ok(&switched);
     assert!(out.contains("3 mailbox(es)"), "{out}");
+    assert!(out.contains("3 with a SIP secret"), "{out}");
 }
 
 #[test]

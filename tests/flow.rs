@@ -598,13 +598,41 @@ async fn secrets_never_appear_in_responses() {
     }
 }
 
-/// voicemail.conf has PINs but no SIP secrets: its users are checked, and refused with a
-/// clear screen rather than put on a phone that could never register.
 #[tokio::test]
-async fn voicemail_conf_users_without_a_sip_secret_are_refused_clearly() {
+async fn the_voicemail_conf_backend_logs_users_in() {
+    // fixtures/pjsip.conf beside it gives the SIP secrets.
     let vm = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/voicemail.conf");
     let directory = format!(
         "[directory]\nkind = \"voicemail-conf\"\nvoicemail_conf = \"{vm}\"\ncontext = \"default\"\n"
+    );
+    let server = Server::start_with(directory, "").await;
+    let phone = Phone::new(server.addr, YEALINK_T46S);
+    assert_eq!(
+        message(&phone.login("Internal", "1001", "1234").await).0,
+        "Logged in"
+    );
+    let other = Phone::new(server.addr, AASTRA_6737I);
+    assert_eq!(
+        message(&other.login("Internal", "1003", USER_PASSWORD).await).0,
+        "Logged in"
+    );
+    assert_eq!(server.logins().await.len(), 2);
+}
+
+/// voicemail.conf alone has PINs but no SIP secrets: its users are checked, and refused with
+/// a clear screen rather than put on a phone that could never register.
+#[tokio::test]
+async fn voicemail_conf_users_without_a_sip_secret_are_refused_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vm = tmp.path().join("voicemail.conf");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/voicemail.conf"),
+        &vm,
+    )
+    .unwrap();
+    let directory = format!(
+        "[directory]\nkind = \"voicemail-conf\"\nvoicemail_conf = \"{}\"\ncontext = \"default\"\n",
+        vm.display()
     );
     let server = Server::start_with(directory, "").await;
     let phone = Phone::new(server.addr, YEALINK_T46S);

@@ -336,3 +336,66 @@ async fn basic_auth_reaches_the_upstream() {
     // base64("hotdesk:p@ss:word")
     assert_eq!(up.auth_seen(), ["Basic aG90ZGVzazpwQHNzOndvcmQ="]);
 }
+
+/// An on-site PBX with its own CA: trusted through `ca_file`, refused without it (or with
+/// another CA), over a real TLS handshake on 127.0.0.1.
+#[tokio::test]
+async fn a_private_ca_is_trusted_only_through_ca_file() {
+    let tls = |name: &str| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/tls")
+            .join(name)
+    };
+    let up = Upstream::start_tls(&tls("cert-a.pem"), &tls("key-a.pem")).await;
+    up.user("1001", "Ada Lovelace", Some("73915"));
+    assert!(up.url().starts_with("https://127.0.0.1:"));
+    let with_ca = |ca: &str| {
+        http_directory(&up.url()).replace(
+            "[directory.http]\n",
+            &format!("[directory.http]\nca_file = \"{}\"\n", tls(ca).display()),
+        )
+    };
+    let login = "/app/login?net=internal&ext=1001&pin=73915";
+
+    let trusted = Server::start_with(with_ca("ca-a.pem"), "").await;
+    let phone = Phone::new(trusted.addr, YEALINK_T46S);
+    assert_eq!(title(&phone.go(login).await), "Logged in");
+
+    for directory in [with_ca("ca-b.pem"), http_directory(&up.url())] {
+        let server = Server::start_with(directory, "").await;
+        let phone = Phone::new(server.addr, YEALINK_T46S);
+        assert_eq!(title(&phone.go(login).await), "Please try later");
+    }
+    assert_eq!(
+        up.lookups(),
+        1,
+        "only the trusting server got a request through"
+    );
+
+    // Verification switched off: it works, and check-config says loudly what that means.
+    let insecure = http_directory(&up.url()).replace(
+        "[directory.http]\n",
+        "[directory.http]\ninsecure_skip_verify = true\n",
+    );
+    let server = Server::start_with(insecure.clone(), "").await;
+    let phone = Phone::new(server.addr, YEALINK_T46S);
+    assert_eq!(title(&phone.go(login).await), "Logged in");
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("hotdesk.toml");
+    std::fs::write(
+        &config,
+        support::config_with(tmp.path(), "http://127.0.0.1:8080", &insecure, ""),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hotdesk"))
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        stdout.contains("insecure_skip_verify = true: TLS CERTIFICATES ARE NOT CHECKED"),
+        "{stdout}"
+    );
+}

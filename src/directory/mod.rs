@@ -2,18 +2,24 @@
 //! file today; PBX adapters plug in beside it) and [`CachedDirectory`] sits in front of any
 //! of them, so `flow` never knows which backend answers.
 
+mod asterisk_conf;
 mod cache;
+mod check;
 pub mod file;
 mod freepbx;
 mod http;
 pub mod reload;
+mod sip_secrets;
 mod voicemail;
+mod wazo;
 
 pub use cache::{CachePolicy, CachedDirectory};
+pub use check::{check_offline, check_online, config_warnings, describe};
 pub use freepbx::FreepbxDirectory;
 pub use http::HttpDirectory;
 pub use reload::Reloading;
 pub use voicemail::parse_file as voicemail_parse;
+pub use wazo::WazoDirectory;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -80,11 +86,9 @@ pub fn open_backend(config: &crate::config::DirectoryConfig) -> Result<Arc<dyn D
             Ok(Arc::new(d))
         }
         DirectoryKind::VoicemailConf => {
-            let path = config
-                .voicemail_conf
-                .clone()
-                .ok_or("no [directory] voicemail_conf")?;
-            let d = voicemail::open(path.clone(), config.context.clone(), poll)?;
+            let source = voicemail::Source::from_config(config)?;
+            let path = source.voicemail_conf.clone();
+            let d = voicemail::open(source, poll)?;
             tracing::info!(mailboxes = d.len(), file = %path.display(), "voicemail.conf loaded");
             Ok(Arc::new(d))
         }
@@ -97,40 +101,30 @@ pub fn open_backend(config: &crate::config::DirectoryConfig) -> Result<Arc<dyn D
             let fpbx = config.freepbx.as_ref().ok_or("no [directory.freepbx]")?;
             Ok(Arc::new(FreepbxDirectory::new(http, fpbx)?))
         }
+        DirectoryKind::Wazo => {
+            let http = config.http.as_ref().ok_or("no [directory.http]")?;
+            let wazo = config.wazo.as_ref().ok_or("no [directory.wazo]")?;
+            Ok(Arc::new(WazoDirectory::new(http, wazo)?))
+        }
     }
 }
 
-/// Reads the configured directory once, for `check-config`; describes what it found.
-pub fn check_offline(config: &crate::config::DirectoryConfig) -> Result<String, String> {
-    use crate::config::DirectoryKind;
-    match config.kind {
-        DirectoryKind::File => {
-            let path = config.file.as_ref().ok_or("no [directory] file")?;
-            Ok(format!(
-                "{} user(s) in {}",
-                file::load(path)?.len(),
-                path.display()
-            ))
-        }
-        DirectoryKind::VoicemailConf => {
-            let path = config
-                .voicemail_conf
-                .as_ref()
-                .ok_or("no [directory] voicemail_conf")?;
-            let (users, files) = voicemail::parse_file(path, config.context.as_deref())?;
-            Ok(format!(
-                "{} mailbox(es) in {} file(s)",
-                users.len(),
-                files.len()
-            ))
-        }
-        DirectoryKind::Http | DirectoryKind::Freepbx => Ok(format!(
-            "{:?} directory at {} (not contacted)",
-            config.kind,
-            config.http.as_ref().map_or("?", |h| h.url.as_str())
-        )),
+/// A voicemail password as Asterisk treats it (apps/app_voicemail.c at f0c1c1a7b7): one leading
+/// `-` only marks it as one the user may not change and is not part of it (l.11806-11807); an
+/// empty one means no PIN. One starting with `*` is invalid (warned at load, l.13375; refused on
+/// change, l.1770): `*` at the PIN prompt escapes instead (l.11788).
+pub(crate) fn asterisk_pin(raw: &str) -> Result<Option<Secret>, InvalidPin> {
+    let pin = raw.strip_prefix('-').unwrap_or(raw);
+    if pin.starts_with('*') {
+        return Err(InvalidPin);
     }
+    Ok((!pin.is_empty()).then(|| Secret::new(pin)))
 }
+
+/// A PIN Asterisk does not accept; the user is left out of the directory (with a warning),
+/// so nobody logs in with it and no other credential stands in for it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct InvalidPin;
 
 /// Extensions are short and dialable: digits, `*` and `#`, with an optional leading `+`
 /// (E.164). Anything else (dots, slashes, letters) never reaches a backend or an upstream URL.
@@ -145,7 +139,23 @@ pub fn valid_extension(ext: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::valid_extension;
+    use super::{InvalidPin, asterisk_pin, valid_extension};
+
+    #[test]
+    fn pins_as_asterisk_reads_them() {
+        let pin = |raw| asterisk_pin(raw).map(|p| p.map(|p| p.expose().to_owned()));
+        assert_eq!(pin("1234"), Ok(Some("1234".into())));
+        assert_eq!(
+            pin("-1234"),
+            Ok(Some("1234".into())),
+            "one '-' only marks it fixed"
+        );
+        assert_eq!(pin("--12"), Ok(Some("-12".into())), "only one is removed");
+        assert_eq!(pin(""), Ok(None));
+        assert_eq!(pin("-"), Ok(None));
+        assert_eq!(pin("*123"), Err(InvalidPin));
+        assert_eq!(pin("-*123"), Err(InvalidPin));
+    }
 
     #[test]
     fn extensions_are_dialable_text_only() {

@@ -52,7 +52,10 @@ impl Reloading {
                     return;
                 }
                 let files: Vec<PathBuf> = last.iter().map(|(p, _)| p.clone()).collect();
-                let now = stamps(&files);
+                // One stat per file read (with spooldir PINs: per mailbox), off the workers.
+                let Ok(now) = tokio::task::spawn_blocking(move || stamps(&files)).await else {
+                    continue;
+                };
                 if now == last {
                     continue;
                 }

@@ -45,9 +45,14 @@ pub struct Outgoing<'a> {
     pub body: Option<(Vec<u8>, &'static str)>,
     /// Overrides the configured credentials (e.g. an OAuth2 access token).
     pub auth: Option<HeaderValue>,
+    /// More headers (e.g. Wazo's `X-Auth-Token`); mark secret values sensitive.
+    pub headers: Vec<(&'static str, HeaderValue)>,
     pub key: Option<&'a str>,
     /// Safe to send twice (GET, or a read-only query).
     pub retry: bool,
+    /// Hand a 5xx back as a reply without counting it against the breaker: the caller
+    /// retries with a new token first and counts a failure itself ([`Client::count_failure`]).
+    pub defer_5xx: bool,
 }
 
 /// A complete reply.
@@ -66,14 +71,121 @@ pub struct Client {
     breaker: Breaker,
 }
 
+/// The public web roots, plus the PEM certificates in `ca_file` (an on-site PBX's own CA);
+/// or, with `insecure`, no certificate check at all (only handshake signatures).
+fn tls_config(
+    ca_file: Option<&std::path::Path>,
+    insecure: bool,
+) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "ca_file {} holds no PEM certificate",
+                path.display()
+            ));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    Ok(if insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(std::sync::Arc::new(NoCertificateCheck(provider)))
+            .with_no_client_auth()
+    } else {
+        builder.with_root_certificates(roots).with_no_client_auth()
+    })
+}
+
+/// `insecure_skip_verify = true`: any certificate is taken; check-config and every start say so.
+#[derive(Debug)]
+struct NoCertificateCheck(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoCertificateCheck {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// An error and its causes in one line ("client error (Connect): … Connection refused").
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 impl Client {
     pub fn new(c: &UpstreamHttp) -> Result<Self, String> {
+        if c.insecure_skip_verify {
+            tracing::warn!(url = %c.url, "TLS CERTIFICATE VERIFICATION IS OFF (insecure_skip_verify): anyone between hotdesk and this upstream can impersonate it and read PINs and SIP secrets");
+        }
         let mut connector = HttpConnector::new();
         connector.enforce_http(false);
         connector.set_connect_timeout(Some(c.connect_timeout.0));
         connector.set_nodelay(true);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config(tls_config(c.ca_file.as_deref(), c.insecure_skip_verify)?)
             .https_or_http()
             .enable_http1()
             .wrap_connector(connector);
@@ -147,10 +259,19 @@ impl Client {
             path,
             body,
             auth: None,
+            headers: Vec::new(),
             key,
             retry,
+            defer_5xx: false,
         })
         .await
+    }
+
+    /// Counts one failure the caller detected (see [`Outgoing::defer_5xx`]).
+    pub fn count_failure(&self, what: &dyn std::fmt::Display) {
+        if self.breaker.failure() {
+            tracing::warn!(error = %what, "upstream circuit breaker opened");
+        }
     }
 
     /// Sends `out`; retried once after a transport error when `out.retry`.
@@ -163,6 +284,7 @@ impl Client {
         let mut last = UpstreamError::Transport("not sent".into());
         for attempt in 0..attempts {
             match self.once(&out).await {
+                Ok(reply) if reply.status.is_server_error() && out.defer_5xx => return Ok(reply),
                 Ok(reply) if reply.status.is_server_error() => {
                     last = UpstreamError::Status(reply.status.as_u16());
                     break;
@@ -204,6 +326,9 @@ impl Client {
         if let Some(key) = out.key {
             req = req.header("idempotency-key", key);
         }
+        for (name, value) in &out.headers {
+            req = req.header(*name, value.clone());
+        }
         let body = match &out.body {
             Some((b, content_type)) => {
                 req = req.header(header::CONTENT_TYPE, *content_type);
@@ -220,7 +345,7 @@ impl Client {
                 .http
                 .request(req)
                 .await
-                .map_err(|e| UpstreamError::Transport(e.to_string()))?;
+                .map_err(|e| UpstreamError::Transport(with_causes(&e)))?;
             let status = resp.status();
             let body = Limited::new(resp.into_body(), max)
                 .collect()
