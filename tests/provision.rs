@@ -251,9 +251,13 @@ fn shipped_templates_match_their_golden_files() {
                 applied_at: None,
             };
             let ext = file.rsplit('.').next().unwrap();
-            let one = [(&login, "sip-secret-1001")];
-            let none: [(&hotdesk::store::Login, &str); 0] = [];
-            let cases: Vec<(&str, &[(&hotdesk::store::Login, &str)])> = if state == "none" {
+            let one = [hotdesk::provision::Line {
+                login: &login,
+                sip_password: "sip-secret-1001",
+                sip_username: None,
+            }];
+            let none: [hotdesk::provision::Line<'_>; 0] = [];
+            let cases: Vec<(&str, &[hotdesk::provision::Line<'_>])> = if state == "none" {
                 vec![("login", &one), ("logged-out", &none)]
             } else {
                 vec![("base-profile", &none)]

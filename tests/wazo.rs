@@ -201,14 +201,15 @@ async fn logs_in_through_wazo_auth_and_confd() {
     assert_eq!(message(&b).0, "Login failed", "total: 0 is unknown");
     assert_eq!(server.logins().await[0]["name"], "Ada Lovelace");
 
-    // A line whose SIP user name is Wazo's own, not the extension: refused, clearly.
+    // A line whose SIP user name is Wazo's own, not the extension: the phone registers as
+    // that user, with the line's secret.
     let c = Phone::new(server.addr, YEALINK_T46S);
-    let (title, text) = message(&c.go(&login("1002", "4321")).await);
-    assert_eq!(title, "Login refused");
-    assert_eq!(
-        text,
-        "Extension 1002 has no phone line set up. Ask your administrator."
-    );
+    assert_eq!(message(&c.go(&login("1002", "4321")).await).0, "Logged in");
+    let file = c.fetch("/provision/805ec02f3c2e.cfg").await;
+    let file = file.text();
+    assert!(file.contains("account.1.auth_name = x7k2p9qa"), "{file}");
+    assert!(file.contains("account.1.user_name = x7k2p9qa"), "{file}");
+    assert!(file.contains("account.1.label = 1002"), "{file}");
 
     let f = fake.lock().unwrap();
     assert_eq!(f.tokens_issued, 1, "single flight, then reused");

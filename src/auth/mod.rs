@@ -198,6 +198,7 @@ mod tests {
             name: "Ada".into(),
             voicemail_pin: pin.map(Secret::new),
             sip_password: Secret::new("sip-secret"),
+            sip_username: None,
             template: None,
         }
     }

@@ -229,6 +229,7 @@ mod tests {
                         name: self.name.lock().unwrap().clone(),
                         voicemail_pin: None,
                         sip_password: crate::secret::Secret::new("s"),
+                        sip_username: None,
                         template: None,
                     })
                 }))

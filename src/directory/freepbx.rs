@@ -358,6 +358,7 @@ fn read_reply(extension: &str, reply: &Reply) -> Result<Option<Arc<User>>, Direc
         name,
         voicemail_pin: pin,
         sip_password: e.user.and_then(|u| u.ext_password).unwrap_or_default(),
+        sip_username: None,
         template: None,
     })))
 }

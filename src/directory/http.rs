@@ -32,6 +32,8 @@ struct ExtensionReply {
     voicemail_pin: Option<Secret>,
     sip_password: Secret,
     #[serde(default)]
+    sip_username: Option<String>,
+    #[serde(default)]
     template: Option<String>,
     #[serde(default = "yes")]
     enabled: bool,
@@ -77,6 +79,7 @@ impl HttpDirectory {
                 name: r.name,
                 voicemail_pin: r.voicemail_pin.filter(|p| !p.is_empty()),
                 sip_password: r.sip_password,
+                sip_username: r.sip_username.filter(|u| !u.is_empty()),
                 template: r.template,
             })
         }))

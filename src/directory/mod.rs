@@ -40,6 +40,10 @@ pub struct User {
     #[serde(default)]
     pub voicemail_pin: Option<Secret>,
     pub sip_password: Secret,
+    /// The SIP user name the phone registers and authenticates as, when it is not the
+    /// extension (Wazo lines, pjsip auth sections with their own `username`).
+    #[serde(default)]
+    pub sip_username: Option<String>,
     /// Provisioning template for this user; the brand default when absent.
     #[serde(default)]
     pub template: Option<String>,

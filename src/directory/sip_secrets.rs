@@ -10,16 +10,23 @@
 //!   them). Every line of that sample is commented out, so it loads as an empty file.
 //! - sip.conf (chan_sip): a peer section `[1001]` with `secret = …`.
 //!
-//! An auth section whose `username` is not the extension is left out with a warning: the phone
-//! is provisioned with the extension as its SIP user, so that secret would not register.
+//! An auth section whose `username` is not the extension gives the phone that SIP user name.
 
 use std::collections::HashMap;
 
 use super::asterisk_conf::Parsed;
 use crate::secret::Secret;
 
-/// Endpoint name → SIP secret, from a parsed pjsip.conf; skipped endpoints go to `warnings`.
-pub fn from_pjsip(conf: &Parsed, warnings: &mut Vec<String>) -> HashMap<String, Secret> {
+/// Endpoint name → SIP line, from a parsed pjsip.conf; skipped endpoints go to `warnings`.
+/// What a phone needs to register as an extension: the secret, and the SIP user name when it is
+/// not the extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipLine {
+    pub username: Option<String>,
+    pub secret: Secret,
+}
+
+pub fn from_pjsip(conf: &Parsed, warnings: &mut Vec<String>) -> HashMap<String, SipLine> {
     let kind = |s: &super::asterisk_conf::Section, t: &str| {
         s.get("type").is_some_and(|v| v.eq_ignore_ascii_case(t))
     };
@@ -54,25 +61,23 @@ pub fn from_pjsip(conf: &Parsed, warnings: &mut Vec<String>) -> HashMap<String, 
             ));
             continue;
         }
-        if let Some(user) = auth.get("username")
-            && user != endpoint.name
-        {
-            warnings.push(format!(
-                "pjsip endpoint {}: auth `{link}` has username {user}, not the extension; its secret is not used",
-                endpoint.name
-            ));
-            continue;
-        }
+        // An auth section may name its own user: the phone then registers as that user.
+        let username = auth
+            .get("username")
+            .filter(|u| *u != endpoint.name)
+            .map(str::to_owned);
         if let Some(password) = auth.get("password").filter(|p| !p.is_empty()) {
-            out.entry(endpoint.name.clone())
-                .or_insert_with(|| Secret::new(password));
+            out.entry(endpoint.name.clone()).or_insert_with(|| SipLine {
+                username,
+                secret: Secret::new(password),
+            });
         }
     }
     out
 }
 
 /// Peer name → `secret`, from a parsed sip.conf (chan_sip).
-pub fn from_sip(conf: &Parsed) -> HashMap<String, Secret> {
+pub fn from_sip(conf: &Parsed) -> HashMap<String, SipLine> {
     let mut out = HashMap::new();
     for peer in conf
         .sections
@@ -80,8 +85,15 @@ pub fn from_sip(conf: &Parsed) -> HashMap<String, Secret> {
         .filter(|s| !s.template && !s.name.eq_ignore_ascii_case("general"))
     {
         if let Some(secret) = peer.get("secret").filter(|s| !s.is_empty()) {
-            out.entry(peer.name.clone())
-                .or_insert_with(|| Secret::new(secret));
+            // chan_sip authenticates as `defaultuser` when set, else the peer name.
+            let username = peer
+                .get("defaultuser")
+                .filter(|u| !u.is_empty() && *u != peer.name)
+                .map(str::to_owned);
+            out.entry(peer.name.clone()).or_insert_with(|| SipLine {
+                username,
+                secret: Secret::new(secret),
+            });
         }
     }
     out
@@ -158,7 +170,7 @@ max_contacts=1
         std::fs::write(&p, PJSIP).unwrap();
         let mut warnings = Vec::new();
         let secrets = from_pjsip(&read(&p).unwrap(), &mut warnings);
-        let get = |e: &str| secrets.get(e).map(|s| s.expose().to_owned());
+        let get = |e: &str| secrets.get(e).map(|s| s.secret.expose().to_owned());
         assert_eq!(get("1001").as_deref(), Some("pj-secret-1001"));
         assert_eq!(
             get("1002").as_deref(),
@@ -166,15 +178,17 @@ max_contacts=1
             "first of a list"
         );
         assert_eq!(get("1003"), None);
-        assert_eq!(get("1004"), None, "another username");
+        assert_eq!(get("1004").as_deref(), Some("x"), "its own user name");
+        assert_eq!(secrets["1004"].username.as_deref(), Some("someone-else"));
+        assert_eq!(secrets["1001"].username, None, "the extension itself");
         assert_eq!(get("1005"), None, "md5 has no password");
         assert_eq!(
             get("2001").as_deref(),
             Some("fpbx-2001"),
             "same-name sections"
         );
-        assert_eq!(secrets.len(), 3);
-        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert_eq!(secrets.len(), 4);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
     }
 
     #[test]
@@ -188,6 +202,6 @@ max_contacts=1
         .unwrap();
         let secrets = from_sip(&read(&p).unwrap());
         assert_eq!(secrets.len(), 1);
-        assert_eq!(secrets["2001"].expose(), "sip-2001");
+        assert_eq!(secrets["2001"].secret.expose(), "sip-2001");
     }
 }

@@ -108,8 +108,10 @@ pub fn load(source: &Source) -> Result<Loaded, String> {
     }
     let mut with_secret = 0;
     for user in users.values_mut() {
-        if let Some(secret) = secrets.get(&user.extension) {
-            Arc::make_mut(user).sip_password = secret.clone();
+        if let Some(line) = secrets.get(&user.extension) {
+            let user = Arc::make_mut(user);
+            user.sip_password = line.secret.clone();
+            user.sip_username = line.username.clone();
             with_secret += 1;
         }
     }
@@ -125,7 +127,7 @@ fn sip_secrets_of(
     source: &Source,
     files: &mut Vec<PathBuf>,
     warnings: &mut Vec<String>,
-) -> Result<HashMap<String, Secret>, String> {
+) -> Result<HashMap<String, sip_secrets::SipLine>, String> {
     let mut secrets = HashMap::new();
     if let Some(path) = &source.pjsip_conf {
         let conf = asterisk_conf::read(path)?;
@@ -227,6 +229,7 @@ fn read_mailboxes(
                 },
                 voicemail_pin,
                 sip_password: Secret::default(),
+                sip_username: None,
                 template: None,
             };
             // The first context (and the first line) that defines a mailbox wins, as

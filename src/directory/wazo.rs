@@ -24,9 +24,7 @@
 //!    (`plugins/voicemail/schema.py` l.14-36; `password` digits only).
 //!
 //! Any confd call answered 401, 403 or 5xx gets one new token and one retry.
-//! The phone is provisioned with the extension as its SIP user name; Wazo gives lines their own
-//! (random) user names, so a line whose username is not the extension yields no SIP secret and
-//! the login is refused (see the README).
+//! Wazo gives lines their own (random) SIP user names; the phone is provisioned with it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -286,13 +284,13 @@ impl WazoDirectory {
         let Some(owner) = line.users.first() else {
             return Ok(None); // a line nobody owns
         };
-        let sip_password = match &line.endpoint_sip {
+        let (sip_username, sip_password) = match &line.endpoint_sip {
             Some(e) => {
                 let path = format!("/confd/1.1/endpoints/sip/{}?view=merged", uuid(&e.uuid)?);
                 let endpoint: Endpoint = self.get(&path).await?;
-                sip_secret(extension, &endpoint)
+                sip_line(extension, &endpoint)
             }
-            None => Secret::default(),
+            None => (None, Secret::default()),
         };
         let path = format!("/confd/1.1/users/{}/voicemails", uuid(&owner.uuid)?);
         let boxes: Items<Voicemail> = self.get(&path).await?;
@@ -325,6 +323,7 @@ impl WazoDirectory {
             name,
             voicemail_pin,
             sip_password,
+            sip_username,
             template: None,
         })))
     }
@@ -372,8 +371,8 @@ fn token_life(expiration: Duration) -> Duration {
         .max(expiration / 2)
 }
 
-/// The line's password, when its SIP user name is the extension the phone will register as.
-fn sip_secret(extension: &str, endpoint: &Endpoint) -> Secret {
+/// The line's SIP user name (when it is not the extension) and password.
+fn sip_line(extension: &str, endpoint: &Endpoint) -> (Option<String>, Secret) {
     let option = |key: &str| {
         endpoint
             .auth_section_options
@@ -383,12 +382,11 @@ fn sip_secret(extension: &str, endpoint: &Endpoint) -> Secret {
             .map(|(_, v)| v.as_str())
     };
     match (option("username"), option("password")) {
-        (Some(user), Some(password)) if user == extension => Secret::new(password),
-        (Some(_), Some(_)) => {
-            tracing::warn!(%extension, "the Wazo line's SIP username is not the extension; hotdesk provisions the extension as the SIP user, so this line is not used");
-            Secret::default()
-        }
-        _ => Secret::default(),
+        (Some(user), Some(password)) => (
+            (user != extension).then(|| user.to_owned()),
+            Secret::new(password),
+        ),
+        _ => (None, Secret::default()),
     }
 }
 
@@ -414,24 +412,24 @@ mod tests {
     }
 
     #[test]
-    fn only_a_line_registered_as_the_extension_gives_its_secret() {
+    fn a_line_gives_its_secret_and_its_own_user_name() {
         let endpoint = |user: &str| Endpoint {
             auth_section_options: vec![
                 ("username".into(), user.into()),
                 ("password".into(), "pw".into()),
             ],
         };
-        assert_eq!(sip_secret("1001", &endpoint("1001")).expose(), "pw");
-        assert!(sip_secret("1001", &endpoint("x7k2p9qa")).is_empty());
-        assert!(
-            sip_secret(
-                "1001",
-                &Endpoint {
-                    auth_section_options: vec![]
-                }
-            )
-            .is_empty()
+        let (user, secret) = sip_line("1001", &endpoint("1001"));
+        assert_eq!((user, secret.expose()), (None, "pw"));
+        let (user, secret) = sip_line("1001", &endpoint("x7k2p9qa"));
+        assert_eq!((user.as_deref(), secret.expose()), (Some("x7k2p9qa"), "pw"));
+        let (user, secret) = sip_line(
+            "1001",
+            &Endpoint {
+                auth_section_options: vec![],
+            },
         );
+        assert!(user.is_none() && secret.is_empty());
     }
 
     #[test]

@@ -67,6 +67,16 @@ pub struct Provisioner {
     names: BTreeSet<String>,
 }
 
+/// One logged-in user's line as the file needs it: the login, and the SIP credentials read
+/// from the directory at that moment.
+#[derive(Debug, Clone, Copy)]
+pub struct Line<'a> {
+    pub login: &'a Login,
+    pub sip_password: &'a str,
+    /// The SIP user name when it is not the extension.
+    pub sip_username: Option<&'a str>,
+}
+
 /// A rendered file and its content type.
 pub struct Rendered {
     pub body: String,
@@ -169,7 +179,7 @@ impl Provisioner {
         &self,
         config: &Config,
         handset: &Handset,
-        lines: &[(&Login, &str)],
+        lines: &[Line<'_>],
     ) -> Result<Rendered, String> {
         self.render_with(config, handset, lines, None)
     }
@@ -180,10 +190,10 @@ impl Provisioner {
         &self,
         config: &Config,
         handset: &Handset,
-        lines: &[(&Login, &str)],
+        lines: &[Line<'_>],
         fetch_auth: Option<(&str, &str)>,
     ) -> Result<Rendered, String> {
-        let login = lines.first().map(|(l, _)| *l);
+        let login = lines.first().map(|l| l.login);
         let name = self.pick(handset.vendor, login.and_then(|l| l.template.as_deref()));
         let tmpl = self.env.get_template(&name).map_err(|e| e.to_string())?;
         let base_url = config.base();
@@ -193,13 +203,15 @@ impl Provisioner {
             Vendor::Snom | Vendor::Sangoma => format!("{base_url}/app?mac={mac}"),
             _ => format!("{base_url}/app"),
         };
-        let to_value = |(l, sip_password): &(&Login, &str)| {
+        let to_value = |line: &Line<'_>| {
+            let l = line.login;
             let net = config.networks.get(&l.network);
             context! {
                 identity => l.identity,
                 extension => l.extension,
                 name => l.name,
-                sip_password => sip_password,
+                sip_password => line.sip_password,
+                sip_username => line.sip_username.unwrap_or(&l.extension),
                 network => l.network,
                 network_label => net.map(|n| n.label.as_str()).unwrap_or(""),
                 sip_server => net.map(|n| n.sip_server.as_str()).unwrap_or(""),
@@ -212,7 +224,7 @@ impl Provisioner {
             .map(|i| {
                 lines
                     .iter()
-                    .position(|(l, _)| l.identity == i)
+                    .position(|l| l.login.identity == i)
                     .map_or(Value::from(()), |p| all[p].clone())
             })
             .collect();

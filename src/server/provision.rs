@@ -94,7 +94,7 @@ async fn render_for(
     let mut lines = Vec::with_capacity(logins.len());
     for l in &logins {
         match app.directory.lookup(&l.extension).await {
-            Ok(Some(user)) => lines.push((l.as_ref(), user.sip_password.clone())),
+            Ok(Some(user)) => lines.push((l.as_ref(), user)),
             Ok(None) => {
                 tracing::warn!(extension = %l.extension, "provisioning: a logged-in user left the directory; leaving that line out")
             }
@@ -108,8 +108,14 @@ async fn render_for(
         }
     }
     let rendered_at = app.clock.now();
-    let lines: Vec<(&crate::store::Login, &str)> =
-        lines.iter().map(|(l, s)| (*l, s.expose())).collect();
+    let lines: Vec<crate::provision::Line<'_>> = lines
+        .iter()
+        .map(|(login, user)| crate::provision::Line {
+            login,
+            sip_password: user.sip_password.expose(),
+            sip_username: user.sip_username.as_deref(),
+        })
+        .collect();
     let fetch_auth = app.credentials.get(&handset.mac);
     let fetch_auth = fetch_auth
         .as_ref()
