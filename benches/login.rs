@@ -223,9 +223,17 @@ path = "{dir}/bench.sqlite"
 [networks.internal]
 label = "Internal"
 sip_server = "10.0.0.5"
+[login]
+# An admin password, so that every failed login below runs argon2 (the memory budget).
+admin_password_hash = "{admin}"
+# Every bench phone comes from 127.0.0.1 or a few 127.0.1.x: the per-address and shared
+# budgets would stop the runs; they are not what is measured here.
+max_failures_per_source = 1000000
+shared_max_failures = 1000000
 "#,
         url = up.url(),
-        dir = tmp.path().display()
+        dir = tmp.path().display(),
+        admin = hotdesk::auth::hash_password("bench-admin-password").unwrap()
     );
     let config =
         hotdesk::config::Config::parse(&config, std::path::Path::new("bench.toml")).unwrap();
