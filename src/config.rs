@@ -86,8 +86,13 @@ pub struct Config {
     pub phones: PhonesConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    /// `[reload]`: the per-vendor keys of earlier releases (now `[vendors.<id>] reload`).
     #[serde(default)]
     pub reload: ReloadConfig,
+    /// Per-vendor settings, keyed by the vendor's id (`aastra`, `yealink`, `htek`, `sangoma`,
+    /// `snom`); checked against the vendor registry at start-up.
+    #[serde(default)]
+    pub vendors: IndexMap<String, VendorSettings>,
     #[serde(default)]
     pub writeback: WritebackConfig,
     #[serde(default)]
@@ -404,9 +409,27 @@ const DEMO_ADMIN_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$vvw2euy2cAzcdUG7CoZ
 const MIN_USER_PASSWORD: usize = 6;
 
 impl Config {
-    /// Settings that work but weaken the defences; `check-config` and `serve` print them.
+    /// What the admin set for `vendor` (`[vendors.<id>]`, falling back to the `[reload]` keys
+    /// of earlier releases).
+    pub fn vendor(&self, vendor: &str) -> Option<VendorSettings> {
+        let mut settings = self.vendors.get(vendor).cloned();
+        if let Some(legacy) = self.reload.legacy(vendor)
+            && settings.as_ref().is_none_or(|s| s.reload.is_none())
+        {
+            settings.get_or_insert_with(VendorSettings::default).reload = Some(legacy);
+        }
+        settings
+    }
+
+    /// Settings that work but weaken the defences or are spelled as an earlier release did;
+    /// `check-config` and `serve` print them.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        for key in self.reload.legacy_keys() {
+            out.push(format!(
+                "[reload] {key} is the old spelling; write [vendors.{key}] reload = … instead (the old one is read for now)"
+            ));
+        }
         if let Some(p) = &self.login.user_password
             && !p.is_empty()
             && p.expose().chars().count() < MIN_USER_PASSWORD
@@ -646,25 +669,49 @@ fn private_ranges() -> Vec<IpNet> {
     .collect()
 }
 
-/// How each vendor's phone is made to load its new configuration after a login or logout.
-#[derive(Debug, Clone, Deserialize)]
+/// `[reload] aastra = …` and friends, as earlier releases wrote them: still read, with a
+/// warning naming `[vendors.<id>] reload`.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReloadConfig {
-    pub aastra: ReloadMethod,
-    pub yealink: ReloadMethod,
-    pub htek: ReloadMethod,
-    pub snom: ReloadMethod,
+    pub aastra: Option<ReloadMethod>,
+    pub yealink: Option<ReloadMethod>,
+    /// Also Sangoma S-series (Htek OEMs), as before.
+    pub htek: Option<ReloadMethod>,
+    pub snom: Option<ReloadMethod>,
 }
 
-impl Default for ReloadConfig {
-    fn default() -> Self {
-        Self {
-            aastra: ReloadMethod::Push,
-            yealink: ReloadMethod::Reboot,
-            htek: ReloadMethod::Reboot,
-            snom: ReloadMethod::Reboot,
+impl ReloadConfig {
+    fn legacy(&self, vendor: &str) -> Option<ReloadMethod> {
+        match vendor {
+            "aastra" => self.aastra,
+            "yealink" => self.yealink,
+            "htek" | "sangoma" => self.htek,
+            "snom" => self.snom,
+            _ => None,
         }
     }
+
+    fn legacy_keys(&self) -> Vec<&'static str> {
+        [
+            ("aastra", self.aastra),
+            ("yealink", self.yealink),
+            ("htek", self.htek),
+            ("snom", self.snom),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|_| k))
+        .collect()
+    }
+}
+
+/// `[vendors.<id>]`: what an admin sets for one vendor's phones.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VendorSettings {
+    /// How the phone loads its new configuration after a login or logout; the vendor's
+    /// documented default when absent (see `vendor-xml/<id>/README.md`).
+    pub reload: Option<ReloadMethod>,
 }
 
 /// The vendor-neutral reload choices; each dialect maps them to its own command

@@ -25,6 +25,7 @@ pub mod secret;
 pub mod server;
 pub mod store;
 pub mod upstream;
+pub mod vendor;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -67,6 +68,8 @@ pub enum StartError {
     Templates(String),
     #[error("tls: {0}")]
     Tls(String),
+    #[error("[vendors.{0}]: no such vendor; known: {1}")]
+    UnknownVendor(String, String),
 }
 
 /// A user of the embedded directory naming a template that exists for no brand is a
@@ -111,6 +114,14 @@ impl App {
         clock: Arc<dyn clock::Clock>,
     ) -> Result<Arc<Self>, StartError> {
         let config = Arc::new(config);
+        if let Some(name) = config
+            .vendors
+            .keys()
+            .find(|k| vendor::by_name(k).is_none_or(|f| f.id() != k.as_str()))
+        {
+            let known: Vec<&str> = vendor::all().iter().map(|f| f.id()).collect();
+            return Err(StartError::UnknownVendor(name.clone(), known.join(", ")));
+        }
         for warning in config.warnings() {
             tracing::warn!("{warning}");
         }

@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hotdesk::config::ReloadMethod;
-use hotdesk::dialect::{Target, render};
+use hotdesk::dialect::Target;
 use hotdesk::flow::screens;
-use hotdesk::phone::{Handset, identify};
+use hotdesk::phone::Handset;
 use hotdesk::screen::{Action, Link, Screen};
+use hotdesk::vendor::identify;
+use hotdesk::vendor::render;
 
 const BASE: &str = "http://hd.example.net:8080";
 

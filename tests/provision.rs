@@ -224,8 +224,8 @@ fn an_unknown_template_name_stops_start_up() {
 /// Golden files of every shipped template: logged in, base profile, nothing.
 #[test]
 fn shipped_templates_match_their_golden_files() {
-    use hotdesk::phone::identify;
     use hotdesk::provision::Provisioner;
+    use hotdesk::vendor::identify;
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("vendor-xml");
     let tmp = tempfile::tempdir().unwrap();

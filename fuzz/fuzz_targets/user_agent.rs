@@ -9,8 +9,8 @@ fuzz_target!(|data: &[u8]| {
     let ua = parts.next().unwrap_or("");
     let vendor = parts.next();
     let mac = parts.next();
-    let _ = hotdesk::phone::ua::parse(ua);
-    if let Ok(h) = hotdesk::phone::identify(Some(ua), vendor, mac) {
+    let _ = hotdesk::vendor::parse_user_agent(ua);
+    if let Ok(h) = hotdesk::vendor::identify(Some(ua), vendor, mac) {
         let m = h.mac.to_string();
         assert!(
             m.len() == 12

@@ -1,7 +1,8 @@
 //! Invariant: whatever text a directory or a phone supplies, every dialect's document is
 //! made only of XML-1.0-legal characters, within the phone's byte limit, and re-parses.
 #![no_main]
-use hotdesk::dialect::{Target, render};
+use hotdesk::dialect::Target;
+use hotdesk::vendor::render;
 use hotdesk::screen::{Field, Input, Link, Menu, MenuItem, Message, Next, Screen, Tone};
 use libfuzzer_sys::fuzz_target;
 
@@ -49,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
         Screen::Configuration(vec![(text.clone(), text.clone())]),
     ];
     for ua in UAS {
-        let h = hotdesk::phone::identify(Some(ua), None, None).unwrap();
+        let h = hotdesk::vendor::identify(Some(ua), None, None).unwrap();
         for screen in &screens {
             let out = render(
                 screen,

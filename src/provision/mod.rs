@@ -6,9 +6,6 @@
 //! cannot add configuration lines.
 
 pub mod credentials;
-mod files;
-
-pub use files::{FileKind, parse_file_name};
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -19,47 +16,13 @@ use crate::config::Config;
 use crate::dialect::text::clean;
 use crate::phone::{Handset, Vendor};
 use crate::store::Login;
+use crate::vendor;
 
-/// Shipped default templates, one per brand.
-const DEFAULTS: [(&str, &str); 5] = [
-    (
-        "innovaphone/default.txt",
-        include_str!("../../vendor-xml/innovaphone/update.txt.j2"),
-    ),
-    (
-        "aastra/default.cfg",
-        include_str!("../../vendor-xml/aastra/provision.cfg.j2"),
-    ),
-    (
-        "yealink/default.cfg",
-        include_str!("../../vendor-xml/yealink/provision.cfg.j2"),
-    ),
-    (
-        "htek/default.xml",
-        include_str!("../../vendor-xml/htek/provision.xml.j2"),
-    ),
-    (
-        "snom/default.xml",
-        include_str!("../../vendor-xml/snom/provision.xml.j2"),
-    ),
-];
-
-/// The brand folder a vendor's templates live in.
-pub fn brand(vendor: Vendor) -> &'static str {
-    match vendor {
-        Vendor::Aastra => "aastra",
-        Vendor::Yealink => "yealink",
-        Vendor::Htek | Vendor::Sangoma => "htek",
-        Vendor::Snom => "snom",
-    }
-}
-
-fn extension_of(vendor: Vendor) -> &'static str {
-    match vendor {
-        Vendor::Aastra | Vendor::Yealink => "cfg",
-        Vendor::Htek | Vendor::Sangoma | Vendor::Snom => "xml",
-    }
-}
+/// innovaphone's update script: not a screen family, served by its own route.
+const INNOVAPHONE: (&str, &str) = (
+    "innovaphone/default.txt",
+    include_str!("../../vendor-xml/innovaphone/update.txt.j2"),
+);
 
 pub struct Provisioner {
     env: Environment<'static>,
@@ -111,13 +74,22 @@ impl Provisioner {
                 .map_err(|_| Error::new(ErrorKind::WriteFailure, "writing a template"))
         });
         let mut names = BTreeSet::new();
-        for (name, source) in DEFAULTS {
-            env.add_template(name, source)
-                .map_err(|e| format!("shipped template {name}: {e}"))?;
-            names.insert(name.to_owned());
+        let (name, source) = INNOVAPHONE;
+        env.add_template(name, source)
+            .map_err(|e| format!("shipped template {name}: {e}"))?;
+        names.insert(name.to_owned());
+        let mut folders = BTreeSet::new();
+        for family in vendor::all() {
+            let t = family.template();
+            let name = format!("{}/default.{}", t.folder, t.extension);
+            if names.insert(name.clone()) {
+                env.add_template_owned(name.clone(), t.source)
+                    .map_err(|e| format!("shipped template {name}: {e}"))?;
+            }
+            folders.insert(t.folder);
         }
         if let Some(folder) = folder {
-            for b in ["aastra", "yealink", "htek", "snom"] {
+            for b in folders {
                 let dir = folder.join(b);
                 let Ok(entries) = std::fs::read_dir(&dir) else {
                     continue;
@@ -156,8 +128,8 @@ impl Provisioner {
     /// Which template serves this phone: the user's own where it exists for this brand,
     /// else the brand default.
     fn pick(&self, vendor: Vendor, template: Option<&str>) -> String {
-        let b = brand(vendor);
-        let ext = extension_of(vendor);
+        let t = vendor::family(vendor).template();
+        let (b, ext) = (t.folder, t.extension);
         if let Some(t) = template {
             let name = format!("{b}/{t}.{ext}");
             if self.names.contains(&name) {
@@ -198,11 +170,14 @@ impl Provisioner {
         let tmpl = self.env.get_template(&name).map_err(|e| e.to_string())?;
         let base_url = config.base();
         let mac = handset.mac.to_string();
-        // Phones whose User-Agent may lack the MAC get it in their key's URL.
-        let entry_url = match handset.vendor {
-            Vendor::Snom | Vendor::Sangoma => format!("{base_url}/app?mac={mac}"),
-            _ => format!("{base_url}/app"),
-        };
+        // The key's URL carries the MAC when this phone's User-Agent did not (it came from
+        // the file name), or when the family's browser may send none.
+        let entry_url =
+            if handset.mac_from_query || vendor::family(handset.vendor).key_url_needs_mac() {
+                format!("{base_url}/app?mac={mac}")
+            } else {
+                format!("{base_url}/app")
+            };
         let to_value = |line: &Line<'_>| {
             let l = line.login;
             let net = config.networks.get(&l.network);

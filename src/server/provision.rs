@@ -10,8 +10,7 @@ use super::fetch_guard::{check_digest, may_receive};
 use super::respond::{self, Resp};
 use crate::App;
 use crate::directory::Directory;
-use crate::phone::{self, IdentifyError};
-use crate::provision::{FileKind, parse_file_name};
+use crate::vendor::{self, IdentifyError};
 
 pub(super) async fn handle(
     app: &App,
@@ -27,22 +26,22 @@ pub(super) async fn handle(
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
-    let handset = match phone::identify(ua, vendor, None) {
+    let handset = match vendor::identify(ua, vendor, None) {
         Ok(h) => {
-            let kind = FileKind::for_vendor(h.vendor);
-            match parse_file_name(kind, file) {
+            let files = vendor::family(h.vendor).files();
+            match files.parse(file) {
                 Some(mac) if mac == h.mac => Ok(h),
                 Some(mac) => {
                     let why = "this file belongs to another phone";
                     return app.fetch_guard.refuse(app, client, mac, why).await;
                 }
-                None => return not_found(kind, h.mac),
+                None => return not_found(files, h.mac),
             }
         }
         // No MAC in the User-Agent: the file name says which phone it is; the source address
         // decides below whether it may have that phone's secrets.
-        Err(IdentifyError::NoMac(v)) => match parse_file_name(FileKind::for_vendor(v), file) {
-            Some(mac) => phone::identify(ua, vendor, Some(&mac.to_string())),
+        Err(IdentifyError::NoMac(v)) => match vendor::family(v).files().parse(file) {
+            Some(mac) => vendor::identify(ua, vendor, Some(&mac.to_string())),
             None => {
                 return respond::text(
                     StatusCode::NOT_FOUND,
@@ -142,9 +141,6 @@ async fn render_for(
     Ok(rendered)
 }
 
-/// Items per `AastraIPPhoneConfiguration` page, as Aastra's own scripts page them.
-const PUSH_PAGE: usize = 30;
-
 /// `GET /app/push[?page=N]`: an Aastra phone with dynamic SIP takes its new configuration
 /// without a reboot. Without `page`: an Execute that fetches every page in turn; with it:
 /// that page of `key: value` settings from the phone's own `<MAC>.cfg`.
@@ -158,12 +154,12 @@ pub(super) async fn push(
     if let Err(resp) = app.fetch_guard.rate(client) {
         return *resp;
     }
-    use crate::dialect::{self, Target};
+    use crate::dialect::Target;
     use crate::screen::{Action, Apply, Link, Screen};
     let handset = match super::routes::identify_request(headers, query) {
-        Ok(h) if h.vendor == crate::phone::Vendor::Aastra => h,
+        Ok(h) if vendor::family(h.vendor).live_push() => h,
         Ok(_) => {
-            let msg = "live configuration push is for Aastra/Mitel phones";
+            let msg = "this phone's family has no live configuration push";
             return respond::text(StatusCode::NOT_FOUND, msg);
         }
         Err(resp) => return *resp,
@@ -181,15 +177,8 @@ pub(super) async fn push(
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let settings: Vec<(String, String)> = rendered
-        .body
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let pages: Vec<&[(String, String)]> = settings.chunks(PUSH_PAGE).collect();
+    let family = vendor::family(handset.vendor);
+    let pages = family.push_pages(&rendered.body).unwrap_or_default();
     let screen = match query.get("page").map(|p| p.parse::<usize>()) {
         None => Screen::Apply(Apply {
             actions: (1..=pages.len())
@@ -201,22 +190,22 @@ pub(super) async fn push(
             grant: None,
         }),
         Some(Ok(n)) if (1..=pages.len()).contains(&n) => {
-            Screen::Configuration(pages[n - 1].to_vec())
+            Screen::Configuration(pages[n - 1].clone())
         }
         Some(_) => Screen::Configuration(Vec::new()),
     };
     let target = Target {
         handset: &handset,
         base: app.config.base(),
-        reload: app.config.reload.aastra,
+        reload: super::routes::reload_for(app, handset.vendor),
     };
-    respond::xml(dialect::render(&screen, target).body)
+    respond::xml(vendor::render(&screen, target).body)
 }
 
-fn not_found(kind: FileKind, mac: crate::phone::Mac) -> Resp {
+fn not_found(files: vendor::FileNaming, mac: crate::phone::Mac) -> Resp {
     respond::text(
         StatusCode::NOT_FOUND,
-        format!("this phone's provisioning file is {}", kind.file_name(mac)),
+        format!("this phone's provisioning file is {}", files.file_name(mac)),
     )
 }
 

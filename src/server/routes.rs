@@ -15,9 +15,10 @@ use tracing::Instrument;
 use super::respond::{self, Resp};
 use super::{access, admin};
 use crate::App;
-use crate::dialect::{self, Target};
+use crate::dialect::Target;
 use crate::flow::{PhoneRequest, Step, screens};
-use crate::phone::{self, Vendor};
+use crate::phone;
+use crate::vendor;
 
 /// Query pairs beyond this are ignored: phones send a handful.
 const MAX_QUERY_PAIRS: usize = 32;
@@ -338,7 +339,7 @@ async fn phone(
         base,
         reload: reload_for(app, handset.vendor),
     };
-    let rendered = dialect::render(&screen, target);
+    let rendered = vendor::render(&screen, target);
     let mut resp = respond::xml(rendered.body);
     if let Some((secs, url)) = rendered.refresh
         && let Ok(v) = HeaderValue::from_str(&format!("{secs}; url={url}"))
@@ -398,7 +399,7 @@ pub(super) fn identify_request(
         .and_then(|v| v.to_str().ok());
     let vendor = query.get("vendor").map(String::as_str);
     let handset =
-        phone::identify(ua, vendor, query.get("mac").map(String::as_str)).map_err(|e| {
+        vendor::identify(ua, vendor, query.get("mac").map(String::as_str)).map_err(|e| {
             tracing::info!(error = %e, "phone not identified");
             respond::text(StatusCode::BAD_REQUEST, e.to_string())
         })?;
@@ -428,14 +429,12 @@ fn link_base<'a>(app: &'a App, secure: bool, headers: &http::HeaderMap) -> &'a s
         .unwrap_or_else(|| app.config.base())
 }
 
-fn reload_for(app: &App, vendor: Vendor) -> crate::config::ReloadMethod {
-    let r = &app.config.reload;
-    match vendor {
-        Vendor::Aastra => r.aastra,
-        Vendor::Yealink => r.yealink,
-        Vendor::Htek | Vendor::Sangoma => r.htek,
-        Vendor::Snom => r.snom,
-    }
+/// The reload method for this vendor: `[vendors.<id>] reload`, else the family's default.
+pub(super) fn reload_for(app: &App, vendor: phone::Vendor) -> crate::config::ReloadMethod {
+    app.config
+        .vendor(vendor.as_str())
+        .and_then(|v| v.reload)
+        .unwrap_or_else(|| vendor::family(vendor).default_reload())
 }
 
 #[cfg(test)]

@@ -9,18 +9,20 @@ use quick_xml::events::BytesText;
 
 use super::text::display;
 use super::{Limits, Rendered, Target, document, leaf};
-use crate::config::ReloadMethod;
 use crate::screen::{Action, Apply, Input, Menu, Message, Screen};
 
 /// The text that Snom replaces by what the user typed, one per input item.
 const TOKENS: [&str; 5] = ["__X__", "__Y__", "__Z__", "__V__", "__W__"];
 
-pub(super) fn render(screen: &Screen, t: Target<'_>, lim: Limits) -> Rendered {
+/// An action as a `snom://mb_exit#` fragment, or nothing (the vendor module decides).
+pub type Fragment = fn(&Action, Target<'_>) -> Option<String>;
+
+pub fn render(screen: &Screen, t: Target<'_>, lim: Limits, fragment: Fragment) -> Rendered {
     let body = match screen {
         Screen::Menu(m) => document(|w| menu(w, m, t, lim)),
         Screen::Input(i) => document(|w| input(w, i, t, lim)),
         Screen::Message(m) => document(|w| message(w, m, t, lim)),
-        Screen::Apply(a) => document(|w| apply(w, a, t)),
+        Screen::Apply(a) => document(|w| apply(w, a, t, fragment)),
         // Snom phones take settings from their settings file; nothing to push live.
         Screen::Configuration(_) => document(|w| {
             apply(
@@ -30,6 +32,7 @@ pub(super) fn render(screen: &Screen, t: Target<'_>, lim: Limits) -> Rendered {
                     grant: None,
                 },
                 t,
+                fragment,
             )
         }),
     };
@@ -119,20 +122,8 @@ fn softkey(w: &mut Writer<Vec<u8>>, key: &str, label: &str, url: &str) -> io::Re
 }
 
 /// Phone commands as one fragment URL: `snom://mb_exit#calllistclear&reboot`.
-fn apply(w: &mut Writer<Vec<u8>>, a: &Apply, t: Target<'_>) -> io::Result<()> {
-    // `unregister` takes the 0-based identity or -1 for all (Snom wiki, Fragment unregister).
-    let fragments: Vec<String> = a
-        .actions
-        .iter()
-        .filter_map(|action| match (action, t.reload) {
-            (Action::ClearCallLists, _) => Some("calllistclear".to_owned()),
-            (Action::Unregister(Some(i)), _) => Some(format!("unregister={i}")),
-            (Action::Unregister(None), _) => Some("unregister=-1".to_owned()),
-            (Action::Open(_), _) => None,
-            (Action::Reload, ReloadMethod::None) => None,
-            (Action::Reload, _) => Some("reboot".to_owned()),
-        })
-        .collect();
+fn apply(w: &mut Writer<Vec<u8>>, a: &Apply, t: Target<'_>, fragment: Fragment) -> io::Result<()> {
+    let fragments: Vec<String> = a.actions.iter().filter_map(|x| fragment(x, t)).collect();
     w.create_element("SnomIPPhoneText")
         .write_inner_content(|w| {
             leaf(w, "Title", "hotdesk")?;

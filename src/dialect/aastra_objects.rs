@@ -8,100 +8,30 @@ use quick_xml::Writer;
 
 use super::text::{clean, display};
 use super::{Limits, Rendered, Target, document, leaf};
-use crate::config::ReloadMethod;
 use crate::phone::Caps;
-use crate::screen::{Action, Apply, Input, Link, Menu, Message, Screen, Tone};
+use crate::screen::{Action, Apply, Input, Menu, Message, Screen, Tone};
 
-/// What differs between the vendors that share the Aastra object model.
-pub(super) struct Flavor {
-    prefix: &'static str,
+/// What differs between the vendors that share the Aastra object model: each vendor module
+/// holds its own.
+pub struct Flavor {
+    pub prefix: &'static str,
     /// Aastra's schema allows softkeys inside each `InputField` but not at the root of an
     /// InputScreen; Yealink's and Htek's samples put them at the root.
-    softkeys_in_fields: bool,
+    pub softkeys_in_fields: bool,
     /// `SoftKey:BackSpace` is documented for Aastra only.
-    backspace_key: bool,
+    pub backspace_key: bool,
     /// `triggerDestroyOnExit` on Execute (Aastra, AXAPI p.191).
-    trigger_destroy: bool,
-    commands: fn(&Action, Target<'_>, Option<&str>) -> Vec<String>,
+    pub trigger_destroy: bool,
+    /// The Execute URIs for an action (the apply grant is for the live push).
+    pub commands: fn(&Action, Target<'_>, Option<&str>) -> Vec<String>,
     /// `ConfigurationItem/Parameter/Value` (Aastra) or `Item` with `key = value` (Yealink).
-    config_items: ConfigItems,
+    pub config_items: ConfigItems,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum ConfigItems {
+pub enum ConfigItems {
     Aastra,
     Yealink,
-}
-
-pub(super) const AASTRA: Flavor = Flavor {
-    prefix: "AastraIPPhone",
-    softkeys_in_fields: true,
-    backspace_key: true,
-    trigger_destroy: true,
-    commands: aastra_commands,
-    config_items: ConfigItems::Aastra,
-};
-
-pub(super) const YEALINK: Flavor = Flavor {
-    prefix: "YealinkIPPhone",
-    softkeys_in_fields: false,
-    backspace_key: false,
-    trigger_destroy: false,
-    commands: yealink_commands,
-    config_items: ConfigItems::Yealink,
-};
-
-pub(super) const HTEK: Flavor = Flavor {
-    prefix: "",
-    softkeys_in_fields: false,
-    backspace_key: false,
-    trigger_destroy: false,
-    commands: yealink_commands,
-    config_items: ConfigItems::Yealink,
-};
-
-fn strs(items: &[&str]) -> Vec<String> {
-    items.iter().map(|s| (*s).to_owned()).collect()
-}
-
-/// Aastra Execute commands (AXAPI p.151-152; the Aastra scripts' logout.php), and the
-/// no-reboot push where the firmware has dynamic SIP.
-fn aastra_commands(action: &Action, t: Target<'_>, grant: Option<&str>) -> Vec<String> {
-    let caps = &t.handset.caps;
-    match (action, t.reload) {
-        (Action::ClearCallLists, _) => {
-            strs(&["Command: ClearCallersList", "Command: ClearRedialList"])
-        }
-        // One identity per phone: the reload re-registers from the new configuration.
-        (Action::Unregister(_), _) => Vec::new(),
-        (Action::Open(link), _) => vec![link.absolute(t.base)],
-        (Action::Reload, ReloadMethod::None) => Vec::new(),
-        (Action::Reload, ReloadMethod::Push) if caps.dynamic_sip => {
-            let mut link = Link::new("/app/push");
-            if let Some(g) = grant {
-                link = link.with("t", g);
-            }
-            vec![link.absolute(t.base)]
-        }
-        (Action::Reload, ReloadMethod::Push | ReloadMethod::FastReboot | ReloadMethod::Resync)
-            if caps.fast_reboot =>
-        {
-            strs(&["Command: FastReboot"])
-        }
-        (Action::Reload, _) => strs(&["Command: Reset"]),
-    }
-}
-
-/// Yealink/Htek Execute commands. Unverified by a primary source: see the vendor README.
-fn yealink_commands(action: &Action, t: Target<'_>, _grant: Option<&str>) -> Vec<String> {
-    match (action, t.reload) {
-        // No documented Execute URI clears Yealink call lists.
-        (Action::ClearCallLists, _) | (Action::Unregister(_), _) => Vec::new(),
-        (Action::Open(link), _) => vec![link.absolute(t.base)],
-        (Action::Reload, ReloadMethod::None) => Vec::new(),
-        (Action::Reload, ReloadMethod::Resync) => strs(&["Command: AutoP"]),
-        (Action::Reload, _) => strs(&["Command: Reboot"]),
-    }
 }
 
 struct Key {
@@ -110,7 +40,7 @@ struct Key {
     uri: String,
 }
 
-pub(super) fn render(f: &Flavor, screen: &Screen, t: Target<'_>, lim: Limits) -> Rendered {
+pub fn render(f: &Flavor, screen: &Screen, t: Target<'_>, lim: Limits) -> Rendered {
     let mut refresh = None;
     let body = match screen {
         Screen::Menu(m) => document(|w| menu(f, w, m, t, lim)),

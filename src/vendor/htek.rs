@@ -1,0 +1,127 @@
+//! Htek UC9xx and their Sangoma S-series OEMs: the Aastra object model unprefixed, and
+//! `cfg<mac>.xml`. Sources in `vendor-xml/htek/README.md`.
+
+use super::{Family, FileNaming, Template, UaInfo, valid_model, yealink};
+use crate::config::ReloadMethod;
+use crate::dialect::aastra_objects::{self, ConfigItems, Flavor};
+use crate::dialect::{Limits, Rendered, Target};
+use crate::phone::{Caps, Mac, Vendor, XML_OBJECT_LIMIT};
+use crate::screen::Screen;
+
+/// One family type, two brands: Sangoma S-series phones are Htek OEMs (same dialect,
+/// templates and files), told apart only by the first User-Agent token.
+pub struct Htek {
+    id: &'static str,
+    brand: &'static str,
+}
+
+pub static HTEK: Htek = Htek {
+    id: "htek",
+    brand: "Htek",
+};
+/// Sangoma's User-Agent is unconfirmed, so `Sangoma S500 …` is accepted in Htek's shape.
+pub static SANGOMA: Htek = Htek {
+    id: "sangoma",
+    brand: "Sangoma",
+};
+
+const FLAVOR: Flavor = Flavor {
+    prefix: "",
+    softkeys_in_fields: false,
+    backspace_key: false,
+    trigger_destroy: false,
+    commands: yealink::commands,
+    config_items: ConfigItems::Yealink,
+};
+
+impl Family for Htek {
+    fn id(&self) -> &'static str {
+        self.id
+    }
+
+    fn kin(&self) -> &'static str {
+        "htek"
+    }
+
+    /// `Htek UC903 2.0.4.2 00:1f:c1:1c:22:a9` (Wazo provd).
+    fn parse_user_agent(&self, ua: &str) -> Option<UaInfo> {
+        let mut tokens = ua.split_whitespace();
+        if !tokens.next()?.eq_ignore_ascii_case(self.brand) {
+            return None;
+        }
+        let model = tokens.next()?;
+        let firmware = tokens.next().unwrap_or_default();
+        let mac = tokens.next().and_then(|t| t.parse::<Mac>().ok());
+        valid_model(model).then(|| UaInfo {
+            vendor: Vendor::new(self.id),
+            model: model.to_owned(),
+            firmware: firmware.to_owned(),
+            mac,
+        })
+    }
+
+    fn caps(&self, _model: &str, _firmware: &str) -> Caps {
+        Caps {
+            softkeys: 4,
+            multi_field_input: true,
+            max_menu_items: 30,
+            max_bytes: XML_OBJECT_LIMIT,
+            submit_key: 1,
+            exit_key: 4,
+            fast_reboot: false,
+            identities: 1,
+            dynamic_sip: false,
+        }
+    }
+
+    fn render(&self, screen: &Screen, target: Target<'_>, limits: Limits) -> Rendered {
+        aastra_objects::render(&FLAVOR, screen, target, limits)
+    }
+
+    fn files(&self) -> FileNaming {
+        FileNaming {
+            prefix: "cfg",
+            suffix: ".xml",
+            upper: false,
+        }
+    }
+
+    fn template(&self) -> Template {
+        Template {
+            folder: "htek",
+            extension: "xml",
+            source: include_str!("../../vendor-xml/htek/provision.xml.j2"),
+        }
+    }
+
+    fn default_reload(&self) -> ReloadMethod {
+        ReloadMethod::Reboot
+    }
+
+    /// Sangoma's browser User-Agent is unconfirmed: its key always carries the MAC.
+    fn key_url_needs_mac(&self) -> bool {
+        self.id == "sangoma"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sangoma_s_series_is_read_like_htek() {
+        let info = SANGOMA
+            .parse_user_agent("Sangoma S705 2.0.4.4.58 00:1f:c1:aa:bb:cc")
+            .unwrap();
+        assert_eq!(info.vendor.as_str(), "sangoma");
+        assert_eq!(info.model, "S705");
+        assert!(
+            SANGOMA
+                .parse_user_agent("Sangoma S500 2.0.4.4")
+                .unwrap()
+                .mac
+                .is_none()
+        );
+        assert!(HTEK.parse_user_agent("Sangoma S500 2.0.4.4").is_none());
+    }
+}

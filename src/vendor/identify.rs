@@ -1,0 +1,177 @@
+//! Who is calling: the User-Agent and `?vendor=`/`?mac=` become a [`Handset`] with the
+//! capabilities of its model.
+
+use super::{all, by_name, family, parse_user_agent};
+use crate::phone::{BadMac, Handset, Mac, Vendor};
+
+/// Why a request could not be tied to a phone. The text is shown to whoever sent it, and
+/// logged: client text in it is escaped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentifyError {
+    #[error(
+        "hotdesk could not identify this phone. Expected a phone User-Agent ({known}) or ?vendor=<{names}>&mac=<12 hex digits> on the URL.",
+        known = known_brands(),
+        names = known_names()
+    )]
+    Unknown,
+    #[error("unknown ?vendor= `{0}`; use {names}", names = known_names().replace('|', ", "))]
+    BadVendor(String),
+    #[error("{0}")]
+    BadMac(#[from] BadMac),
+    #[error(
+        "this {0} phone did not send its MAC address; configure its URL as …/app?mac=<12 hex digits>"
+    )]
+    NoMac(Vendor),
+    #[error("?mac= does not match the MAC in the phone's User-Agent")]
+    MacMismatch,
+}
+
+fn known_names() -> String {
+    all()
+        .iter()
+        .flat_map(|f| std::iter::once(f.id()).chain(f.aliases().iter().copied()))
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+fn known_brands() -> String {
+    all().iter().map(|f| f.id()).collect::<Vec<_>>().join(", ")
+}
+
+/// Client text made safe to show and to log: at most `max` characters, control characters
+/// (newlines, terminal escapes) written as escapes.
+pub fn printable(text: &str, max: usize) -> String {
+    text.chars()
+        .take(max)
+        .flat_map(char::escape_debug)
+        .collect()
+}
+
+/// Identifies the phone from its User-Agent and the `vendor`/`mac` query values.
+pub fn identify(
+    user_agent: Option<&str>,
+    vendor_param: Option<&str>,
+    mac_param: Option<&str>,
+) -> Result<Handset, IdentifyError> {
+    let forced = match vendor_param.filter(|v| !v.is_empty()) {
+        Some(v) => Some(by_name(v).ok_or_else(|| IdentifyError::BadVendor(printable(v, 32)))?),
+        None => None,
+    };
+    let query_mac = match mac_param.filter(|m| !m.is_empty()) {
+        Some(m) => Some(m.parse::<Mac>()?),
+        None => None,
+    };
+    let info = user_agent.and_then(parse_user_agent);
+    let (vendor, model, firmware, ua_mac) = match (forced, info) {
+        (Some(f), Some(i)) if family(i.vendor).kin() == f.kin() => {
+            (Vendor::new(f.id()), i.model, i.firmware, i.mac)
+        }
+        // Another family's dialect may be forced, but the phone's own MAC still counts: a
+        // forced vendor must never turn a request into one for another desk.
+        (Some(f), Some(i)) => (Vendor::new(f.id()), "unknown".into(), String::new(), i.mac),
+        (Some(f), None) => (Vendor::new(f.id()), "unknown".into(), String::new(), None),
+        (None, Some(i)) => (i.vendor, i.model, i.firmware, i.mac),
+        (None, None) => return Err(IdentifyError::Unknown),
+    };
+    // The phone's own MAC wins; a different ?mac= from the same phone is refused, so a
+    // link cannot be edited to act for another desk.
+    let mac = match (ua_mac, query_mac) {
+        (Some(a), Some(b)) if a != b => return Err(IdentifyError::MacMismatch),
+        (Some(a), _) => a,
+        (None, Some(b)) => b,
+        (None, None) => return Err(IdentifyError::NoMac(vendor)),
+    };
+    let caps = family(vendor).caps(&model, &firmware);
+    Ok(Handset {
+        vendor,
+        model,
+        firmware,
+        mac,
+        caps,
+        vendor_forced: forced.is_some(),
+        mac_from_query: ua_mac.is_none(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_fills_missing_mac_but_cannot_override_the_phone() {
+        let old_snom = "Mozilla/4.0 (compatible; snom320-SIP 8.4.18 1.1.3-s)";
+        assert_eq!(
+            identify(Some(old_snom), None, None),
+            Err(IdentifyError::NoMac(Vendor::new("snom")))
+        );
+        let h = identify(Some(old_snom), None, Some("00:04:13:aa:bb:cc")).unwrap();
+        assert_eq!(h.mac.to_string(), "000413aabbcc");
+        assert!(h.mac_from_query);
+
+        let aastra = "Aastra6737i MAC:00-08-5D-30-A6-CE V:3.2.2.6038-SIP";
+        assert_eq!(
+            identify(Some(aastra), None, Some("00085d000000")),
+            Err(IdentifyError::MacMismatch)
+        );
+        assert!(identify(Some(aastra), None, Some("00085D30A6CE")).is_ok());
+    }
+
+    #[test]
+    fn a_forced_vendor_keeps_the_phones_own_mac() {
+        let aastra = "Aastra6737i MAC:00-08-5D-30-A6-CE V:3.2.2.6038-SIP";
+        let h = identify(Some(aastra), Some("yealink"), None).unwrap();
+        assert_eq!(h.vendor.as_str(), "yealink");
+        assert_eq!(h.mac.to_string(), "00085d30a6ce");
+        assert!(!h.mac_from_query);
+        assert_eq!(
+            identify(Some(aastra), Some("yealink"), Some("805ec02f3c2e")),
+            Err(IdentifyError::MacMismatch)
+        );
+        // Kin families keep the model.
+        let htek = "Htek UC903 2.0.4.2 00:1f:c1:1c:22:a9";
+        let h = identify(Some(htek), Some("sangoma"), None).unwrap();
+        assert_eq!((h.vendor.as_str(), h.model.as_str()), ("sangoma", "UC903"));
+    }
+
+    #[test]
+    fn client_text_in_errors_cannot_forge_log_lines() {
+        let e = identify(
+            None,
+            Some("x\n2026-11-23T00:00:00Z ERROR forged\u{1b}[31m"),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains('\n') && !e.contains('\u{1b}'), "{e}");
+        let e = identify(None, Some("snom"), Some("\nERROR forged\u{1b}[31m"))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains('\n') && !e.contains('\u{1b}'), "{e}");
+    }
+
+    #[test]
+    fn vendor_param_forces_the_dialect() {
+        let h = identify(Some("curl/8.0"), Some("yealink"), Some("805ec0aabbcc")).unwrap();
+        assert_eq!(h.vendor.as_str(), "yealink");
+        assert!(h.vendor_forced);
+        assert_eq!(
+            identify(Some("curl/8.0"), Some("MITEL"), Some("805ec0aabbcc"))
+                .unwrap()
+                .vendor
+                .as_str(),
+            "aastra"
+        );
+        assert_eq!(
+            identify(None, Some("cisco"), Some("805ec0aabbcc")),
+            Err(IdentifyError::BadVendor("cisco".into()))
+        );
+        assert_eq!(
+            identify(Some("curl/8.0"), None, None),
+            Err(IdentifyError::Unknown)
+        );
+        assert!(matches!(
+            identify(None, Some("snom"), Some("zz")),
+            Err(IdentifyError::BadMac(_))
+        ));
+    }
+}

@@ -1,0 +1,99 @@
+//! Snom (D1xx/D3xx/D7xx, older 3xx/7xx/8xx): the `SnomIPPhone*` minibrowser, `<mac>.xml`
+//! settings files, up to seven identities. Sources in `vendor-xml/snom/README.md`.
+
+use super::{Family, FileNaming, Template, UaInfo, valid_model};
+use crate::config::ReloadMethod;
+use crate::dialect::{Limits, Rendered, Target, snom_objects};
+use crate::phone::{Caps, Mac, Vendor, XML_OBJECT_LIMIT};
+use crate::screen::{Action, Screen};
+
+pub struct Snom;
+pub static SNOM: Snom = Snom;
+
+impl Family for Snom {
+    fn id(&self) -> &'static str {
+        "snom"
+    }
+
+    /// `Mozilla/4.0 (compatible; snomD785-SIP 10.1.33.33 2010.12-00004-g9ba52f5 000413922D24
+    /// SXM:0 UXM:0)`; older firmware omits the MAC (Wazo provd).
+    fn parse_user_agent(&self, ua: &str) -> Option<UaInfo> {
+        let start = ua.find("snom")?;
+        let after = &ua[start + 4..];
+        let (model, rest) = after.split_once("-SIP")?;
+        if !valid_model(model) {
+            return None;
+        }
+        let mut tokens = rest
+            .split(|c: char| c.is_whitespace() || c == ';' || c == ')' || c == '(')
+            .filter(|t| !t.is_empty());
+        let firmware = tokens.next().unwrap_or_default().to_owned();
+        let mac = tokens
+            .filter(|t| t.len() == 12)
+            .find_map(|t| t.parse::<Mac>().ok());
+        Some(UaInfo {
+            vendor: Vendor::new(self.id()),
+            model: model.to_owned(),
+            firmware,
+            mac,
+        })
+    }
+
+    fn caps(&self, _model: &str, _firmware: &str) -> Caps {
+        Caps {
+            softkeys: 4,
+            // One InputToken per SnomIPPhoneInput (Snom wiki, SnomIPPhoneInput).
+            multi_field_input: false,
+            max_menu_items: 100,
+            max_bytes: XML_OBJECT_LIMIT,
+            submit_key: 1,
+            exit_key: 4,
+            fast_reboot: false,
+            // Up to seven identities with log-off-one and log-off-all (Snom's hot-desk model).
+            identities: 7,
+            dynamic_sip: false,
+        }
+    }
+
+    fn render(&self, screen: &Screen, target: Target<'_>, limits: Limits) -> Rendered {
+        snom_objects::render(screen, target, limits, fragment)
+    }
+
+    fn files(&self) -> FileNaming {
+        FileNaming {
+            prefix: "",
+            suffix: ".xml",
+            upper: false,
+        }
+    }
+
+    fn template(&self) -> Template {
+        Template {
+            folder: "snom",
+            extension: "xml",
+            source: include_str!("../../vendor-xml/snom/provision.xml.j2"),
+        }
+    }
+
+    fn default_reload(&self) -> ReloadMethod {
+        ReloadMethod::Reboot
+    }
+
+    /// Firmware 8 and older send no MAC in the User-Agent (Wazo provd).
+    fn key_url_needs_mac(&self) -> bool {
+        true
+    }
+}
+
+/// One action as a `snom://mb_exit#…` fragment (Snom wiki, "Fragments"); `unregister` takes
+/// the 0-based identity or -1 for all.
+fn fragment(action: &Action, t: Target<'_>) -> Option<String> {
+    match (action, t.reload) {
+        (Action::ClearCallLists, _) => Some("calllistclear".to_owned()),
+        (Action::Unregister(Some(i)), _) => Some(format!("unregister={i}")),
+        (Action::Unregister(None), _) => Some("unregister=-1".to_owned()),
+        (Action::Open(_), _) => None,
+        (Action::Reload, ReloadMethod::None) => None,
+        (Action::Reload, _) => Some("reboot".to_owned()),
+    }
+}

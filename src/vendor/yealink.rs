@@ -1,0 +1,137 @@
+//! Yealink (T2x/T4x/T5x, CP, VP, W): the Aastra object model as `YealinkIPPhone*`, and
+//! `<mac>.cfg`. Sources in `vendor-xml/yealink/README.md`.
+
+use super::{Family, FileNaming, Template, UaInfo, strip_prefix_ci, valid_model};
+use crate::config::ReloadMethod;
+use crate::dialect::aastra_objects::{self, ConfigItems, Flavor};
+use crate::dialect::{Limits, Rendered, Target};
+use crate::phone::{Caps, Mac, Vendor, XML_OBJECT_LIMIT};
+use crate::screen::{Action, Screen};
+
+pub struct Yealink;
+pub static YEALINK: Yealink = Yealink;
+
+const FLAVOR: Flavor = Flavor {
+    prefix: "YealinkIPPhone",
+    softkeys_in_fields: false,
+    backspace_key: false,
+    trigger_destroy: false,
+    commands,
+    config_items: ConfigItems::Yealink,
+};
+
+impl Family for Yealink {
+    fn id(&self) -> &'static str {
+        "yealink"
+    }
+
+    /// `Yealink SIP-T46G 28.72.0.1 00:15:65:4a:a9:37`, `yealink SIP-T28P …`,
+    /// `Yealink SIP VP-T49G …`, `Yealink CP860 …`, `Yealink-T46G 28.71.0.81 …` (Wazo provd).
+    fn parse_user_agent(&self, ua: &str) -> Option<UaInfo> {
+        let rest = strip_prefix_ci(ua, "yealink-")
+            .or_else(|| strip_prefix_ci(ua, "yealink "))
+            .or_else(|| {
+                (strip_prefix_ci(ua, "vp530").is_some() || strip_prefix_ci(ua, "w52p").is_some())
+                    .then_some(ua)
+            })?;
+        let mut tokens: Vec<&str> = rest.split_whitespace().collect();
+        // "SIP VP-T49G" is split in two tokens.
+        if tokens
+            .first()
+            .is_some_and(|t| t.eq_ignore_ascii_case("SIP"))
+        {
+            tokens.remove(0);
+        }
+        let raw_model = *tokens.first()?;
+        let model = strip_prefix_ci(raw_model, "SIP-")
+            .or_else(|| strip_prefix_ci(raw_model, "VP-"))
+            .unwrap_or(raw_model);
+        let firmware = tokens.get(1).copied().unwrap_or_default();
+        let mac = tokens.get(2).and_then(|t| t.parse::<Mac>().ok());
+        valid_model(model).then(|| UaInfo {
+            vendor: Vendor::new(self.id()),
+            model: model.to_owned(),
+            firmware: firmware.to_owned(),
+            mac,
+        })
+    }
+
+    fn caps(&self, model: &str, _firmware: &str) -> Caps {
+        let upper = model.to_ascii_uppercase();
+        // Small two-line displays: ask for one field at a time.
+        let small = ["T19", "T20", "T21", "T22", "T26", "T28", "T30", "T31", "W5"]
+            .iter()
+            .any(|p| upper.starts_with(p));
+        Caps {
+            softkeys: 4,
+            multi_field_input: !small,
+            max_menu_items: 30,
+            max_bytes: XML_OBJECT_LIMIT,
+            submit_key: 1,
+            exit_key: 4,
+            fast_reboot: false,
+            identities: 1,
+            dynamic_sip: false,
+        }
+    }
+
+    fn render(&self, screen: &Screen, target: Target<'_>, limits: Limits) -> Rendered {
+        aastra_objects::render(&FLAVOR, screen, target, limits)
+    }
+
+    fn files(&self) -> FileNaming {
+        FileNaming {
+            prefix: "",
+            suffix: ".cfg",
+            upper: false,
+        }
+    }
+
+    fn template(&self) -> Template {
+        Template {
+            folder: "yealink",
+            extension: "cfg",
+            source: include_str!("../../vendor-xml/yealink/provision.cfg.j2"),
+        }
+    }
+
+    fn default_reload(&self) -> ReloadMethod {
+        ReloadMethod::Reboot
+    }
+}
+
+fn strs(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Execute commands shared with Htek (its firmware is a Yealink descendant). Unverified by
+/// a primary source: see the vendor README.
+pub(super) fn commands(action: &Action, t: Target<'_>, _grant: Option<&str>) -> Vec<String> {
+    match (action, t.reload) {
+        // No documented Execute URI clears Yealink call lists.
+        (Action::ClearCallLists, _) | (Action::Unregister(_), _) => Vec::new(),
+        (Action::Open(link), _) => vec![link.absolute(t.base)],
+        (Action::Reload, ReloadMethod::None) => Vec::new(),
+        (Action::Reload, ReloadMethod::Resync) => strs(&["Command: AutoP"]),
+        (Action::Reload, _) => strs(&["Command: Reboot"]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_screens_ask_one_field_at_a_time() {
+        assert!(!YEALINK.caps("T21P_E2", "52.80").multi_field_input);
+        assert!(YEALINK.caps("T46S", "66.86").multi_field_input);
+    }
+
+    #[test]
+    fn non_ascii_user_agents_are_read_without_panicking() {
+        // The old prefix slicing panicked on a multi-byte character at the cut.
+        assert!(YEALINK.parse_user_agent("Yealink SIPé 1 2").is_none());
+        assert!(YEALINK.parse_user_agent("Yealinké").is_none());
+        assert!(YEALINK.parse_user_agent("Yé").is_none());
+    }
+}
