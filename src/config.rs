@@ -728,6 +728,9 @@ pub enum ReloadMethod {
     Reboot,
     /// Re-fetch the configuration without a reboot (Yealink/Htek `Command: AutoP`).
     Resync,
+    /// A SIP NOTIFY `Event: check-sync` (sent by hotdesk, or by the PBX over AMI: `[reload]
+    /// via`), the vendors' documented way; nothing in the phone's apply screen.
+    CheckSync,
     /// Do nothing; the admin reloads phones another way (e.g. SIP check-sync from the PBX).
     None,
 }

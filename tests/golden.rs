@@ -141,6 +141,7 @@ fn all_screens() -> Vec<(&'static str, Screen)> {
                 "Ada Lovelace",
                 "Internal",
                 link("/app/apply").with("t", "0123456789abcdef0123456789abcdef"),
+                screens::ApplyEffect::Restart,
             ),
         ),
         (
@@ -148,6 +149,7 @@ fn all_screens() -> Vec<(&'static str, Screen)> {
             screens::logged_out(
                 "1001",
                 link("/app/apply").with("t", "0123456789abcdef0123456789abcdef"),
+                screens::ApplyEffect::Restart,
             ),
         ),
         ("not-logged-in", screens::not_logged_in(link("/app"))),

@@ -39,6 +39,8 @@ pub enum Step {
 pub struct PhoneRequest<'a> {
     pub handset: &'a Handset,
     pub source_ip: IpAddr,
+    /// What this phone's apply will do (from its vendor's reload method), for honest texts.
+    pub effect: screens::ApplyEffect,
     /// Decoded query parameters (first value of each).
     pub query: &'a HashMap<String, String>,
 }
@@ -360,7 +362,7 @@ impl Flow {
                     actions.insert(0, Action::ClearCallLists);
                 }
                 let apply = self.expect_apply(h, actions);
-                screens::logged_in(&user.extension, &user.name, label, apply)
+                screens::logged_in(&user.extension, &user.name, label, apply, req.effect)
             }
             Err(BookError::NoFreeIdentity(n)) => screens::no_free_identity(n),
             Err(BookError::TooManyDevices(_)) if policy == Policy::Concurrent => {
@@ -553,7 +555,8 @@ impl Flow {
                         Action::Unregister(None),
                         Action::Reload,
                     ];
-                    screens::logged_out(&login.extension, self.expect_apply(h, actions))
+                    let apply = self.expect_apply(h, actions);
+                    screens::logged_out(&login.extension, apply, req.effect)
                 }
                 Ok(Some(login)) => {
                     tracing::info!(mac = %h.mac, extension = %login.extension, identity = id, "logout of one identity");
@@ -580,7 +583,7 @@ impl Flow {
                 actions.push(Action::Reload);
                 let apply = self.expect_apply(h, actions);
                 let who: Vec<&str> = ended.iter().map(|l| l.extension.as_str()).collect();
-                screens::logged_out(&who.join(", "), apply)
+                screens::logged_out(&who.join(", "), apply, req.effect)
             }
             Ok(_) => screens::not_logged_in(self.link(h, "/app")),
             Err(e) => {

@@ -95,11 +95,33 @@ fn message(title: &str, text: String, tone: Tone, next: Option<Next>) -> Screen 
     })
 }
 
-pub fn logged_in(extension: &str, name: &str, network_label: &str, apply: Link) -> Screen {
+/// What the phone does after its success screen, so the screen says it honestly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyEffect {
+    /// It restarts (a reboot, or a check-sync that reboots).
+    Restart,
+    /// It loads the new settings without restarting (Aastra push, a re-read).
+    Live,
+    /// hotdesk sends nothing; the phone changes when it next checks its configuration.
+    Later,
+}
+
+pub fn logged_in(
+    extension: &str,
+    name: &str,
+    network_label: &str,
+    apply: Link,
+    effect: ApplyEffect,
+) -> Screen {
+    let then = match effect {
+        ApplyEffect::Restart => "It restarts to load your settings.",
+        ApplyEffect::Live => "Your settings load in a moment.",
+        ApplyEffect::Later => "Your settings load when the phone next checks its configuration.",
+    };
     message(
         "Logged in",
         format!(
-            "Welcome, {name}. Extension {extension} ({network_label}) is now on this phone. It restarts to load your settings."
+            "Welcome, {name}. Extension {extension} ({network_label}) is now on this phone. {then}"
         ),
         Tone::Success,
         Some(Next {
@@ -109,10 +131,17 @@ pub fn logged_in(extension: &str, name: &str, network_label: &str, apply: Link) 
     )
 }
 
-pub fn logged_out(extension: &str, apply: Link) -> Screen {
+pub fn logged_out(extension: &str, apply: Link, effect: ApplyEffect) -> Screen {
+    let then = match effect {
+        ApplyEffect::Restart => "It restarts with the shared profile.",
+        ApplyEffect::Live => "It goes back to the shared profile in a moment.",
+        ApplyEffect::Later => {
+            "It goes back to the shared profile when it next checks its configuration."
+        }
+    };
     message(
         "Logged out",
-        format!("Extension {extension} has left this phone. It restarts with the shared profile."),
+        format!("Extension {extension} has left this phone. {then}"),
         Tone::Success,
         Some(Next {
             link: apply,

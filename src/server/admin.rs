@@ -29,6 +29,9 @@ struct LoginView<'a> {
     /// The phone fetched its configuration since this login.
     applied: bool,
     applied_at: Option<String>,
+    /// The last reload request hotdesk sent the phone (SIP NOTIFY check-sync), and its answer.
+    reload_sent_at: Option<String>,
+    reload_result: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -95,7 +98,9 @@ pub(super) async fn handle(app: &App, req: AdminRequest<'_>) -> Resp {
             let logins = app.flow.book().all();
             let views: Vec<LoginView<'_>> = logins
                 .iter()
-                .map(|l| LoginView {
+                .map(|l| {
+                    let reload = app.flow.book().last_reload(&l.mac);
+                    LoginView {
                     mac: l.mac.to_string(),
                     identity: l.identity,
                     extension: &l.extension,
@@ -107,7 +112,9 @@ pub(super) async fn handle(app: &App, req: AdminRequest<'_>) -> Resp {
                     since: rfc3339(l.since),
                     applied: l.applied_at.is_some(),
                     applied_at: l.applied_at.map(rfc3339),
-                })
+                    reload_sent_at: reload.as_ref().map(|r| rfc3339(r.at)),
+                    reload_result: reload.map(|r| r.result),
+                }})
                 .collect();
             respond::json(StatusCode::OK, &views)
         }

@@ -15,6 +15,7 @@ use tracing::Instrument;
 use super::respond::{self, Resp};
 use super::{access, admin};
 use crate::App;
+use crate::config::ReloadMethod;
 use crate::dialect::Target;
 use crate::flow::{PhoneRequest, Step, screens};
 use crate::phone;
@@ -319,17 +320,20 @@ async fn phone(
         }
         _ => step,
     };
+    let reload = reload_for(app, handset.vendor);
+    let effect = effect_of(reload, &handset.caps);
     let mut screen = match step {
         // The entry screen changes nothing and is the hot path: answered inline.
         Step::Entry => {
             let req = PhoneRequest {
                 handset: &handset,
                 source_ip: peer.ip(),
+                effect,
                 query,
             };
             app.flow.handle(step, &req).await
         }
-        _ => run_to_completion(app, step, &handset, peer, query).await,
+        _ => run_to_completion(app, step, &handset, peer, effect, query).await,
     };
     if let Some(signer) = &app.signer {
         signer.sign_screen(&mut screen, now);
@@ -337,7 +341,7 @@ async fn phone(
     let target = Target {
         handset: &handset,
         base,
-        reload: reload_for(app, handset.vendor),
+        reload,
     };
     let rendered = vendor::render(&screen, target);
     let mut resp = respond::xml(rendered.body);
@@ -358,6 +362,7 @@ async fn run_to_completion(
     step: Step,
     handset: &phone::Handset,
     peer: SocketAddr,
+    effect: screens::ApplyEffect,
     query: &HashMap<String, String>,
 ) -> crate::screen::Screen {
     let task = {
@@ -367,6 +372,7 @@ async fn run_to_completion(
                 let req = PhoneRequest {
                     handset: &handset,
                     source_ip: peer.ip(),
+                    effect,
                     query: &query,
                 };
                 app.flow.handle(step, &req).await
@@ -429,8 +435,22 @@ fn link_base<'a>(app: &'a App, secure: bool, headers: &http::HeaderMap) -> &'a s
         .unwrap_or_else(|| app.config.base())
 }
 
+/// What the phone's apply does under `method`, so its success screen says it honestly.
+fn effect_of(method: ReloadMethod, caps: &phone::Caps) -> screens::ApplyEffect {
+    use screens::ApplyEffect::{Later, Live, Restart};
+    match method {
+        ReloadMethod::Push if caps.dynamic_sip => Live,
+        ReloadMethod::Push | ReloadMethod::FastReboot | ReloadMethod::Reboot => Restart,
+        ReloadMethod::Resync => Live,
+        // A check-sync reboots unless it says `reboot=false` (Yealink: per
+        // `sip.notify_reboot_enable`; Snom re-reads settings with `reboot=false`).
+        ReloadMethod::CheckSync => Restart,
+        ReloadMethod::None => Later,
+    }
+}
+
 /// The reload method for this vendor: `[vendors.<id>] reload`, else the family's default.
-pub(super) fn reload_for(app: &App, vendor: phone::Vendor) -> crate::config::ReloadMethod {
+pub(super) fn reload_for(app: &App, vendor: phone::Vendor) -> ReloadMethod {
     app.config
         .vendor(vendor.as_str())
         .and_then(|v| v.reload)

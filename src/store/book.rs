@@ -43,6 +43,8 @@ pub struct LoginBook {
     writeback: bool,
     /// Wakes the outbox worker after a commit that queued something.
     outbox_ready: Arc<Notify>,
+    /// The last reload request sent to each phone.
+    reloads: Arc<RwLock<HashMap<Mac, super::ReloadSent>>>,
 }
 
 /// The write-back body for a login (`PUT /devices/{mac}`); no secrets.
@@ -92,7 +94,13 @@ impl LoginBook {
         for v in by_mac.values_mut() {
             v.sort_by_key(|l| l.identity);
         }
+        let reloads = store
+            .load_reloads()?
+            .into_iter()
+            .map(|r| (r.mac, r))
+            .collect();
         Ok(Self {
+            reloads: Arc::new(RwLock::new(reloads)),
             store,
             by_mac: Arc::new(RwLock::new(by_mac)),
             writer: tokio::sync::Mutex::new(()),
@@ -119,6 +127,15 @@ impl LoginBook {
     /// Every identity logged in on the phone, in identity order.
     pub fn identities(&self, mac: &Mac) -> Vec<Arc<Login>> {
         self.read().get(mac).cloned().unwrap_or_default()
+    }
+
+    /// The last reload request sent to `mac`, if any.
+    pub fn last_reload(&self, mac: &Mac) -> Option<super::ReloadSent> {
+        self.reloads
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(mac)
+            .cloned()
     }
 
     /// All logins, oldest first.
@@ -345,10 +362,14 @@ impl LoginBook {
     /// if the caller stops waiting.
     async fn commit(&self, change: Change) -> Result<(), StoreError> {
         let queued = !change.outbox.is_empty();
-        let map = self.by_mac.clone();
+        let (map, reloads) = (self.by_mac.clone(), self.reloads.clone());
         self.blocking(move |s| {
             s.commit(&change)?;
             apply(&mut map.write().unwrap_or_else(|e| e.into_inner()), &change);
+            let mut reloads = reloads.write().unwrap_or_else(|e| e.into_inner());
+            for r in &change.reloads {
+                reloads.insert(r.mac, r.clone());
+            }
             Ok(())
         })
         .await?;

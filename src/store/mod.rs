@@ -62,6 +62,8 @@ pub enum EventKind {
     ProvisionRefused,
     /// A phone's provisioning credentials were made or revoked.
     CredentialsChanged,
+    /// hotdesk asked a phone to load its configuration (SIP NOTIFY check-sync).
+    Reload,
     /// An admin logged the phone out through the API.
     AdminLogout,
     /// `max_login` or `auto_logout` ended the login.
@@ -79,6 +81,7 @@ impl EventKind {
             EventKind::LockoutCleared => "lockout-cleared",
             EventKind::ProvisionRefused => "provision-refused",
             EventKind::CredentialsChanged => "credentials-changed",
+            EventKind::Reload => "reload",
             EventKind::AdminLogout => "admin-logout",
             EventKind::AutoLogout => "auto-logout",
         }
@@ -94,6 +97,7 @@ impl EventKind {
             EventKind::LockoutCleared,
             EventKind::ProvisionRefused,
             EventKind::CredentialsChanged,
+            EventKind::Reload,
             EventKind::AdminLogout,
             EventKind::AutoLogout,
         ]
@@ -139,6 +143,17 @@ pub struct Change {
     /// Per-phone provisioning credentials to set (replacing any) and to revoke.
     pub credentials_put: Vec<PhoneCredential>,
     pub credentials_removed: Vec<Mac>,
+    /// The last reload request sent to each phone.
+    pub reloads: Vec<ReloadSent>,
+}
+
+/// A reload request hotdesk sent to a phone (a SIP NOTIFY check-sync), and its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadSent {
+    pub mac: Mac,
+    pub at: OffsetDateTime,
+    /// Short text for humans: `sip 200 OK`, `sip timeout after 32 s`, `ami Success`.
+    pub result: String,
 }
 
 /// What one phone must present to fetch its configuration (`[provision] auth = "digest"`).
@@ -239,6 +254,7 @@ pub trait Store: Send + Sync + 'static {
     fn outbox_status(&self) -> Result<OutboxStatus, StoreError>;
     fn load_lockouts(&self) -> Result<Vec<LockoutRow>, StoreError>;
     fn load_credentials(&self) -> Result<Vec<PhoneCredential>, StoreError>;
+    fn load_reloads(&self) -> Result<Vec<ReloadSent>, StoreError>;
     /// Checks that the store is still the file it opened and takes a write; the outcome is
     /// what [`Store::health`] reports until the next probe or commit.
     fn probe(&self) -> Result<(), StoreError>;

@@ -10,7 +10,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::{
     AuditEvent, Change, EventKind, LockoutRow, Login, OutboxItem, OutboxStatus, PhoneCredential,
-    Store, StoreError, WriteMethod,
+    ReloadSent, Store, StoreError, WriteMethod,
 };
 
 /// Schema steps; step N brings `user_version` from N to N+1. Append, never edit.
@@ -87,6 +87,8 @@ const MIGRATIONS: &[&str] = &[
         password TEXT NOT NULL,
         created  TEXT NOT NULL
      );",
+    // The last reload request (SIP NOTIFY) sent to each phone, for the admin API.
+    "CREATE TABLE reloads (mac TEXT PRIMARY KEY, at TEXT NOT NULL, result TEXT NOT NULL);",
 ];
 
 pub struct SqliteStore {
@@ -330,6 +332,34 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
+    fn load_reloads(&self) -> Result<Vec<ReloadSent>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT mac, at, result FROM reloads")
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (mac, at, result) = row.map_err(db)?;
+            if let Ok(mac) = mac.parse() {
+                out.push(ReloadSent {
+                    mac,
+                    at: parse_ts(&at),
+                    result,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     fn probe(&self) -> Result<(), StoreError> {
         let result = self.same_file().and_then(|()| {
             self.conn()
@@ -541,6 +571,13 @@ impl SqliteStore {
             tx.execute(
                 "DELETE FROM phone_credentials WHERE mac = ?1",
                 params![mac.to_string()],
+            )
+            .map_err(db)?;
+        }
+        for r in &change.reloads {
+            tx.execute(
+                "INSERT OR REPLACE INTO reloads (mac, at, result) VALUES (?1, ?2, ?3)",
+                params![r.mac.to_string(), ts(r.at), r.result],
             )
             .map_err(db)?;
         }
