@@ -101,20 +101,21 @@ pub(super) async fn handle(app: &App, req: AdminRequest<'_>) -> Resp {
                 .map(|l| {
                     let reload = app.flow.book().last_reload(&l.mac);
                     LoginView {
-                    mac: l.mac.to_string(),
-                    identity: l.identity,
-                    extension: &l.extension,
-                    name: &l.name,
-                    vendor: &l.vendor,
-                    model: &l.model,
-                    network: &l.network,
-                    template: l.template.as_deref(),
-                    since: rfc3339(l.since),
-                    applied: l.applied_at.is_some(),
-                    applied_at: l.applied_at.map(rfc3339),
-                    reload_sent_at: reload.as_ref().map(|r| rfc3339(r.at)),
-                    reload_result: reload.map(|r| r.result),
-                }})
+                        mac: l.mac.to_string(),
+                        identity: l.identity,
+                        extension: &l.extension,
+                        name: &l.name,
+                        vendor: &l.vendor,
+                        model: &l.model,
+                        network: &l.network,
+                        template: l.template.as_deref(),
+                        since: rfc3339(l.since),
+                        applied: l.applied_at.is_some(),
+                        applied_at: l.applied_at.map(rfc3339),
+                        reload_sent_at: reload.as_ref().map(|r| rfc3339(r.at)),
+                        reload_result: reload.map(|r| r.result),
+                    }
+                })
                 .collect();
             respond::json(StatusCode::OK, &views)
         }
