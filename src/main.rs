@@ -130,7 +130,12 @@ fn serve(path: PathBuf, log_format: Option<String>) -> anyhow::Result<()> {
             .with_env_filter(filter)
             .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        // Colour codes only for a person at a terminal, never into a file or journald.
+        use std::io::IsTerminal;
+        tracing_subscriber::fmt()
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_env_filter(filter)
+            .init();
     }
     // Read the time zone while the process still has one thread (time refuses later).
     let clock = std::sync::Arc::new(hotdesk::clock::SystemClock::detect());
