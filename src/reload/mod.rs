@@ -1,0 +1,35 @@
+//! Making a phone load its new configuration after a hot-desk login or logout, by the
+//! mechanisms the vendors document: a SIP NOTIFY `Event: check-sync` sent by hotdesk
+//! ([`notify`]), or the same NOTIFY sent by Asterisk when asked over AMI ([`ami`]).
+//! Each returns an outcome with a short text for the audit trail.
+
+pub mod ami;
+pub mod config;
+pub mod notify;
+
+pub use ami::{AmiError, AmiOutcome};
+pub use config::{AmiAction, AmiReloadConfig, ReloadConfig, ReloadVia, SipReloadConfig};
+pub use notify::{NotifyOptions, NotifyOutcome, notify_check_sync};
+
+/// What a reload attempt came to, whichever mechanism ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// `via = "none"`: nothing was sent.
+    NotSent,
+    /// hotdesk's own NOTIFY.
+    Sip(NotifyOutcome),
+    /// The AMI action's reply, or why there was none.
+    Ami(Result<AmiOutcome, AmiError>),
+}
+
+impl ReloadOutcome {
+    /// Short text for the audit trail ("sip 200 OK", "ami Success: NOTIFY sent", "none").
+    pub fn audit_text(&self) -> String {
+        match self {
+            Self::NotSent => "none".into(),
+            Self::Sip(o) => o.audit_text(),
+            Self::Ami(Ok(o)) => o.audit_text(),
+            Self::Ami(Err(e)) => format!("ami {e}"),
+        }
+    }
+}
