@@ -44,11 +44,20 @@ async fn phone(script: Vec<Answer>) -> (SocketAddr, tokio::task::JoinHandle<Vec<
             match answer {
                 Answer::Ignore => {}
                 Answer::Status(code, reason) => {
-                    socket.send_to(&response(&request, code, reason), from).await.unwrap();
+                    socket
+                        .send_to(&response(&request, code, reason), from)
+                        .await
+                        .unwrap();
                 }
                 Answer::TryingThen(code, reason) => {
-                    socket.send_to(&response(&request, 100, "Trying"), from).await.unwrap();
-                    socket.send_to(&response(&request, code, reason), from).await.unwrap();
+                    socket
+                        .send_to(&response(&request, 100, "Trying"), from)
+                        .await
+                        .unwrap();
+                    socket
+                        .send_to(&response(&request, code, reason), from)
+                        .await
+                        .unwrap();
                 }
             }
             got.push(Received { at, request });
@@ -106,7 +115,10 @@ async fn a_200_is_reported_and_the_notify_carries_every_mandatory_header() {
     let via = req.via_header().unwrap().typed().unwrap();
     assert_eq!(via.transport, rsip::Transport::Udp);
     let branch = via.branch().expect("branch").to_string();
-    assert!(branch.starts_with("z9hG4bK") && branch.len() > 7, "{branch}");
+    assert!(
+        branch.starts_with("z9hG4bK") && branch.len() > 7,
+        "{branch}"
+    );
     assert!(req.via_header().unwrap().to_string().ends_with(";rport"));
     let from = req.from_header().unwrap().typed().unwrap();
     assert!(from.tag().is_some(), "From has a tag");
@@ -125,7 +137,10 @@ async fn a_200_is_reported_and_the_notify_carries_every_mandatory_header() {
             .unwrap_or_else(|| panic!("no {name}"))
     };
     assert_eq!(header("Event"), "Event: check-sync;reboot=false");
-    assert_eq!(header("Subscription-State"), "Subscription-State: terminated");
+    assert_eq!(
+        header("Subscription-State"),
+        "Subscription-State: terminated"
+    );
     assert_eq!(header("Content-Length"), "Content-Length: 0");
     assert!(req.body.is_empty());
 }
@@ -173,7 +188,12 @@ fn assert_schedule(got: &[Received], expected_ms: &[u64]) {
 #[tokio::test]
 async fn unanswered_requests_are_retransmitted_at_t1_doubling() {
     // T1 = 40 ms stands for 500 ms: E fires at T1, 2T1, 4T1 after each send.
-    let script = vec![Answer::Ignore, Answer::Ignore, Answer::Ignore, Answer::Status(200, "OK")];
+    let script = vec![
+        Answer::Ignore,
+        Answer::Ignore,
+        Answer::Ignore,
+        Answer::Status(200, "OK"),
+    ];
     let (addr, phone) = phone(script).await;
     let out = notify_check_sync(addr, &fast(40)).await;
     assert!(out.is_success(), "{out:?}");
@@ -183,7 +203,10 @@ async fn unanswered_requests_are_retransmitted_at_t1_doubling() {
         .iter()
         .map(|r| r.request.via_header().unwrap().to_string())
         .collect();
-    assert!(branches.windows(2).all(|w| w[0] == w[1]), "retransmissions are identical");
+    assert!(
+        branches.windows(2).all(|w| w[0] == w[1]),
+        "retransmissions are identical"
+    );
 }
 
 #[tokio::test]
@@ -220,7 +243,10 @@ async fn a_silent_phone_gets_the_full_schedule_then_timer_f() {
             provisional: false
         }
     );
-    assert!(took >= Duration::from_millis(2555) && took < Duration::from_secs(4), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(2555) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
     assert_schedule(&phone.await.unwrap(), &expected);
 }
 
@@ -251,7 +277,11 @@ async fn nothing_listening_is_reported_as_unreachable_quickly() {
     let out = notify_check_sync(closed, &NotifyOptions::default()).await;
     assert_eq!(out, NotifyOutcome::Unreachable);
     assert_eq!(out.audit_text(), "sip port unreachable");
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -272,8 +302,14 @@ async fn forged_answers_are_ignored() {
             .unwrap()
             .replace("z9hG4bK", "z9hG4bKforged");
         socket.send_to(wrong_branch.as_bytes(), from).await.unwrap();
-        socket.send_to(b"\x00\xffnot sip at all", from).await.unwrap();
-        socket.send_to(&response(&req, 489, "Bad Event"), from).await.unwrap();
+        socket
+            .send_to(b"\x00\xffnot sip at all", from)
+            .await
+            .unwrap();
+        socket
+            .send_to(&response(&req, 489, "Bad Event"), from)
+            .await
+            .unwrap();
     });
     let out = notify_check_sync(addr, &fast(200)).await;
     assert_eq!(out.audit_text(), "sip 489 Bad Event");
@@ -293,8 +329,15 @@ async fn many_notifies_in_parallel_each_get_their_own_answer() {
             let req = rsip::Request::try_from(&buf[..n]).unwrap();
             call_ids.insert(req.call_id_header().unwrap().value().to_string());
             // Half of them get 200, half 489: each sender must see its own.
-            let (code, reason) = if i % 2 == 0 { (200, "OK") } else { (489, "Bad Event") };
-            socket.send_to(&response(&req, code, reason), from).await.unwrap();
+            let (code, reason) = if i % 2 == 0 {
+                (200, "OK")
+            } else {
+                (489, "Bad Event")
+            };
+            socket
+                .send_to(&response(&req, code, reason), from)
+                .await
+                .unwrap();
         }
         call_ids.len()
     });
@@ -373,11 +416,15 @@ async fn fake_ami(kind: Pbx) -> (u16, tokio::task::JoinHandle<Vec<Message>>) {
         let mut seen = Vec::new();
         match kind {
             Pbx::Ssh => {
-                w.write_all(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n").await.unwrap();
+                w.write_all(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+                    .await
+                    .unwrap();
             }
             Pbx::Silent => {}
             Pbx::Asterisk | Pbx::AsteriskOldNotifyError => {
-                w.write_all(b"Asterisk Call Manager/9.0.0\r\n").await.unwrap();
+                w.write_all(b"Asterisk Call Manager/9.0.0\r\n")
+                    .await
+                    .unwrap();
             }
         }
         for _ in 0..8 {
@@ -393,10 +440,14 @@ async fn fake_ami(kind: Pbx) -> (u16, tokio::task::JoinHandle<Vec<Message>>) {
             let id = get("ActionID");
             let reply = match get("Action").to_ascii_lowercase().as_str() {
                 "login" if get("Secret") == "s3cret" && get("Username") == "hotdesk" => {
-                    format!("Response: Success\r\nActionID: {id}\r\nMessage: Authentication accepted\r\n\r\n")
+                    format!(
+                        "Response: Success\r\nActionID: {id}\r\nMessage: Authentication accepted\r\n\r\n"
+                    )
                 }
                 "login" => {
-                    let bye = format!("Response: Error\r\nActionID: {id}\r\nMessage: Authentication failed\r\n\r\n");
+                    let bye = format!(
+                        "Response: Error\r\nActionID: {id}\r\nMessage: Authentication failed\r\n\r\n"
+                    );
                     w.write_all(bye.as_bytes()).await.unwrap();
                     seen.push(msg);
                     break; // Asterisk closes the session after a failed login
@@ -404,25 +455,37 @@ async fn fake_ami(kind: Pbx) -> (u16, tokio::task::JoinHandle<Vec<Message>>) {
                 "pjsipnotify" => {
                     let (ep, uri) = (get("Endpoint"), get("URI"));
                     if !ep.is_empty() && !uri.is_empty() {
-                        format!("Response: Error\r\nActionID: {id}\r\nMessage: PJSIPNotify action can not handle a request specifying 'URI' and 'Endpoint'. You must use only one of the two.\n\r\n\r\n")
+                        format!(
+                            "Response: Error\r\nActionID: {id}\r\nMessage: PJSIPNotify action can not handle a request specifying 'URI' and 'Endpoint'. You must use only one of the two.\n\r\n\r\n"
+                        )
                     } else if ep == "1001" || !uri.is_empty() {
-                        format!("Response: Success\r\nActionID: {id}\r\nMessage: NOTIFY sent\r\n\r\n")
+                        format!(
+                            "Response: Success\r\nActionID: {id}\r\nMessage: NOTIFY sent\r\n\r\n"
+                        )
                     } else if matches!(kind, Pbx::AsteriskOldNotifyError) {
-                        format!("Response: Error\r\nActionID: {id}\r\nMessage: Unable to retrieve endpoint {ep}\n\r\n\r\n")
+                        format!(
+                            "Response: Error\r\nActionID: {id}\r\nMessage: Unable to retrieve endpoint {ep}\n\r\n\r\n"
+                        )
                     } else {
-                        format!("Response: Error\r\nActionID: {id}\r\nMessage: Unable to retrieve endpoint {ep}\r\n\r\n")
+                        format!(
+                            "Response: Error\r\nActionID: {id}\r\nMessage: Unable to retrieve endpoint {ep}\r\n\r\n"
+                        )
                     }
                 }
                 "sipnotify" => {
                     format!("Response: Success\r\nActionID: {id}\r\nMessage: Notify Sent\r\n\r\n")
                 }
                 "logoff" => {
-                    let bye = format!("Response: Goodbye\r\nActionID: {id}\r\nMessage: Thanks for all the fish.\r\n\r\n");
+                    let bye = format!(
+                        "Response: Goodbye\r\nActionID: {id}\r\nMessage: Thanks for all the fish.\r\n\r\n"
+                    );
                     w.write_all(bye.as_bytes()).await.unwrap();
                     seen.push(msg);
                     break;
                 }
-                _ => format!("Response: Error\r\nActionID: {id}\r\nMessage: Invalid/unknown command\r\n\r\n"),
+                _ => format!(
+                    "Response: Error\r\nActionID: {id}\r\nMessage: Invalid/unknown command\r\n\r\n"
+                ),
             };
             seen.push(msg);
             w.write_all(reply.as_bytes()).await.unwrap();
@@ -468,17 +531,27 @@ fn names(msg: &Message) -> Vec<&str> {
 #[tokio::test]
 async fn ami_pjsipnotify_logs_in_sends_the_fields_asterisk_names_and_logs_off() {
     let (port, pbx) = fake_ami(Pbx::Asterisk).await;
-    let out = hotdesk::reload::ami::pjsip_notify(&ami_cfg(port, "s3cret"), "1001", "check-sync;reboot=false")
-        .await
-        .unwrap();
+    let out = hotdesk::reload::ami::pjsip_notify(
+        &ami_cfg(port, "s3cret"),
+        "1001",
+        "check-sync;reboot=false",
+    )
+    .await
+    .unwrap();
     assert!(out.is_success());
     assert_eq!(out.audit_text(), "ami Success: NOTIFY sent");
 
     let seen = pbx.await.unwrap();
     assert_eq!(seen.len(), 3, "login, notify, logoff");
-    assert_eq!(names(&seen[0]), ["Action", "ActionID", "Username", "Secret", "Events"]);
+    assert_eq!(
+        names(&seen[0]),
+        ["Action", "ActionID", "Username", "Secret", "Events"]
+    );
     assert_eq!(seen[0][0].1, "Login");
-    assert_eq!(names(&seen[1]), ["Action", "ActionID", "Endpoint", "Variable"]);
+    assert_eq!(
+        names(&seen[1]),
+        ["Action", "ActionID", "Endpoint", "Variable"]
+    );
     assert_eq!(seen[1][0].1, "PJSIPNotify");
     assert_eq!(seen[1][2].1, "1001");
     assert_eq!(seen[1][3].1, "Event=check-sync;reboot=false");
@@ -493,7 +566,9 @@ async fn ami_uri_mode_and_chan_sip_sipnotify() {
     let (port, pbx) = fake_ami(Pbx::Asterisk).await;
     let mut cfg = ami_cfg(port, "s3cret");
     cfg.uri = Some("sip:{extension}@192.0.2.9:5060".into());
-    let out = hotdesk::reload::ami::pjsip_notify(&cfg, "1002", "check-sync").await.unwrap();
+    let out = hotdesk::reload::ami::pjsip_notify(&cfg, "1002", "check-sync")
+        .await
+        .unwrap();
     assert_eq!(out.audit_text(), "ami Success: NOTIFY sent");
     let seen = pbx.await.unwrap();
     assert_eq!(names(&seen[1]), ["Action", "ActionID", "URI", "Variable"]);
@@ -502,10 +577,15 @@ async fn ami_uri_mode_and_chan_sip_sipnotify() {
     let (port, pbx) = fake_ami(Pbx::Asterisk).await;
     let mut cfg = ami_cfg(port, "s3cret");
     cfg.action = AmiAction::ChanSip;
-    let out = hotdesk::reload::ami::pjsip_notify(&cfg, "1001", "check-sync").await.unwrap();
+    let out = hotdesk::reload::ami::pjsip_notify(&cfg, "1001", "check-sync")
+        .await
+        .unwrap();
     assert_eq!(out.audit_text(), "ami Success: Notify Sent");
     let seen = pbx.await.unwrap();
-    assert_eq!(names(&seen[1]), ["Action", "ActionID", "Channel", "Variable"]);
+    assert_eq!(
+        names(&seen[1]),
+        ["Action", "ActionID", "Channel", "Variable"]
+    );
     assert_eq!(seen[1][0].1, "SIPnotify");
 }
 
@@ -513,11 +593,15 @@ async fn ami_uri_mode_and_chan_sip_sipnotify() {
 async fn ami_unknown_endpoint_is_reported_as_asterisk_words_it() {
     for kind in [Pbx::Asterisk, Pbx::AsteriskOldNotifyError] {
         let (port, pbx) = fake_ami(kind).await;
-        let out = hotdesk::reload::ami::pjsip_notify(&ami_cfg(port, "s3cret"), "9999", "check-sync")
-            .await
-            .unwrap();
+        let out =
+            hotdesk::reload::ami::pjsip_notify(&ami_cfg(port, "s3cret"), "9999", "check-sync")
+                .await
+                .unwrap();
         assert!(!out.is_success());
-        assert_eq!(out.audit_text(), "ami Error: Unable to retrieve endpoint 9999");
+        assert_eq!(
+            out.audit_text(),
+            "ami Error: Unable to retrieve endpoint 9999"
+        );
         assert_eq!(pbx.await.unwrap().len(), 3, "still logs off");
     }
 }
@@ -550,7 +634,9 @@ async fn ami_silent_server_times_out_and_nothing_listening_fails_fast() {
     let mut cfg = ami_cfg(port, "s3cret");
     cfg.reply_timeout_ms = 200;
     let started = Instant::now();
-    let err = hotdesk::reload::ami::pjsip_notify(&cfg, "1001", "check-sync").await.unwrap_err();
+    let err = hotdesk::reload::ami::pjsip_notify(&cfg, "1001", "check-sync")
+        .await
+        .unwrap_err();
     assert_eq!(err, AmiError::Timeout("banner"));
     assert!(started.elapsed() < Duration::from_secs(2));
 

@@ -102,7 +102,10 @@ struct NotifyAction {
 
 impl NotifyAction {
     fn text(&self, action_id: &str) -> String {
-        format!("Action: {}\r\nActionID: {action_id}\r\n{}", self.name, self.rest)
+        format!(
+            "Action: {}\r\nActionID: {action_id}\r\n{}",
+            self.name, self.rest
+        )
     }
 }
 
@@ -113,9 +116,9 @@ fn notify_action(
 ) -> Result<NotifyAction, AmiError> {
     if extension.is_empty()
         || extension.len() > 64
-        || !extension
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'+' | b'*' | b'#'))
+        || !extension.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'+' | b'*' | b'#')
+        })
     {
         return Err(AmiError::Invalid("extension"));
     }
@@ -168,22 +171,40 @@ async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
         cfg.secret.expose()
     );
     send(&mut write, &login).await?;
-    let reply = within(reply_timeout, "login reply", read_reply(&mut reader, &login_id)).await?;
+    let reply = within(
+        reply_timeout,
+        "login reply",
+        read_reply(&mut reader, &login_id),
+    )
+    .await?;
     if !reply.is_success() {
         return Err(AmiError::Login(reply.message));
     }
 
     let notify_id = format!("{session}-notify");
     send(&mut write, &notify.text(&notify_id)).await?;
-    let outcome = within(reply_timeout, "notify reply", read_reply(&mut reader, &notify_id)).await?;
+    let outcome = within(
+        reply_timeout,
+        "notify reply",
+        read_reply(&mut reader, &notify_id),
+    )
+    .await?;
 
     // Best effort: the outcome is known; a slow or missing Goodbye does not change it.
     let logoff_id = format!("{session}-logoff");
-    if send(&mut write, &format!("Action: Logoff\r\nActionID: {logoff_id}\r\n\r\n"))
-        .await
-        .is_ok()
+    if send(
+        &mut write,
+        &format!("Action: Logoff\r\nActionID: {logoff_id}\r\n\r\n"),
+    )
+    .await
+    .is_ok()
     {
-        let _ = within(reply_timeout, "logoff reply", read_reply(&mut reader, &logoff_id)).await;
+        let _ = within(
+            reply_timeout,
+            "logoff reply",
+            read_reply(&mut reader, &logoff_id),
+        )
+        .await;
     }
     let _ = write.shutdown().await;
     Ok(outcome)
@@ -203,7 +224,9 @@ async fn send<W: AsyncWrite + Unpin>(w: &mut W, text: &str) -> Result<(), AmiErr
     w.write_all(text.as_bytes())
         .await
         .map_err(|e| AmiError::Io(e.kind().to_string()))?;
-    w.flush().await.map_err(|e| AmiError::Io(e.kind().to_string()))
+    w.flush()
+        .await
+        .map_err(|e| AmiError::Io(e.kind().to_string()))
 }
 
 /// One line without its CR LF; a line longer than `MAX_LINE` is a protocol error.
@@ -264,7 +287,12 @@ async fn read_message<R: AsyncBufReadExt + Unpin>(
             return Ok(fields);
         }
         if let Some((k, v)) = line.split_once(':') {
-            let value: String = v.trim().chars().filter(|c| !c.is_control()).take(200).collect();
+            let value: String = v
+                .trim()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect();
             fields.push((k.trim().to_string(), value));
         }
     }
@@ -274,7 +302,10 @@ async fn read_message<R: AsyncBufReadExt + Unpin>(
 fn random_id() -> String {
     let mut b = [0u8; 6];
     let _ = getrandom::fill(&mut b);
-    format!("hotdesk-{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+    format!(
+        "hotdesk-{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    )
 }
 
 #[cfg(test)]

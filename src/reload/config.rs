@@ -129,7 +129,10 @@ impl SipReloadConfig {
             to_user: None,
             t1,
             t2: Duration::from_millis(self.t2_ms),
-            timeout: self.timeout_ms.map(Duration::from_millis).unwrap_or(t1 * 64),
+            timeout: self
+                .timeout_ms
+                .map(Duration::from_millis)
+                .unwrap_or(t1 * 64),
         }
     }
 }
@@ -222,8 +225,13 @@ impl AmiReloadConfig {
 pub(crate) fn is_event_type(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'!' | b'%' | b'*' | b'+' | b'`' | b'\'' | b'~'))
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'.' | b'_' | b'!' | b'%' | b'*' | b'+' | b'`' | b'\'' | b'~'
+                )
+        })
 }
 
 /// A conservative subset of RFC 3261 `user` (unreserved only), so nothing needs escaping.

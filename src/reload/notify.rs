@@ -237,7 +237,9 @@ pub(crate) fn build_request(
         rsip::typed::From {
             display_name: None,
             uri: from_uri.clone(),
-            params: vec![rsip::Param::Tag(rsip::param::Tag::new(ids.from_tag.clone()))],
+            params: vec![rsip::Param::Tag(rsip::param::Tag::new(
+                ids.from_tag.clone(),
+            ))],
         }
         .into(),
     );
@@ -405,7 +407,10 @@ mod tests {
         let target: SocketAddr = "192.0.2.10:5060".parse().unwrap();
         let local: SocketAddr = "192.0.2.1:40000".parse().unwrap();
         let text = build_request(target, local, &ids(), &opts).to_string();
-        assert!(text.starts_with("NOTIFY sip:192.0.2.10:5060 SIP/2.0\r\n"), "{text}");
+        assert!(
+            text.starts_with("NOTIFY sip:192.0.2.10:5060 SIP/2.0\r\n"),
+            "{text}"
+        );
         for line in [
             "Via: SIP/2.0/UDP 192.0.2.1:40000;branch=z9hG4bKabc;rport\r\n",
             "Max-Forwards: 70\r\n",
@@ -430,12 +435,24 @@ mod tests {
             Some((200, "OK".into()))
         );
         assert_eq!(
-            match_response(&reply("489 Bad Event", "z9hG4bKabc", "cid1", "NOTIFY"), &ids),
+            match_response(
+                &reply("489 Bad Event", "z9hG4bKabc", "cid1", "NOTIFY"),
+                &ids
+            ),
             Some((489, "Bad Event".into()))
         );
-        assert_eq!(match_response(&reply("200 OK", "z9hG4bKzzz", "cid1", "NOTIFY"), &ids), None);
-        assert_eq!(match_response(&reply("200 OK", "z9hG4bKabc", "cid2", "NOTIFY"), &ids), None);
-        assert_eq!(match_response(&reply("200 OK", "z9hG4bKabc", "cid1", "OPTIONS"), &ids), None);
+        assert_eq!(
+            match_response(&reply("200 OK", "z9hG4bKzzz", "cid1", "NOTIFY"), &ids),
+            None
+        );
+        assert_eq!(
+            match_response(&reply("200 OK", "z9hG4bKabc", "cid2", "NOTIFY"), &ids),
+            None
+        );
+        assert_eq!(
+            match_response(&reply("200 OK", "z9hG4bKabc", "cid1", "OPTIONS"), &ids),
+            None
+        );
         assert_eq!(match_response(b"garbage\r\n\r\n", &ids), None);
         assert_eq!(match_response(&[0xff; 40], &ids), None);
     }
@@ -463,7 +480,10 @@ mod tests {
             provisional: false,
         };
         assert_eq!(t.audit_text(), "sip timeout after 32 s");
-        assert_eq!(NotifyOutcome::Unreachable.audit_text(), "sip port unreachable");
+        assert_eq!(
+            NotifyOutcome::Unreachable.audit_text(),
+            "sip port unreachable"
+        );
     }
 
     #[tokio::test]
