@@ -385,8 +385,8 @@ async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>)
 // - banner "Asterisk Call Manager/<AMI_VERSION>\r\n": main/manager.c session start;
 // - astman_send_response(): "Response: <r>\r\nActionID: <id>\r\nMessage: <m>\r\n\r\n"
 //   (main/manager.c astman_send_response_full);
-// - Login: ack "Authentication accepted" / error "Authentication failed" (main/manager.c
-//   action_login);
+// - Login: ack "Authentication accepted" / error "Authentication failed", then the session
+//   ends (main/manager.c action_login returns -1 after the error);
 // - Logoff: "Goodbye" / "Thanks for all the fish." (main/manager.c action_logoff);
 // - PJSIPNotify: ack "NOTIFY sent", error "Unable to retrieve endpoint %s", both Endpoint and
 //   URI -> error (res/res_pjsip_notify.c manager_notify, manager_notify_endpoint);
