@@ -250,6 +250,53 @@ async fn a_silent_phone_gets_the_full_schedule_then_timer_f() {
     assert_schedule(&phone.await.unwrap(), &expected);
 }
 
+#[tokio::test]
+async fn a_phone_that_only_says_trying_times_out_and_says_so() {
+    // 100 to everything: sends at 0, T1, then every T2 (1, 9, 17, ..., 57 T1): 9 sends.
+    let expected: Vec<u64> = [0, 1, 9, 17, 25, 33, 41, 49, 57]
+        .iter()
+        .map(|k| k * 40)
+        .collect();
+    let (addr, phone) = phone(vec![Answer::Status(100, "Trying"); expected.len()]).await;
+    let out = notify_check_sync(addr, &fast(40)).await;
+    assert_eq!(
+        out,
+        NotifyOutcome::TimedOut {
+            after: Duration::from_millis(2560),
+            transmissions: 9,
+            provisional: true
+        }
+    );
+    assert_eq!(out.audit_text(), "sip timeout after 2.6 s (1xx only)");
+    assert_schedule(&phone.await.unwrap(), &expected);
+}
+
+#[tokio::test]
+async fn reload_phone_follows_via() {
+    use hotdesk::reload::{ReloadConfig, ReloadOutcome, ReloadVia, reload_phone};
+    let (addr, _phone) = phone(vec![Answer::Status(200, "OK")]).await;
+    let mut cfg = ReloadConfig::default();
+    let ip = addr.ip();
+    assert_eq!(reload_phone(&cfg, ip, "1001").await, ReloadOutcome::NotSent);
+    cfg.via = ReloadVia::Sip;
+    cfg.sip.port = addr.port();
+    cfg.sip.reboot = Some(true);
+    cfg.validate().unwrap();
+    assert_eq!(
+        reload_phone(&cfg, ip, "1001").await.audit_text(),
+        "sip 200 OK"
+    );
+
+    let (port, pbx) = fake_ami(Pbx::Asterisk).await;
+    cfg.via = ReloadVia::Ami;
+    cfg.ami = ami_cfg(port, "s3cret");
+    cfg.validate().unwrap();
+    let out = reload_phone(&cfg, ip, "1001").await;
+    assert_eq!(out.audit_text(), "ami Success: NOTIFY sent");
+    let seen = pbx.await.unwrap();
+    assert_eq!(seen[1][3].1, "Event=check-sync;reboot=true");
+}
+
 #[tokio::test(start_paused = true)]
 async fn rfc_default_timers_give_up_after_32_seconds_with_11_transmissions() {
     // Paused clock: the real T1 = 500 ms / T2 = 4 s / F = 32 s without waiting 32 s.

@@ -43,6 +43,21 @@ pub struct ReloadConfig {
     pub ami: AmiReloadConfig,
 }
 
+impl ReloadConfig {
+    /// Checks the section the chosen mechanism uses; call once at start-up. The event (and
+    /// `reboot`) in `[reload.sip]` is also what `via = "ami"` asks Asterisk to send.
+    pub fn validate(&self) -> Result<(), String> {
+        match self.via {
+            ReloadVia::None => Ok(()),
+            ReloadVia::Sip => self.sip.validate(),
+            ReloadVia::Ami => {
+                self.sip.validate()?;
+                self.ami.validate()
+            }
+        }
+    }
+}
+
 /// `via = "sip" | "ami" | "none"`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]

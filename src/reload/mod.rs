@@ -11,6 +11,26 @@ pub use ami::{AmiError, AmiOutcome};
 pub use config::{AmiAction, AmiReloadConfig, ReloadConfig, ReloadVia, SipReloadConfig};
 pub use notify::{NotifyOptions, NotifyOutcome, notify_check_sync};
 
+use std::net::{IpAddr, SocketAddr};
+
+/// Asks the phone at `phone_ip` (the source address of its HTTP request) to load its new
+/// configuration, by the mechanism `cfg.via` names. `extension` fills `{extension}` in the AMI
+/// endpoint or URI template. Bounded in time (Timer F for SIP, the AMI timeouts); spawn it if
+/// the caller must not wait that long.
+pub async fn reload_phone(cfg: &ReloadConfig, phone_ip: IpAddr, extension: &str) -> ReloadOutcome {
+    match cfg.via {
+        ReloadVia::None => ReloadOutcome::NotSent,
+        ReloadVia::Sip => {
+            let target = SocketAddr::new(phone_ip, cfg.sip.port);
+            ReloadOutcome::Sip(notify_check_sync(target, &cfg.sip.notify_options()).await)
+        }
+        ReloadVia::Ami => {
+            let event = cfg.sip.notify_options().event_header();
+            ReloadOutcome::Ami(ami::pjsip_notify(&cfg.ami, extension, &event).await)
+        }
+    }
+}
+
 /// What a reload attempt came to, whichever mechanism ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReloadOutcome {
