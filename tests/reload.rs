@@ -168,19 +168,19 @@ async fn call_leg_does_not_exist_481_is_reported() {
     assert_eq!(out.audit_text(), "sip 481 Call/Transaction Does Not Exist");
 }
 
-/// Offsets from the first arrival; each must come no earlier than the RFC schedule says
-/// (timers never fire early) and not much later (a loaded 2-core machine gets 150 ms).
-fn assert_schedule(got: &[Received], expected_ms: &[u64]) {
-    assert_eq!(got.len(), expected_ms.len());
-    let t0 = got[0].at;
-    for (r, want) in got.iter().zip(expected_ms) {
-        let off = r.at.duration_since(t0).as_millis() as u64;
+/// Arrival offsets from `start` (taken just before the call): each must come no earlier than
+/// the RFC schedule says (timers never fire early) and not much later (a loaded 2-core
+/// machine gets 200 ms).
+fn assert_schedule(start: Instant, got: &[Received], expected_ms: &[u64]) {
+    let offsets: Vec<u64> = got
+        .iter()
+        .map(|r| r.at.duration_since(start).as_millis() as u64)
+        .collect();
+    assert_eq!(got.len(), expected_ms.len(), "{offsets:?}");
+    for (off, want) in offsets.iter().zip(expected_ms) {
         assert!(
-            off + 5 >= *want && off <= want + 150,
-            "arrival at {off} ms, RFC schedule {want} ms (all: {:?})",
-            got.iter()
-                .map(|r| r.at.duration_since(t0).as_millis())
-                .collect::<Vec<_>>()
+            off >= want && *off <= want + 200,
+            "arrival at {off} ms, RFC schedule {want} ms (all: {offsets:?})"
         );
     }
 }
@@ -195,10 +195,11 @@ async fn unanswered_requests_are_retransmitted_at_t1_doubling() {
         Answer::Status(200, "OK"),
     ];
     let (addr, phone) = phone(script).await;
+    let start = Instant::now();
     let out = notify_check_sync(addr, &fast(40)).await;
     assert!(out.is_success(), "{out:?}");
     let got = phone.await.unwrap();
-    assert_schedule(&got, &[0, 40, 120, 280]);
+    assert_schedule(start, &got, &[0, 40, 120, 280]);
     let branches: Vec<String> = got
         .iter()
         .map(|r| r.request.via_header().unwrap().to_string())
@@ -219,9 +220,10 @@ async fn a_provisional_answer_moves_retransmissions_to_t2() {
         Answer::Status(200, "OK"),
     ];
     let (addr, phone) = phone(script).await;
+    let start = Instant::now();
     let out = notify_check_sync(addr, &fast(40)).await;
     assert!(out.is_success(), "{out:?}");
-    assert_schedule(&phone.await.unwrap(), &[0, 40, 360, 680]);
+    assert_schedule(start, &phone.await.unwrap(), &[0, 40, 360, 680]);
 }
 
 #[tokio::test]
@@ -247,7 +249,7 @@ async fn a_silent_phone_gets_the_full_schedule_then_timer_f() {
         took >= Duration::from_millis(2555) && took < Duration::from_secs(4),
         "{took:?}"
     );
-    assert_schedule(&phone.await.unwrap(), &expected);
+    assert_schedule(started, &phone.await.unwrap(), &expected);
 }
 
 #[tokio::test]
@@ -258,6 +260,7 @@ async fn a_phone_that_only_says_trying_times_out_and_says_so() {
         .map(|k| k * 40)
         .collect();
     let (addr, phone) = phone(vec![Answer::Status(100, "Trying"); expected.len()]).await;
+    let started = Instant::now();
     let out = notify_check_sync(addr, &fast(40)).await;
     assert_eq!(
         out,
@@ -268,7 +271,7 @@ async fn a_phone_that_only_says_trying_times_out_and_says_so() {
         }
     );
     assert_eq!(out.audit_text(), "sip timeout after 2.6 s (1xx only)");
-    assert_schedule(&phone.await.unwrap(), &expected);
+    assert_schedule(started, &phone.await.unwrap(), &expected);
 }
 
 #[tokio::test]
