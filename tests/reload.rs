@@ -699,3 +699,39 @@ async fn ami_silent_server_times_out_and_nothing_listening_fails_fast() {
         .unwrap_err();
     assert!(matches!(err, AmiError::Connect(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn ipv6_loopback_phone_gets_a_bracketed_notify_and_its_200_counts() {
+    let Ok(socket) = UdpSocket::bind("[::1]:0").await else {
+        return; // no IPv6 loopback on this machine: nothing to test
+    };
+    let addr = socket.local_addr().unwrap();
+    let phone = tokio::spawn(async move {
+        let mut buf = vec![0u8; 8192];
+        let (n, from) = socket.recv_from(&mut buf).await.unwrap();
+        let text = String::from_utf8(buf[..n].to_vec()).unwrap();
+        // Answer by copying the header lines as a phone's stack would (RFC 3261 8.2.6.2).
+        let copy: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+                    .iter()
+                    .any(|h| l.starts_with(h))
+            })
+            .collect();
+        let reply = format!(
+            "SIP/2.0 200 OK\r\n{}\r\nContent-Length: 0\r\n\r\n",
+            copy.join("\r\n")
+        );
+        socket.send_to(reply.as_bytes(), from).await.unwrap();
+        text
+    });
+    let out = notify_check_sync(addr, &fast(200)).await;
+    assert_eq!(out.audit_text(), "sip 200 OK");
+    let text = phone.await.unwrap();
+    assert!(
+        text.starts_with(&format!("NOTIFY sip:[::1]:{} SIP/2.0\r\n", addr.port())),
+        "{text}"
+    );
+    assert!(text.contains("Via: SIP/2.0/UDP [::1]:"), "{text}");
+}

@@ -192,14 +192,24 @@ fn random_hex(bytes: usize) -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// rsip 0.4 prints an IPv6 host without the brackets RFC 3261 `IPv6reference` requires, so
+/// IPv6 goes in as a bracketed name.
+fn host_with_port(addr: SocketAddr) -> rsip::HostWithPort {
+    let host = match addr.ip() {
+        IpAddr::V4(ip) => rsip::Host::IpAddr(ip.into()),
+        IpAddr::V6(ip) => rsip::Host::Domain(format!("[{ip}]").into()),
+    };
+    rsip::HostWithPort {
+        host,
+        port: Some(addr.port().into()),
+    }
+}
+
 fn host_uri(user: Option<&str>, addr: SocketAddr) -> rsip::Uri {
     rsip::Uri {
         scheme: Some(rsip::Scheme::Sip),
         auth: user.map(|u| (u.to_string(), Option::<String>::None).into()),
-        host_with_port: rsip::HostWithPort {
-            host: addr.ip().into(),
-            port: Some(addr.port().into()),
-        },
+        host_with_port: host_with_port(addr),
         ..Default::default()
     }
 }
@@ -217,10 +227,7 @@ pub(crate) fn build_request(
             version: rsip::Version::V2,
             transport: rsip::Transport::Udp,
             uri: rsip::Uri {
-                host_with_port: rsip::HostWithPort {
-                    host: local.ip().into(),
-                    port: Some(local.port().into()),
-                },
+                host_with_port: host_with_port(local),
                 ..Default::default()
             },
             params: vec![
@@ -346,11 +353,14 @@ fn send_error(e: io::Error) -> NotifyOutcome {
 /// 17.1.3). Returns the status code and the phone's own reason phrase (printable, bounded).
 pub(crate) fn match_response(datagram: &[u8], ids: &TransactionIds) -> Option<(u16, String)> {
     let response = rsip::Response::try_from(datagram).ok()?;
-    let via = response.via_header().ok()?.typed().ok()?;
+    // The branch is read from the raw top Via value: typed parsing would also have to accept
+    // the sent-by host (rsip 0.4 does not parse a bracketed IPv6 one), which is not ours to judge.
+    let via = response.via_header().ok()?.value();
     let branch_ok = via
-        .params
-        .iter()
-        .any(|p| matches!(p, rsip::Param::Branch(b) if b.value() == ids.branch));
+        .split(';')
+        .skip(1)
+        .filter_map(|p| p.split_once('='))
+        .any(|(k, v)| k.trim().eq_ignore_ascii_case("branch") && v.trim() == ids.branch);
     let call_id_ok = response.call_id_header().ok()?.value() == ids.call_id;
     let cseq = response.cseq_header().ok()?.typed().ok()?;
     if !branch_ok || !call_id_ok || cseq.method != rsip::Method::Notify {
@@ -425,6 +435,18 @@ mod tests {
             assert!(text.contains(line), "missing {line:?} in {text}");
         }
         assert!(text.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn ipv6_hosts_are_bracketed() {
+        let target: SocketAddr = "[2001:db8::10]:5060".parse().unwrap();
+        let local: SocketAddr = "[2001:db8::1]:40000".parse().unwrap();
+        let text = build_request(target, local, &ids(), &NotifyOptions::default()).to_string();
+        assert!(
+            text.starts_with("NOTIFY sip:[2001:db8::10]:5060 SIP/2.0\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("Via: SIP/2.0/UDP [2001:db8::1]:40000;branch=z9hG4bKabc;rport\r\n"));
     }
 
     #[test]
