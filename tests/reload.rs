@@ -277,7 +277,7 @@ async fn a_phone_that_only_says_trying_times_out_and_says_so() {
 #[tokio::test]
 async fn reload_phone_follows_via() {
     use hotdesk::reload::{ReloadConfig, ReloadOutcome, ReloadVia, reload_phone};
-    let (addr, _phone) = phone(vec![Answer::Status(200, "OK")]).await;
+    let (addr, phone) = phone(vec![Answer::Status(200, "OK")]).await;
     let mut cfg = ReloadConfig::default();
     let ip = addr.ip();
     assert_eq!(reload_phone(&cfg, ip, "1001").await, ReloadOutcome::NotSent);
@@ -285,9 +285,18 @@ async fn reload_phone_follows_via() {
     cfg.sip.port = addr.port();
     cfg.sip.reboot = Some(true);
     cfg.validate().unwrap();
+    // As a dual-stack listener reports an IPv4 phone: ::ffff:127.0.0.1.
+    let mapped = match ip {
+        std::net::IpAddr::V4(v4) => std::net::IpAddr::V6(v4.to_ipv6_mapped()),
+        v6 => v6,
+    };
+    let out = reload_phone(&cfg, mapped, "1001").await;
+    assert_eq!(out.audit_text(), "sip 200 OK");
+    let got = phone.await.unwrap();
     assert_eq!(
-        reload_phone(&cfg, ip, "1001").await.audit_text(),
-        "sip 200 OK"
+        got[0].request.uri.to_string(),
+        format!("sip:{addr}"),
+        "IPv4 again"
     );
 
     let (port, pbx) = fake_ami(Pbx::Asterisk).await;

@@ -21,7 +21,8 @@ pub async fn reload_phone(cfg: &ReloadConfig, phone_ip: IpAddr, extension: &str)
     match cfg.via {
         ReloadVia::None => ReloadOutcome::NotSent,
         ReloadVia::Sip => {
-            let target = SocketAddr::new(phone_ip, cfg.sip.port);
+            // A dual-stack listener reports IPv4 phones as ::ffff:a.b.c.d; talk IPv4 to them.
+            let target = SocketAddr::new(phone_ip.to_canonical(), cfg.sip.port);
             ReloadOutcome::Sip(notify_check_sync(target, &cfg.sip.notify_options()).await)
         }
         ReloadVia::Ami => {
