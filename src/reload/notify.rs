@@ -341,6 +341,7 @@ async fn run_transaction(
     }
 }
 
+/// RFC 3261 17.1.4: a transport error ends the transaction at once (no more retransmissions).
 fn send_error(e: io::Error) -> NotifyOutcome {
     if e.kind() == io::ErrorKind::ConnectionRefused {
         NotifyOutcome::Unreachable
