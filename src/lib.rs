@@ -20,6 +20,7 @@ pub mod directory;
 pub mod flow;
 pub mod phone;
 pub mod provision;
+pub mod reload;
 pub mod screen;
 pub mod secret;
 pub mod server;
