@@ -86,9 +86,10 @@ pub struct Config {
     pub phones: PhonesConfig,
     #[serde(default)]
     pub admin: AdminConfig,
-    /// `[reload]`: the per-vendor keys of earlier releases (now `[vendors.<id>] reload`).
+    /// `[reload]`: how reload requests are sent (SIP NOTIFY from hotdesk, or the PBX over
+    /// AMI), and the per-vendor keys of earlier releases (now `[vendors.<id>] reload`).
     #[serde(default)]
-    pub reload: ReloadConfig,
+    pub reload: crate::reload::ReloadConfig,
     /// Per-vendor settings, keyed by the vendor's id (`aastra`, `yealink`, `htek`, `sangoma`,
     /// `snom`); checked against the vendor registry at start-up.
     #[serde(default)]
@@ -669,42 +670,6 @@ fn private_ranges() -> Vec<IpNet> {
     .collect()
 }
 
-/// `[reload] aastra = …` and friends, as earlier releases wrote them: still read, with a
-/// warning naming `[vendors.<id>] reload`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ReloadConfig {
-    pub aastra: Option<ReloadMethod>,
-    pub yealink: Option<ReloadMethod>,
-    /// Also Sangoma S-series (Htek OEMs), as before.
-    pub htek: Option<ReloadMethod>,
-    pub snom: Option<ReloadMethod>,
-}
-
-impl ReloadConfig {
-    fn legacy(&self, vendor: &str) -> Option<ReloadMethod> {
-        match vendor {
-            "aastra" => self.aastra,
-            "yealink" => self.yealink,
-            "htek" | "sangoma" => self.htek,
-            "snom" => self.snom,
-            _ => None,
-        }
-    }
-
-    fn legacy_keys(&self) -> Vec<&'static str> {
-        [
-            ("aastra", self.aastra),
-            ("yealink", self.yealink),
-            ("htek", self.htek),
-            ("snom", self.snom),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|_| k))
-        .collect()
-    }
-}
-
 /// `[vendors.<id>]`: what an admin sets for one vendor's phones.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -847,6 +812,7 @@ impl Config {
         if self.login.expiry_check.0.is_zero() {
             return Err("[login] expiry_check must be above zero".into());
         }
+        self.reload.validate()?;
         if self.provision.rate_per_second == 0 || self.provision.rate_burst == 0 {
             return Err("[provision] rate_per_second and rate_burst must be at least 1".into());
         }

@@ -278,7 +278,10 @@ async fn a_phone_that_only_says_trying_times_out_and_says_so() {
 async fn reload_phone_follows_via() {
     use hotdesk::reload::{ReloadConfig, ReloadOutcome, ReloadVia, reload_phone};
     let (addr, phone) = phone(vec![Answer::Status(200, "OK")]).await;
-    let mut cfg = ReloadConfig::default();
+    let mut cfg = ReloadConfig {
+        via: ReloadVia::None,
+        ..ReloadConfig::default()
+    };
     let ip = addr.ip();
     assert_eq!(reload_phone(&cfg, ip, "1001").await, ReloadOutcome::NotSent);
     cfg.via = ReloadVia::Sip;

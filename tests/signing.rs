@@ -7,7 +7,10 @@ use support::phone::*;
 use support::request;
 
 fn signed(t: String) -> String {
-    t.replace("sign_links = false", "sign_links = true\nlink_ttl = \"2s\"")
+    // An apply with a command in it for every vendor, so a refused link is visible; the
+    // check-sync NOTIFY (the default) leaves nothing in the apply screen.
+    let opt_in = "\n[vendors.yealink]\nreload = \"reboot\"\n[vendors.htek]\nreload = \"reboot\"\n[vendors.snom]\nreload = \"reboot\"\n";
+    t.replace("sign_links = false", "sign_links = true\nlink_ttl = \"2s\"") + opt_in
 }
 
 fn title(v: &View) -> &str {

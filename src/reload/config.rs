@@ -41,6 +41,39 @@ pub struct ReloadConfig {
     pub sip: SipReloadConfig,
     /// The PBX sends the NOTIFY when asked over the Asterisk Manager Interface.
     pub ami: AmiReloadConfig,
+    /// `[reload] aastra = "push"` and friends, as earlier releases wrote the per-vendor method:
+    /// still read, with a warning naming `[vendors.<id>] reload`.
+    pub aastra: Option<crate::config::ReloadMethod>,
+    pub yealink: Option<crate::config::ReloadMethod>,
+    /// Also Sangoma S-series (Htek OEMs), as before.
+    pub htek: Option<crate::config::ReloadMethod>,
+    pub snom: Option<crate::config::ReloadMethod>,
+}
+
+impl ReloadConfig {
+    /// The old per-vendor key for `vendor`, if set.
+    pub fn legacy(&self, vendor: &str) -> Option<crate::config::ReloadMethod> {
+        match vendor {
+            "aastra" => self.aastra,
+            "yealink" => self.yealink,
+            "htek" | "sangoma" => self.htek,
+            "snom" => self.snom,
+            _ => None,
+        }
+    }
+
+    /// The old per-vendor keys this config still uses.
+    pub fn legacy_keys(&self) -> Vec<&'static str> {
+        [
+            ("aastra", self.aastra),
+            ("yealink", self.yealink),
+            ("htek", self.htek),
+            ("snom", self.snom),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|_| k))
+        .collect()
+    }
 }
 
 impl ReloadConfig {
@@ -62,12 +95,12 @@ impl ReloadConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReloadVia {
-    /// SIP NOTIFY from hotdesk to the phone.
+    /// SIP NOTIFY from hotdesk to the phone (the default: the vendors' documented way).
+    #[default]
     Sip,
     /// AMI action asking Asterisk to send the NOTIFY.
     Ami,
     /// Nothing is sent.
-    #[default]
     None,
 }
 
@@ -264,7 +297,7 @@ mod tests {
     #[test]
     fn defaults_parse_from_an_empty_section() {
         let c: ReloadConfig = toml::from_str("").unwrap();
-        assert_eq!(c.via, ReloadVia::None);
+        assert_eq!(c.via, ReloadVia::Sip);
         assert_eq!(c.sip.port, 5060);
         assert_eq!(c.sip.event, "check-sync");
         assert_eq!(c.ami.port, 5038);

@@ -27,7 +27,16 @@ pub async fn reload_phone(cfg: &ReloadConfig, phone_ip: IpAddr, extension: &str)
         }
         ReloadVia::Ami => {
             let event = cfg.sip.notify_options().event_header();
-            ReloadOutcome::Ami(ami::pjsip_notify(&cfg.ami, extension, &event).await)
+            // `{ip}` in the templates is the phone's address (`uri = "sip:{ip}:5060"` reaches
+            // the phone whichever user it is registered as).
+            let ip = match phone_ip.to_canonical() {
+                IpAddr::V6(v6) => format!("[{v6}]"),
+                v4 => v4.to_string(),
+            };
+            let mut ami_cfg = cfg.ami.clone();
+            ami_cfg.endpoint = ami_cfg.endpoint.replace("{ip}", &ip);
+            ami_cfg.uri = ami_cfg.uri.map(|u| u.replace("{ip}", &ip));
+            ReloadOutcome::Ami(ami::pjsip_notify(&ami_cfg, extension, &event).await)
         }
     }
 }

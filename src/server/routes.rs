@@ -335,6 +335,7 @@ async fn phone(
         }
         _ => run_to_completion(app, step, &handset, peer, effect, query).await,
     };
+    super::reload::after_apply(app, &handset, peer.ip(), &mut screen, reload);
     if let Some(signer) = &app.signer {
         signer.sign_screen(&mut screen, now);
     }

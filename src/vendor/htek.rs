@@ -94,8 +94,10 @@ impl Family for Htek {
         }
     }
 
+    /// SIP NOTIFY `check-sync`: the mechanism the vendor documents (see the vendor README);
+    /// the Execute/fragment restarts are opt-in and unverified.
     fn default_reload(&self) -> ReloadMethod {
-        ReloadMethod::Reboot
+        ReloadMethod::CheckSync
     }
 
     /// Sangoma's browser User-Agent is unconfirmed: its key always carries the MAC.

@@ -75,8 +75,10 @@ impl Family for Snom {
         }
     }
 
+    /// SIP NOTIFY `check-sync`: the mechanism the vendor documents (see the vendor README);
+    /// the Execute/fragment restarts are opt-in and unverified.
     fn default_reload(&self) -> ReloadMethod {
-        ReloadMethod::Reboot
+        ReloadMethod::CheckSync
     }
 
     /// Firmware 8 and older send no MAC in the User-Agent (Wazo provd).

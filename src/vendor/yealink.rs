@@ -95,8 +95,10 @@ impl Family for Yealink {
         }
     }
 
+    /// SIP NOTIFY `check-sync`: the mechanism the vendor documents (see the vendor README);
+    /// the Execute/fragment restarts are opt-in and unverified.
     fn default_reload(&self) -> ReloadMethod {
-        ReloadMethod::Reboot
+        ReloadMethod::CheckSync
     }
 }
 
