@@ -38,6 +38,12 @@ const HANDSETS: &[Golden] = &[
     ),
     Golden(
         "aastra",
+        "6739i",
+        "Aastra6739i MAC:00-08-5D-1A-2B-3C V:3.2.1.1013-SIP",
+        None,
+    ),
+    Golden(
+        "aastra",
         "6867i",
         "Aastra6867i MAC:00-08-5D-40-90-60 V:4.2.0.2023-SIP",
         None,
@@ -241,6 +247,46 @@ fn every_screen_matches_its_golden_file() {
         "golden files out of date (UPDATE_GOLDEN=1 to rewrite, then review):\n{}",
         mismatches.join("\n")
     );
+}
+
+/// On Aastra, `doneAction` also answers `SoftKey:Exit` (AXAPI p.67): an error screen with a
+/// "Close" key must not carry it, or Close re-opens the form (finding A5).
+#[test]
+fn aastra_close_really_closes() {
+    for &Golden(folder, prefix, ua, mac) in HANDSETS.iter().filter(|g| g.0 == "aastra") {
+        let h = handset(ua, mac);
+        let target = Target {
+            handset: &h,
+            base: BASE,
+            reload: default_reload(folder),
+        };
+        let screen = screens::wrong_credentials(2, link("/app/login").with("net", "internal"));
+        let body = String::from_utf8(render(&screen, target).body).unwrap();
+        if h.caps.softkeys == 0 {
+            assert!(body.contains("doneAction="), "{prefix}: {body}");
+        } else {
+            assert!(!body.contains("doneAction="), "{prefix}: {body}");
+            assert!(body.contains("<URI>SoftKey:Exit</URI>"), "{prefix}: {body}");
+        }
+    }
+}
+
+/// The 6739i takes only Exit and Submit as special softkeys (AXAPI p.159; finding A2).
+#[test]
+fn the_6739i_gets_no_select_or_backspace_keys() {
+    let h = handset("Aastra6739i MAC:00-08-5D-1A-2B-3C V:3.2.1.1013-SIP", None);
+    for (name, screen) in all_screens() {
+        let target = Target {
+            handset: &h,
+            base: BASE,
+            reload: ReloadMethod::Push,
+        };
+        let body = String::from_utf8(render(&screen, target).body).unwrap();
+        assert!(
+            !body.contains("SoftKey:Select") && !body.contains("SoftKey:BackSpace"),
+            "{name}: {body}"
+        );
+    }
 }
 
 /// Every golden file is well-formed XML whose text is XML-1.0-legal.

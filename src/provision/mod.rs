@@ -13,10 +13,14 @@ use std::path::Path;
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, Value, context};
 
 use crate::config::Config;
-use crate::dialect::text::clean;
+use crate::dialect::text::{clean, display_in};
 use crate::phone::{Handset, Vendor};
 use crate::store::Login;
-use crate::vendor;
+use crate::vendor::{self, TemplateVar};
+
+/// Longest display name or label written into a provisioning file: phone displays show
+/// far less, and a file stays small whatever the directory holds.
+const NAME_MAX: usize = 64;
 
 /// innovaphone's update script: not a screen family, served by its own route.
 const INNOVAPHONE: (&str, &str) = (
@@ -168,28 +172,46 @@ impl Provisioner {
         let login = lines.first().map(|l| l.login);
         let name = self.pick(handset.vendor, login.and_then(|l| l.template.as_deref()));
         let tmpl = self.env.get_template(&name).map_err(|e| e.to_string())?;
+        let family = vendor::family(handset.vendor);
+        let charset = family.charset();
+        let name_for = |n: &str| display_in(n, NAME_MAX, false, charset);
+        let family_vars: std::collections::BTreeMap<&str, Value> = family
+            .template_vars(handset)
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    TemplateVar::Text(t) => Value::from(t),
+                    TemplateVar::Flag(b) => Value::from(b),
+                    TemplateVar::Number(n) => Value::from(n),
+                };
+                (k, v)
+            })
+            .collect();
         let base_url = config.base();
         let mac = handset.mac.to_string();
         // The key's URL carries the MAC when this phone's User-Agent did not (it came from
         // the file name), or when the family's browser may send none.
-        let entry_url =
-            if handset.mac_from_query || vendor::family(handset.vendor).key_url_needs_mac() {
-                format!("{base_url}/app?mac={mac}")
-            } else {
-                format!("{base_url}/app")
-            };
+        let entry_url = if handset.mac_from_query || family.key_url_needs_mac() {
+            format!("{base_url}/app?mac={mac}")
+        } else {
+            format!("{base_url}/app")
+        };
         let to_value = |line: &Line<'_>| {
             let l = line.login;
             let net = config.networks.get(&l.network);
+            let server = net.map(|n| n.sip_server.as_str()).unwrap_or("");
+            let (host, port) = split_host_port(server);
             context! {
                 identity => l.identity,
                 extension => l.extension,
-                name => l.name,
+                name => name_for(&l.name),
                 sip_password => line.sip_password,
                 sip_username => line.sip_username.unwrap_or(&l.extension),
                 network => l.network,
                 network_label => net.map(|n| n.label.as_str()).unwrap_or(""),
-                sip_server => net.map(|n| n.sip_server.as_str()).unwrap_or(""),
+                sip_server => server,
+                sip_host => host,
+                sip_port => port,
             }
         };
         let all: Vec<Value> = lines.iter().map(to_value).collect();
@@ -209,11 +231,14 @@ impl Provisioner {
                 .get(&b.network)
                 .map(|n| n.sip_server.as_str())
                 .unwrap_or("");
+            let (host, port) = split_host_port(server);
             context! {
                 extension => b.extension,
                 secret => b.secret.expose(),
-                label => b.label,
+                label => name_for(&b.label),
                 sip_server => server,
+                sip_host => host,
+                sip_port => port,
             }
         });
         let body = tmpl
@@ -223,6 +248,7 @@ impl Provisioner {
                 vendor => handset.vendor.as_str(),
                 model => handset.model,
                 entry_url => entry_url,
+                family => family_vars,
                 logged_in => login.is_some(),
                 line => line.unwrap_or(Value::from(())),
                 lines => all,
@@ -268,6 +294,24 @@ impl Provisioner {
             .render(context! { mac => mac.to_string(), innovaphone_lines => lines })
             .map_err(|e| format!("innovaphone template: {e}"))?;
         Ok(text.lines().map(|l| format!("{l}\r\n")).collect())
+    }
+}
+
+/// `host[:port]` (or `[v6]:port`) as host and port, 5060 when none is given.
+fn split_host_port(server: &str) -> (&str, u16) {
+    let server = server.trim();
+    if let Some(rest) = server.strip_prefix('[') {
+        if let Some((host, tail)) = rest.split_once(']') {
+            let port = tail.strip_prefix(':').and_then(|p| p.parse().ok());
+            return (host, port.unwrap_or(5060));
+        }
+    }
+    match server.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => match port.parse() {
+            Ok(port) => (host, port),
+            Err(_) => (server, 5060),
+        },
+        _ => (server, 5060),
     }
 }
 
