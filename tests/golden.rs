@@ -385,3 +385,102 @@ fn aastra_golden_files_validate_against_the_official_schema() {
         "{report}"
     );
 }
+
+/// Every screen that shows directory or config text, built around `name` (links carry only
+/// values the server makes, never a name).
+fn screens_named(name: &str) -> Vec<Screen> {
+    let l = || link("/app/login").with("net", "internal");
+    vec![
+        screens::choose_network(
+            &[
+                ("a".into(), name.into(), l()),
+                ("b".into(), name.into(), l()),
+            ],
+            1,
+        ),
+        screens::ask_pin(name, l()),
+        screens::ask_logout_pin(name, l()),
+        screens::logged_in_menu(name, name, l(), l()),
+        screens::logged_in(name, name, name, l()),
+        screens::logged_out(name, l()),
+        screens::logged_off_one(name, l()),
+        screens::too_many_devices(name, 4),
+        screens::missing(name, l()),
+        screens::try_later(name),
+        screens::identities_menu(
+            &vec![(name.to_owned(), name.to_owned(), l()); 7],
+            l(),
+            Some(l()),
+        ),
+    ]
+}
+
+mod limits {
+    use super::*;
+    use hotdesk::vendor::family;
+    use proptest::prelude::*;
+
+    /// Any Unicode name up to 20,000 characters: every screen of every vendor, and the
+    /// Aastra push pages made from a file holding it, stay within the phone's byte and item
+    /// limits and are legal XML; Latin-1 displays get Latin-1 only.
+    fn check_all(name: &str) -> Result<(), TestCaseError> {
+        for &Golden(folder, prefix, ua, mac) in HANDSETS {
+            let h = handset(ua, mac);
+            let target = Target {
+                handset: &h,
+                base: BASE,
+                reload: default_reload(folder),
+            };
+            let mut docs: Vec<Screen> = screens_named(name);
+            if let Some(pages) = family(h.vendor).push_pages(&format!(
+                "^sip line1 display name: {name}\n^sip line1 screen name: {name}\n"
+            )) {
+                prop_assert!(!pages.is_empty() && pages.len() <= 16);
+                docs.push(Screen::Apply(hotdesk::screen::Apply {
+                    actions: (1..=pages.len())
+                        .map(|n| Action::Open(link("/app/push").with("page", n.to_string())))
+                        .collect(),
+                    grant: None,
+                }));
+                docs.extend(pages.into_iter().map(Screen::Configuration));
+            }
+            for screen in &docs {
+                let body = render(screen, target).body;
+                prop_assert!(
+                    body.len() <= h.caps.max_bytes,
+                    "{prefix}: {} bytes",
+                    body.len()
+                );
+                let text = std::str::from_utf8(&body).unwrap();
+                prop_assert!(text.chars().all(hotdesk::dialect::text::is_xml_char));
+                prop_assert!(quick_xml::Reader::from_str(text).read_event().is_ok());
+                prop_assert!(
+                    text.matches("<MenuItem>").count() <= h.caps.max_menu_items,
+                    "{prefix}"
+                );
+                if folder == "aastra" && !matches!(screen, Screen::Configuration(_)) {
+                    prop_assert!(
+                        text.chars().all(|c| u32::from(c) <= 0xFF),
+                        "{prefix}: Aastra text is Latin-1"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(8))]
+        #[test]
+        fn any_name_up_to_20000_characters_stays_within_limits(
+            name in proptest::collection::vec(any::<char>(), 0..20_000)
+        ) {
+            check_all(&name.into_iter().collect::<String>())?;
+        }
+    }
+
+    #[test]
+    fn a_12000_character_directory_name() {
+        check_all(&"Zoë 🦀 \"O'Neil\" <&>".repeat(700)).unwrap();
+    }
+}
