@@ -467,9 +467,31 @@ async fn innovaphone_update_script() {
     assert_eq!(lines[0], "# hotdesk update script for 009033aabbcc");
     assert_eq!(lines[2], "config change EXAMPLE /pwd base-pw-31");
     assert_eq!(
-        lines[lines.len() - 3..],
-        ["config write", "config activate", "iresetn"]
+        lines[lines.len() - 4..lines.len() - 2],
+        ["config write", "config activate"]
     );
+    assert_eq!(lines[lines.len() - 1], "iresetn");
+    // I1: the serial the phone sends back as CHECK; then nothing is delivered again.
+    let serial = lines[lines.len() - 2]
+        .strip_prefix("mod cmd UP1 check ser ")
+        .unwrap();
+    assert_eq!(serial.len(), 32);
+    let text = support::config_text(&server.dir, "http://127.0.0.1:1", extra);
+    let config = hotdesk::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+    let prov = hotdesk::provision::Provisioner::new(None).unwrap();
+    let mac = "009033aabbcc".parse().unwrap();
+    let again = prov
+        .render_innovaphone_checked(&config, mac, Some(serial))
+        .unwrap();
+    assert!(
+        !again.contains("config") && !again.contains("iresetn"),
+        "{again}"
+    );
+    let stale = prov
+        .render_innovaphone_checked(&config, mac, Some("0123"))
+        .unwrap();
+    assert!(stale.ends_with("iresetn\r\n"), "{stale}");
+    assert!(!serial.contains("base-pw"), "no secret in the serial");
     for bad in [
         "/provision/innovaphone.txt",
         "/provision/innovaphone.txt?sn=%23m",

@@ -273,28 +273,71 @@ impl Provisioner {
 }
 
 impl Provisioner {
-    /// The innovaphone update script for `mac`, lines ending in CR LF as the update server's.
+    /// The innovaphone update script for `mac`, lines ending in CR LF as the update server's,
+    /// ending with `mod cmd UP1 check ser <serial>` so the phone reports the serial back as
+    /// `CHECK` (innovaphone's `update.php`).
     pub fn render_innovaphone(
         &self,
         config: &Config,
         mac: crate::phone::Mac,
     ) -> Result<String, String> {
+        self.render_innovaphone_checked(config, mac, None)
+    }
+
+    /// As [`Provisioner::render_innovaphone`]; when `check` (the phone's `CHECK` argument)
+    /// is the script's serial the phone already runs it, and the answer is only a comment,
+    /// as innovaphone's own update server does, so the phone neither rewrites its flash nor
+    /// re-activates its configuration on every poll.
+    pub fn render_innovaphone_checked(
+        &self,
+        config: &Config,
+        mac: crate::phone::Mac,
+        check: Option<&str>,
+    ) -> Result<String, String> {
         let c = &config.innovaphone;
+        let tmpl = self
+            .env
+            .get_template("innovaphone/default.txt")
+            .map_err(|e| e.to_string())?;
+        let serial = innovaphone_serial(tmpl.source(), mac, &c.lines);
+        if check.is_some_and(|c| c.trim().eq_ignore_ascii_case(&serial)) {
+            return Ok(format!(
+                "# not delivering the script - CHECK serial {serial} is good\r\n"
+            ));
+        }
         let password = c.password.as_ref().map(|p| p.expose()).unwrap_or("");
         let lines: Vec<String> = c
             .lines
             .iter()
             .map(|l| l.replace("{password}", password))
             .collect();
-        let tmpl = self
-            .env
-            .get_template("innovaphone/default.txt")
-            .map_err(|e| e.to_string())?;
         let text = tmpl
-            .render(context! { mac => mac.to_string(), innovaphone_lines => lines })
+            .render(context! {
+                mac => mac.to_string(),
+                innovaphone_lines => lines,
+                check_serial => serial,
+            })
             .map_err(|e| format!("innovaphone template: {e}"))?;
         Ok(text.lines().map(|l| format!("{l}\r\n")).collect())
     }
+}
+
+/// The script's serial: a hash of what makes it (template, MAC, configured lines). The lines
+/// are hashed with `{password}` unreplaced, so the serial, which the phone sends back in a
+/// URL, says nothing about the password (a password change alone keeps the serial).
+fn innovaphone_serial(template: &str, mac: crate::phone::Mac, lines: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(template.as_bytes());
+    h.update(mac.to_string().as_bytes());
+    for l in lines {
+        h.update([0]);
+        h.update(l.as_bytes());
+    }
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// `host[:port]` (or `[v6]:port`) as host and port, 5060 when none is given.
