@@ -29,6 +29,9 @@ pub struct Flavor {
     /// `doneAction` also answers `SoftKey:Exit` (Aastra, AXAPI p.67), so a "Close" key next
     /// to it would not close.
     pub done_action_on_exit: bool,
+    /// Writes `Beep="no"` where no beep is wanted: Yealink documents `Beep` on UI objects
+    /// without a default, and "yes" as the default of its Status object (YXB p.9, p.29).
+    pub beep_off: bool,
     /// What the display fonts show; other text is transliterated.
     pub charset: Charset,
     /// The model takes only `SoftKey:Exit` and `SoftKey:Submit` as special softkeys (the
@@ -65,6 +68,11 @@ pub fn render(f: &Flavor, screen: &Screen, t: Target<'_>, lim: Limits) -> Render
         Screen::Configuration(items) => document(|w| configuration(f, w, items)),
     };
     Rendered { body, refresh }
+}
+
+/// `Beep="no"` where the flavour wants it said.
+fn quiet(f: &Flavor) -> Option<(&'static str, &'static str)> {
+    f.beep_off.then_some(("Beep", "no"))
 }
 
 fn root(f: &Flavor, object: &str) -> String {
@@ -104,6 +112,7 @@ fn menu(
     let default_index = m.default_index.clamp(1, items.len().max(1)).to_string();
     w.create_element(root(f, "TextMenu").as_str())
         .with_attribute(("destroyOnExit", "yes"))
+        .with_attributes(quiet(f))
         .with_attribute(("defaultIndex", default_index.as_str()))
         .write_inner_content(|w| {
             leaf(
@@ -169,6 +178,7 @@ fn input(
             .with_attribute(("type", field_type(field.numeric)))
             .with_attribute(("password", yes_no(field.secret)))
             .with_attribute(("destroyOnExit", "yes"))
+            .with_attributes(quiet(f))
             .write_inner_content(|w| {
                 leaf(w, "Title", &title)?;
                 leaf(
@@ -191,6 +201,7 @@ fn input(
     w.create_element(root(f, "InputScreen").as_str())
         .with_attribute(("type", "string"))
         .with_attribute(("destroyOnExit", "yes"))
+        .with_attributes(quiet(f))
         .write_inner_content(|w| {
             leaf(w, "Title", &title)?;
             leaf(w, "URL", &url)?;
@@ -235,6 +246,8 @@ fn message(
         .with_attribute(("destroyOnExit", "yes"));
     if m.tone == Tone::Error {
         el = el.with_attribute(("Beep", "yes"));
+    } else {
+        el = el.with_attributes(quiet(f));
     }
     // On Aastra doneAction is where the phone's own Done key *and* SoftKey:Exit lead (AXAPI
     // p.67), so it would turn "Close" into "retry": only a step that must follow (the apply

@@ -33,6 +33,7 @@ const FLAVOR: Flavor = Flavor {
     trigger_destroy: false,
     commands: yealink::commands,
     done_action_on_exit: false,
+    beep_off: true,
     charset: Charset::Unicode,
     exit_submit_only: |_| false,
     config_items: ConfigItems::Yealink,
