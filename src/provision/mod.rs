@@ -343,11 +343,9 @@ fn innovaphone_serial(template: &str, mac: crate::phone::Mac, lines: &[String]) 
 /// `host[:port]` (or `[v6]:port`) as host and port, 5060 when none is given.
 fn split_host_port(server: &str) -> (&str, u16) {
     let server = server.trim();
-    if let Some(rest) = server.strip_prefix('[') {
-        if let Some((host, tail)) = rest.split_once(']') {
-            let port = tail.strip_prefix(':').and_then(|p| p.parse().ok());
-            return (host, port.unwrap_or(5060));
-        }
+    if let Some((host, tail)) = server.strip_prefix('[').and_then(|r| r.split_once(']')) {
+        let port = tail.strip_prefix(':').and_then(|p| p.parse().ok());
+        return (host, port.unwrap_or(5060));
     }
     match server.rsplit_once(':') {
         Some((host, port)) if !host.contains(':') => match port.parse() {
@@ -371,4 +369,21 @@ fn xml_escape(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_host_port;
+
+    #[test]
+    fn sip_server_splits_into_host_and_port() {
+        assert_eq!(split_host_port("10.0.0.5"), ("10.0.0.5", 5060));
+        assert_eq!(
+            split_host_port("pbx.example.com:5080"),
+            ("pbx.example.com", 5080)
+        );
+        assert_eq!(split_host_port("[2001:db8::1]:5061"), ("2001:db8::1", 5061));
+        assert_eq!(split_host_port("2001:db8::1"), ("2001:db8::1", 5060));
+        assert_eq!(split_host_port("h:x"), ("h:x", 5060));
+    }
 }

@@ -22,7 +22,7 @@ const FLAVOR: Flavor = Flavor {
     done_action_on_exit: true,
     beep_off: false,
     charset: Charset::Latin1,
-    exit_submit_only: exit_submit_only,
+    exit_submit_only,
     config_items: ConfigItems::Aastra,
 };
 
