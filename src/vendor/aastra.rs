@@ -139,13 +139,12 @@ impl Family for Aastra {
             max_menu_items: if fw >= (2, 2, 0) { 30 } else { 15 },
             max_bytes: XML_OBJECT_LIMIT,
             // The 6867i puts Submit at position 2 (Aastra scripts), others at 5; Exit at 6
-            // (AXAPI p.199), at 10 on ten-key phones (Aastra's `login.php`), and on the last
-            // physical key of the 6867i/6869i (4 and 5, Mitel PHP
-            // `Aastra_number_physical_softkeys_supported`).
+            // (AXAPI p.199), at 10 on ten-key phones (Aastra's `login.php`), and on the 6867i
+            // at 4, its last physical key (Mitel PHP `Aastra_number_physical_softkeys_supported`;
+            // the 6869i's fifth key would collide with Submit, so it keeps 6).
             submit_key: if m == "6867i" { 2 } else { 5 },
             exit_key: match (m, softkeys) {
                 ("6867i", _) => 4,
-                ("6869i", _) => 5,
                 (_, 10) => 10,
                 _ => 6,
             },
@@ -391,6 +390,11 @@ mod tests {
         assert!(AASTRA.caps("6737i", "3.0.1.2024").dynamic_sip);
         assert_eq!(AASTRA.caps("6739i", "3.2.1").exit_key, 10);
         assert_eq!(AASTRA.caps("6867i", "4.2").exit_key, 4);
+        for m in ["6737i", "6867i", "6869i", "6739i", "6930", "6940"] {
+            let c = AASTRA.caps(m, "5.0");
+            assert_ne!(c.submit_key, c.exit_key, "{m}");
+            assert!(c.exit_key <= c.softkeys, "{m}");
+        }
     }
 
     fn apply_items(ua: &str, actions: Vec<Action>) -> Vec<String> {
