@@ -658,3 +658,16 @@ fn shipped_templates_per_model_firmware_and_limits() {
     assert_eq!(body.matches("<user_active").count(), 2, "{body}");
     assert!(body.len() < 3000, "{} bytes", body.len());
 }
+
+/// MiNET firmware cannot take a SIP line: both the screens and the file are refused with
+/// the reason (A11).
+#[tokio::test]
+async fn minet_phones_are_refused_with_the_reason() {
+    let server = Server::start("").await;
+    let ua = "MitelMINET_6930 MAC:14-00-E9-00-00-01 V:6.4.0.140";
+    for path in ["/app", "/provision/1400E9000001.cfg"] {
+        let r = request(server.addr, "GET", path, &[("User-Agent", ua)]).await;
+        assert_eq!(r.status, 400, "{path}");
+        assert!(r.text().contains("MiNET"), "{path}: {}", r.text());
+    }
+}
