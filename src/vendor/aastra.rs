@@ -102,6 +102,16 @@ impl Family for Aastra {
         )
     }
 
+    /// After a logout the login menu opens at once, as Aastra's own `logout.php` ends its
+    /// configuration pages with the `action uri startup` entry.
+    fn push_finish(&self, logged_out: bool) -> Vec<Action> {
+        if logged_out {
+            vec![Action::Open(Link::new("/app"))]
+        } else {
+            Vec::new()
+        }
+    }
+
     /// `hotdesk_key`: `prgkey1` on models without display softkeys, `softkey1` elsewhere
     /// (Aastra SIP admin guide 41-001343-01 p.5-59; AXAPI p.174; Wazo's `_MODELS`).
     fn template_vars(&self, handset: &Handset) -> Vec<(&'static str, TemplateVar)> {
@@ -433,6 +443,17 @@ mod tests {
             vec![Action::Reload],
         );
         assert_eq!(start, ["http://h/app/push?t=g"]);
+    }
+
+    #[test]
+    fn a_logout_push_ends_on_the_entry_screen() {
+        assert_eq!(AASTRA.push_finish(true), [Action::Open(Link::new("/app"))]);
+        assert!(AASTRA.push_finish(false).is_empty());
+        let items = apply_items(
+            "Aastra6737i MAC:00-08-5D-30-A6-CE V:3.2.2.6038-SIP",
+            AASTRA.push_finish(true),
+        );
+        assert_eq!(items, ["http://h/app"]);
     }
 
     #[test]

@@ -104,6 +104,12 @@ pub trait Family: Send + Sync + 'static {
     fn push_pages(&self, _file: &str) -> Option<Vec<Vec<(String, String)>>> {
         None
     }
+    /// What the push Execute does after the settings pages: Aastra re-opens the entry screen
+    /// after a logout so the next user can log in at once. `logged_out`: nobody is on the
+    /// phone any more.
+    fn push_finish(&self, _logged_out: bool) -> Vec<crate::screen::Action> {
+        Vec::new()
+    }
     /// Extra variables for this handset's provisioning template, under `family.<name>`
     /// (e.g. which key carries the hot-desk URL on this model).
     fn template_vars(&self, _handset: &Handset) -> Vec<(&'static str, TemplateVar)> {
