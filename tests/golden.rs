@@ -38,6 +38,12 @@ const HANDSETS: &[Golden] = &[
     ),
     Golden(
         "aastra",
+        "6739i",
+        "Aastra6739i MAC:00-08-5D-1A-2B-3C V:3.2.1.1013-SIP",
+        None,
+    ),
+    Golden(
+        "aastra",
         "6867i",
         "Aastra6867i MAC:00-08-5D-40-90-60 V:4.2.0.2023-SIP",
         None,
@@ -245,6 +251,46 @@ fn every_screen_matches_its_golden_file() {
     );
 }
 
+/// On Aastra, `doneAction` also answers `SoftKey:Exit` (AXAPI p.67): an error screen with a
+/// "Close" key must not carry it, or Close re-opens the form (finding A5).
+#[test]
+fn aastra_close_really_closes() {
+    for &Golden(folder, prefix, ua, mac) in HANDSETS.iter().filter(|g| g.0 == "aastra") {
+        let h = handset(ua, mac);
+        let target = Target {
+            handset: &h,
+            base: BASE,
+            reload: default_reload(folder),
+        };
+        let screen = screens::wrong_credentials(2, link("/app/login").with("net", "internal"));
+        let body = String::from_utf8(render(&screen, target).body).unwrap();
+        if h.caps.softkeys == 0 {
+            assert!(body.contains("doneAction="), "{prefix}: {body}");
+        } else {
+            assert!(!body.contains("doneAction="), "{prefix}: {body}");
+            assert!(body.contains("<URI>SoftKey:Exit</URI>"), "{prefix}: {body}");
+        }
+    }
+}
+
+/// The 6739i takes only Exit and Submit as special softkeys (AXAPI p.159; finding A2).
+#[test]
+fn the_6739i_gets_no_select_or_backspace_keys() {
+    let h = handset("Aastra6739i MAC:00-08-5D-1A-2B-3C V:3.2.1.1013-SIP", None);
+    for (name, screen) in all_screens() {
+        let target = Target {
+            handset: &h,
+            base: BASE,
+            reload: ReloadMethod::Push,
+        };
+        let body = String::from_utf8(render(&screen, target).body).unwrap();
+        assert!(
+            !body.contains("SoftKey:Select") && !body.contains("SoftKey:BackSpace"),
+            "{name}: {body}"
+        );
+    }
+}
+
 /// Every golden file is well-formed XML whose text is XML-1.0-legal.
 #[test]
 fn golden_files_are_well_formed() {
@@ -340,4 +386,103 @@ fn aastra_golden_files_validate_against_the_official_schema() {
         files.len(),
         "{report}"
     );
+}
+
+/// Every screen that shows directory or config text, built around `name` (links carry only
+/// values the server makes, never a name).
+fn screens_named(name: &str) -> Vec<Screen> {
+    let l = || link("/app/login").with("net", "internal");
+    vec![
+        screens::choose_network(
+            &[
+                ("a".into(), name.into(), l()),
+                ("b".into(), name.into(), l()),
+            ],
+            1,
+        ),
+        screens::ask_pin(name, l()),
+        screens::ask_logout_pin(name, l()),
+        screens::logged_in_menu(name, name, l(), l()),
+        screens::logged_in(name, name, name, l()),
+        screens::logged_out(name, l()),
+        screens::logged_off_one(name, l()),
+        screens::too_many_devices(name, 4),
+        screens::missing(name, l()),
+        screens::try_later(name),
+        screens::identities_menu(
+            &vec![(name.to_owned(), name.to_owned(), l()); 7],
+            l(),
+            Some(l()),
+        ),
+    ]
+}
+
+mod limits {
+    use super::*;
+    use hotdesk::vendor::family;
+    use proptest::prelude::*;
+
+    /// Any Unicode name up to 20,000 characters: every screen of every vendor, and the
+    /// Aastra push pages made from a file holding it, stay within the phone's byte and item
+    /// limits and are legal XML; Latin-1 displays get Latin-1 only.
+    fn check_all(name: &str) -> Result<(), TestCaseError> {
+        for &Golden(folder, prefix, ua, mac) in HANDSETS {
+            let h = handset(ua, mac);
+            let target = Target {
+                handset: &h,
+                base: BASE,
+                reload: default_reload(folder),
+            };
+            let mut docs: Vec<Screen> = screens_named(name);
+            if let Some(pages) = family(h.vendor).push_pages(&format!(
+                "^sip line1 display name: {name}\n^sip line1 screen name: {name}\n"
+            )) {
+                prop_assert!(!pages.is_empty() && pages.len() <= 16);
+                docs.push(Screen::Apply(hotdesk::screen::Apply {
+                    actions: (1..=pages.len())
+                        .map(|n| Action::Open(link("/app/push").with("page", n.to_string())))
+                        .collect(),
+                    grant: None,
+                }));
+                docs.extend(pages.into_iter().map(Screen::Configuration));
+            }
+            for screen in &docs {
+                let body = render(screen, target).body;
+                prop_assert!(
+                    body.len() <= h.caps.max_bytes,
+                    "{prefix}: {} bytes",
+                    body.len()
+                );
+                let text = std::str::from_utf8(&body).unwrap();
+                prop_assert!(text.chars().all(hotdesk::dialect::text::is_xml_char));
+                prop_assert!(quick_xml::Reader::from_str(text).read_event().is_ok());
+                prop_assert!(
+                    text.matches("<MenuItem>").count() <= h.caps.max_menu_items,
+                    "{prefix}"
+                );
+                if folder == "aastra" && !matches!(screen, Screen::Configuration(_)) {
+                    prop_assert!(
+                        text.chars().all(|c| u32::from(c) <= 0xFF),
+                        "{prefix}: Aastra text is Latin-1"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(8))]
+        #[test]
+        fn any_name_up_to_20000_characters_stays_within_limits(
+            name in proptest::collection::vec(any::<char>(), 0..20_000)
+        ) {
+            check_all(&name.into_iter().collect::<String>())?;
+        }
+    }
+
+    #[test]
+    fn a_12000_character_directory_name() {
+        check_all(&"Zoë 🦀 \"O'Neil\" <&>".repeat(700)).unwrap();
+    }
 }

@@ -468,9 +468,31 @@ async fn innovaphone_update_script() {
     assert_eq!(lines[0], "# hotdesk update script for 009033aabbcc");
     assert_eq!(lines[2], "config change EXAMPLE /pwd base-pw-31");
     assert_eq!(
-        lines[lines.len() - 3..],
-        ["config write", "config activate", "iresetn"]
+        lines[lines.len() - 4..lines.len() - 2],
+        ["config write", "config activate"]
     );
+    assert_eq!(lines[lines.len() - 1], "iresetn");
+    // I1: the serial the phone sends back as CHECK; then nothing is delivered again.
+    let serial = lines[lines.len() - 2]
+        .strip_prefix("mod cmd UP1 check ser ")
+        .unwrap();
+    assert_eq!(serial.len(), 32);
+    let text = support::config_text(&server.dir, "http://127.0.0.1:1", extra);
+    let config = hotdesk::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+    let prov = hotdesk::provision::Provisioner::new(None).unwrap();
+    let mac = "009033aabbcc".parse().unwrap();
+    let again = prov
+        .render_innovaphone_checked(&config, mac, Some(serial))
+        .unwrap();
+    assert!(
+        !again.contains("config") && !again.contains("iresetn"),
+        "{again}"
+    );
+    let stale = prov
+        .render_innovaphone_checked(&config, mac, Some("0123"))
+        .unwrap();
+    assert!(stale.ends_with("iresetn\r\n"), "{stale}");
+    assert!(!serial.contains("base-pw"), "no secret in the serial");
     for bad in [
         "/provision/innovaphone.txt",
         "/provision/innovaphone.txt?sn=%23m",
@@ -550,4 +572,103 @@ async fn aastra_takes_its_new_line_without_a_reboot() {
     )
     .await;
     assert_eq!(y.status, 404);
+}
+
+/// Per-model and per-firmware choices of the shipped templates, and their limits: the
+/// hot-desk key where the model has it (A1, Y4, S5), V70 server keys (Y2), `?mac=` for a
+/// MAC-less User-Agent (Y5), `%NULL%` on logout (Y3), and a 12,000-character name that
+/// neither bloats the file nor adds a line.
+#[test]
+fn shipped_templates_per_model_firmware_and_limits() {
+    use hotdesk::provision::Provisioner;
+    use hotdesk::vendor::identify;
+    let tmp = tempfile::tempdir().unwrap();
+    let text = support::config_text(tmp.path(), "http://hd.example.net:8080", "");
+    let config = hotdesk::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+    let p = Provisioner::new(None).unwrap();
+    let huge: String = "Łukasz 🦀 \"Zoë\" <&>\n".repeat(600);
+    let render = |ua: &str, mac: Option<&str>, name: Option<&str>| {
+        let h = identify(Some(ua), None, mac).unwrap();
+        let login = hotdesk::store::Login {
+            mac: h.mac,
+            identity: 0,
+            extension: "1001".into(),
+            name: name.unwrap_or("").into(),
+            vendor: h.vendor.to_string(),
+            model: h.model.clone(),
+            network: "external".into(),
+            template: None,
+            since: time::OffsetDateTime::UNIX_EPOCH,
+            source_ip: "10.0.0.9".into(),
+            credential: "voicemail-pin".into(),
+            applied_at: None,
+        };
+        let line = [hotdesk::provision::Line {
+            login: &login,
+            sip_password: "s",
+            sip_username: None,
+        }];
+        let lines: &[hotdesk::provision::Line<'_>] = if name.is_some() { &line } else { &[] };
+        p.render(&config, &h, lines).unwrap().body
+    };
+
+    let a6731 = "Aastra6731i MAC:00-08-5D-23-74-29 V:3.2.0.70-SIP";
+    let body = render(a6731, None, Some(&huge));
+    assert!(body.contains("\n^prgkey1 type: xml\n"), "{body}");
+    assert!(!body.contains("softkey1"), "{body}");
+    assert!(body.len() < 2000, "{} bytes", body.len());
+    // Aastra displays are Latin-1: ASCII look-alikes, never boxes; one line per setting.
+    assert!(
+        body.contains("display name: Lukasz ? \"Zoë\" <&> Lukasz"),
+        "{body}"
+    );
+    assert_eq!(
+        body.lines().filter(|l| l.contains("display name")).count(),
+        1
+    );
+
+    let t19 = "Yealink SIP-T19P_E2 53.84.0.15 00:15:65:4c:4c:27";
+    let body = render(t19, None, None);
+    assert!(body.contains("programablekey.2.type = 27"), "{body}");
+    assert!(!body.contains("linekey."), "{body}");
+    assert!(body.contains("account.1.password = %NULL%"), "{body}");
+
+    let t38 = "Yealink SIP-T38G  38.70.0.125 00:15:65:00:00:01";
+    let body = render(t38, None, Some("Ada"));
+    assert!(
+        body.contains("account.1.sip_server_host = pbx.example.com"),
+        "{body}"
+    );
+    assert!(body.contains("account.1.sip_server_port = 5060"), "{body}");
+    let body = render(YEALINK_T46S, None, Some(&huge));
+    assert!(!body.contains("sip_server_host"), "{body}");
+    assert!(body.len() < 2000, "{} bytes", body.len());
+    assert!(body.contains("Łukasz 🦀"), "Yealink keeps Unicode: {body}");
+
+    // A User-Agent without a MAC: the key must carry it, or the phone gets 400 (Y5).
+    let no_mac = "Yealink-T46G 28.71.0.81 28.1.0.128.0.0.0";
+    let body = render(no_mac, Some("0015654aa937"), None);
+    assert!(
+        body.contains("linekey.2.value = http://hd.example.net:8080/app?mac=0015654aa937"),
+        "{body}"
+    );
+
+    let d120 = "Mozilla/4.0 (compatible; snomD120-SIP 10.1.33.33 x 000413922D25)";
+    let body = render(d120, None, Some(&huge));
+    assert!(body.contains("<fkey idx=\"2\""), "{body}");
+    assert_eq!(body.matches("<user_active").count(), 2, "{body}");
+    assert!(body.len() < 3000, "{} bytes", body.len());
+}
+
+/// MiNET firmware cannot take a SIP line: both the screens and the file are refused with
+/// the reason (A11).
+#[tokio::test]
+async fn minet_phones_are_refused_with_the_reason() {
+    let server = Server::start("").await;
+    let ua = "MitelMINET_6930 MAC:14-00-E9-00-00-01 V:6.4.0.140";
+    for path in ["/app", "/provision/1400E9000001.cfg"] {
+        let r = request(server.addr, "GET", path, &[("User-Agent", ua)]).await;
+        assert_eq!(r.status, 400, "{path}");
+        assert!(r.text().contains("MiNET"), "{path}: {}", r.text());
+    }
 }

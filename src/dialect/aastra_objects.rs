@@ -6,9 +6,9 @@ use std::io;
 
 use quick_xml::Writer;
 
-use super::text::{clean, display};
+use super::text::{Charset, clean, display_in};
 use super::{Limits, Rendered, Target, document, leaf};
-use crate::phone::Caps;
+use crate::phone::{Caps, Handset};
 use crate::screen::{Action, Apply, Input, Menu, Message, Screen, Tone};
 
 /// What differs between the vendors that share the Aastra object model: each vendor module
@@ -26,6 +26,17 @@ pub struct Flavor {
     pub commands: fn(&Action, Target<'_>, Option<&str>) -> Vec<String>,
     /// `ConfigurationItem/Parameter/Value` (Aastra) or `Item` with `key = value` (Yealink).
     pub config_items: ConfigItems,
+    /// `doneAction` also answers `SoftKey:Exit` (Aastra, AXAPI p.67), so a "Close" key next
+    /// to it would not close.
+    pub done_action_on_exit: bool,
+    /// Writes `Beep="no"` where no beep is wanted: Yealink documents `Beep` on UI objects
+    /// without a default, and "yes" as the default of its Status object (YXB p.9, p.29).
+    pub beep_off: bool,
+    /// What the display fonts show; other text is transliterated.
+    pub charset: Charset,
+    /// The model takes only `SoftKey:Exit` and `SoftKey:Submit` as special softkeys (the
+    /// 6739i, AXAPI p.159): no Select or BackSpace keys then.
+    pub exit_submit_only: fn(&Handset) -> bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -57,6 +68,11 @@ pub fn render(f: &Flavor, screen: &Screen, t: Target<'_>, lim: Limits) -> Render
         Screen::Configuration(items) => document(|w| configuration(f, w, items)),
     };
     Rendered { body, refresh }
+}
+
+/// `Beep="no"` where the flavour wants it said.
+fn quiet(f: &Flavor) -> Option<(&'static str, &'static str)> {
+    f.beep_off.then_some(("Beep", "no"))
 }
 
 fn root(f: &Flavor, object: &str) -> String {
@@ -96,23 +112,33 @@ fn menu(
     let default_index = m.default_index.clamp(1, items.len().max(1)).to_string();
     w.create_element(root(f, "TextMenu").as_str())
         .with_attribute(("destroyOnExit", "yes"))
+        .with_attributes(quiet(f))
         .with_attribute(("defaultIndex", default_index.as_str()))
         .write_inner_content(|w| {
-            leaf(w, "Title", &display(&m.title, lim.title, false))?;
+            leaf(
+                w,
+                "Title",
+                &display_in(&m.title, lim.title, false, f.charset),
+            )?;
             for item in items {
                 w.create_element("MenuItem").write_inner_content(|w| {
-                    leaf(w, "Prompt", &display(&item.label, lim.label, false))?;
+                    leaf(
+                        w,
+                        "Prompt",
+                        &display_in(&item.label, lim.label, false, f.charset),
+                    )?;
                     leaf(w, "URI", &item.link.absolute(t.base))
                 })?;
             }
-            let keys = [
-                Key {
+            let mut keys = Vec::new();
+            if !(f.exit_submit_only)(t.handset) {
+                keys.push(Key {
                     index: 1,
                     label: "Select",
                     uri: "SoftKey:Select".into(),
-                },
-                exit_key(caps, "Exit"),
-            ];
+                });
+            }
+            keys.push(exit_key(caps, "Exit"));
             softkeys(w, caps, &keys)
         })?;
     Ok(())
@@ -127,7 +153,7 @@ fn input(
 ) -> io::Result<()> {
     let caps = &t.handset.caps;
     let mut keys = Vec::new();
-    if f.backspace_key && caps.submit_key != 1 {
+    if f.backspace_key && caps.submit_key != 1 && !(f.exit_submit_only)(t.handset) {
         keys.push(Key {
             index: 1,
             label: "Backspace",
@@ -140,7 +166,7 @@ fn input(
         uri: "SoftKey:Submit".into(),
     });
     keys.push(exit_key(caps, "Cancel"));
-    let title = display(&i.title, lim.title, false);
+    let title = display_in(&i.title, lim.title, false, f.charset);
     let url = i.submit.absolute(t.base);
     let field_type = |numeric: bool| if numeric { "number" } else { "string" };
     let yes_no = |b: bool| if b { "yes" } else { "no" };
@@ -152,9 +178,14 @@ fn input(
             .with_attribute(("type", field_type(field.numeric)))
             .with_attribute(("password", yes_no(field.secret)))
             .with_attribute(("destroyOnExit", "yes"))
+            .with_attributes(quiet(f))
             .write_inner_content(|w| {
                 leaf(w, "Title", &title)?;
-                leaf(w, "Prompt", &display(&field.prompt, lim.label, false))?;
+                leaf(
+                    w,
+                    "Prompt",
+                    &display_in(&field.prompt, lim.label, false, f.charset),
+                )?;
                 leaf(w, "URL", &url)?;
                 leaf(w, "Parameter", field.param)?;
                 leaf(w, "Default", "")?;
@@ -170,6 +201,7 @@ fn input(
     w.create_element(root(f, "InputScreen").as_str())
         .with_attribute(("type", "string"))
         .with_attribute(("destroyOnExit", "yes"))
+        .with_attributes(quiet(f))
         .write_inner_content(|w| {
             leaf(w, "Title", &title)?;
             leaf(w, "URL", &url)?;
@@ -178,7 +210,11 @@ fn input(
                     .with_attribute(("type", field_type(field.numeric)))
                     .with_attribute(("password", yes_no(field.secret)))
                     .write_inner_content(|w| {
-                        leaf(w, "Prompt", &display(&field.prompt, lim.label, false))?;
+                        leaf(
+                            w,
+                            "Prompt",
+                            &display_in(&field.prompt, lim.label, false, f.charset),
+                        )?;
                         leaf(w, "Parameter", field.param)?;
                         leaf(w, "Default", "")?;
                         if f.softkeys_in_fields {
@@ -210,14 +246,25 @@ fn message(
         .with_attribute(("destroyOnExit", "yes"));
     if m.tone == Tone::Error {
         el = el.with_attribute(("Beep", "yes"));
+    } else {
+        el = el.with_attributes(quiet(f));
     }
-    if let Some(next) = &next {
-        // doneAction: where the phone's own OK/Done key leads (AXAPI p.67).
+    // On Aastra doneAction is where the phone's own Done key *and* SoftKey:Exit lead (AXAPI
+    // p.67), so it would turn "Close" into "retry": only a step that must follow (the apply
+    // after a login) or a phone without softkeys gets it; elsewhere OK (softkey 1) leads on.
+    // Yealink shows "Invalid URI" on OK without it, so the others always get it.
+    let automatic = m.next.as_ref().is_some_and(|n| n.after_secs > 0);
+    let keep = !f.done_action_on_exit || automatic || caps.softkeys == 0;
+    if let Some(next) = next.as_ref().filter(|_| keep) {
         el = el.with_attribute(("doneAction", next.as_str()));
     }
     el.write_inner_content(|w| {
-        leaf(w, "Title", &display(&m.title, lim.title, false))?;
-        leaf(w, "Text", &display(&m.text, lim.text, true))?;
+        leaf(
+            w,
+            "Title",
+            &display_in(&m.title, lim.title, false, f.charset),
+        )?;
+        leaf(w, "Text", &display_in(&m.text, lim.text, true, f.charset))?;
         let mut keys = Vec::new();
         if let Some(next) = &next {
             keys.push(Key {

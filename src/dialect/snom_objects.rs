@@ -80,8 +80,15 @@ fn input(w: &mut Writer<Vec<u8>>, i: &Input, t: Target<'_>, lim: Limits) -> io::
                     (false, true) => "p",
                     (false, false) => "a",
                 };
+                // DisplayName is what the phone shows as the title; `Title` has no effect
+                // (Snom wiki, SnomIPPhoneInput), so a single field carries the title too.
+                let name = if fields.len() == 1 {
+                    format!("{} - {}", i.title.trim(), field.prompt)
+                } else {
+                    field.prompt.clone()
+                };
                 w.create_element("InputItem").write_inner_content(|w| {
-                    leaf(w, "DisplayName", &display(&field.prompt, lim.label, false))?;
+                    leaf(w, "DisplayName", &display(&name, lim.label, false))?;
                     leaf(w, "InputToken", token)?;
                     leaf(w, "DefaultValue", "")?;
                     leaf(w, "InputFlags", flags)
@@ -127,7 +134,7 @@ fn apply(w: &mut Writer<Vec<u8>>, a: &Apply, t: Target<'_>, fragment: Fragment) 
     w.create_element("SnomIPPhoneText")
         .write_inner_content(|w| {
             leaf(w, "Title", "hotdesk")?;
-            leaf(w, "Text", "Please wait…")?;
+            leaf(w, "Text", "Please wait...")?;
             let url = if fragments.is_empty() {
                 "snom://mb_exit".to_owned()
             } else {

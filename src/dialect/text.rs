@@ -21,19 +21,113 @@ pub fn clean(text: &str, multiline: bool) -> String {
     out
 }
 
-/// At most `max` characters, ending in an ellipsis when cut.
+/// The ellipsis a cut text ends in: three ASCII dots, which every phone font has (U+2026
+/// is missing from some monochrome LCD fonts).
+pub const ELLIPSIS: &str = "...";
+
+/// At most `max` characters, ending in [`ELLIPSIS`] when cut.
 pub fn clip(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_owned();
     }
-    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
+    let keep = max.saturating_sub(ELLIPSIS.len());
+    let mut out: String = text.chars().take(keep).collect();
+    out.push_str(&ELLIPSIS[..max.min(ELLIPSIS.len())]);
     out
+}
+
+/// Which characters a vendor's display fonts are assumed to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charset {
+    /// Anything Unicode; the phone's own fonts decide.
+    Unicode,
+    /// ISO 8859-1 only: everything else is transliterated to ASCII, or `?`.
+    Latin1,
+}
+
+/// `text` in `charset`: common letters outside Latin-1 become their ASCII look-alikes
+/// (`ł` -> `l`, `Œ` -> `OE`, `“` -> `"`), anything else `?`, so a display never shows boxes.
+pub fn to_charset(text: &str, charset: Charset) -> String {
+    match charset {
+        Charset::Unicode => text.to_owned(),
+        Charset::Latin1 => {
+            let mut out = String::with_capacity(text.len());
+            for c in text.chars() {
+                if u32::from(c) <= 0xFF {
+                    out.push(c);
+                } else {
+                    out.push_str(ascii_for(c));
+                }
+            }
+            out
+        }
+    }
+}
+
+/// ASCII for the letters and punctuation of Latin Extended-A and common typography.
+fn ascii_for(c: char) -> &'static str {
+    const TABLE: &[(&str, &str)] = &[
+        ("ĀĂĄ", "A"),
+        ("āăą", "a"),
+        ("ĆĈĊČ", "C"),
+        ("ćĉċč", "c"),
+        ("ĎĐ", "D"),
+        ("ďđ", "d"),
+        ("ĒĔĖĘĚ", "E"),
+        ("ēĕėęě", "e"),
+        ("ĜĞĠĢ", "G"),
+        ("ĝğġģ", "g"),
+        ("ĤĦ", "H"),
+        ("ĥħ", "h"),
+        ("ĨĪĬĮİ", "I"),
+        ("ĩīĭįı", "i"),
+        ("Ĵ", "J"),
+        ("ĵ", "j"),
+        ("Ķ", "K"),
+        ("ķĸ", "k"),
+        ("ĹĻĽĿŁ", "L"),
+        ("ĺļľŀł", "l"),
+        ("ŃŅŇŊ", "N"),
+        ("ńņňŉŋ", "n"),
+        ("ŌŎŐ", "O"),
+        ("ōŏő", "o"),
+        ("Œ", "OE"),
+        ("œ", "oe"),
+        ("ŔŖŘ", "R"),
+        ("ŕŗř", "r"),
+        ("ŚŜŞŠȘ", "S"),
+        ("śŝşšș", "s"),
+        ("ŢŤŦȚ", "T"),
+        ("ţťŧț", "t"),
+        ("ŨŪŬŮŰŲ", "U"),
+        ("ũūŭůűų", "u"),
+        ("Ŵ", "W"),
+        ("ŵ", "w"),
+        ("ŶŸ", "Y"),
+        ("ŷ", "y"),
+        ("ŹŻŽ", "Z"),
+        ("źżž", "z"),
+        ("‘’‚‛′", "'"),
+        ("“”„‟″", "\""),
+        ("‐‑‒–—―−", "-"),
+        ("…", "..."),
+        ("•", "*"),
+        ("€", "EUR"),
+    ];
+    TABLE
+        .iter()
+        .find(|(from, _)| from.contains(c))
+        .map_or("?", |(_, to)| to)
 }
 
 /// `clean` then `clip`: the one call every dialect uses for display text.
 pub fn display(text: &str, max: usize, multiline: bool) -> String {
     clip(clean(text, multiline).trim(), max)
+}
+
+/// [`display`] for a display that shows only `charset`.
+pub fn display_in(text: &str, max: usize, multiline: bool, charset: Charset) -> String {
+    display(&to_charset(text, charset), max, multiline)
 }
 
 #[cfg(test)]
@@ -51,8 +145,9 @@ mod tests {
 
     #[test]
     fn clips_on_characters() {
-        assert_eq!(clip("Ünïcödé", 4), "Ünï…");
+        assert_eq!(clip("Ünïcödé", 6), "Ünï...");
         assert_eq!(clip("abc", 3), "abc");
+        assert_eq!(clip("abcdef", 2), "..");
     }
 
     #[test]
@@ -78,7 +173,23 @@ mod tests {
         }
     }
 
+    #[test]
+    fn latin1_displays_get_ascii_look_alikes_not_boxes() {
+        assert_eq!(
+            to_charset("Zoë Łukasz Dvořák “Œuvre” – 🦀 …", Charset::Latin1),
+            "Zoë Lukasz Dvorák \"OEuvre\" - ? ..."
+        );
+        assert_eq!(to_charset("Łódź 🦀", Charset::Unicode), "Łódź 🦀");
+    }
+
     proptest! {
+        #[test]
+        fn latin1_output_stays_latin1(s in any::<String>(), max in 1usize..300) {
+            let out = display_in(&s, max, false, Charset::Latin1);
+            prop_assert!(out.chars().all(|c| u32::from(c) <= 0xFF && is_xml_char(c)));
+            prop_assert!(out.chars().count() <= max);
+        }
+
         #[test]
         fn output_is_always_legal(s in any::<String>(), max in 1usize..300, ml in any::<bool>()) {
             let out = display(&s, max, ml);

@@ -13,10 +13,14 @@ use std::path::Path;
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, Value, context};
 
 use crate::config::Config;
-use crate::dialect::text::clean;
+use crate::dialect::text::{clean, display_in};
 use crate::phone::{Handset, Vendor};
 use crate::store::Login;
-use crate::vendor;
+use crate::vendor::{self, TemplateVar};
+
+/// Longest display name or label written into a provisioning file: phone displays show
+/// far less, and a file stays small whatever the directory holds.
+const NAME_MAX: usize = 64;
 
 /// innovaphone's update script: not a screen family, served by its own route.
 const INNOVAPHONE: (&str, &str) = (
@@ -168,28 +172,46 @@ impl Provisioner {
         let login = lines.first().map(|l| l.login);
         let name = self.pick(handset.vendor, login.and_then(|l| l.template.as_deref()));
         let tmpl = self.env.get_template(&name).map_err(|e| e.to_string())?;
+        let family = vendor::family(handset.vendor);
+        let charset = family.charset();
+        let name_for = |n: &str| display_in(n, NAME_MAX, false, charset);
+        let family_vars: std::collections::BTreeMap<&str, Value> = family
+            .template_vars(handset)
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    TemplateVar::Text(t) => Value::from(t),
+                    TemplateVar::Flag(b) => Value::from(b),
+                    TemplateVar::Number(n) => Value::from(n),
+                };
+                (k, v)
+            })
+            .collect();
         let base_url = config.base();
         let mac = handset.mac.to_string();
         // The key's URL carries the MAC when this phone's User-Agent did not (it came from
         // the file name), or when the family's browser may send none.
-        let entry_url =
-            if handset.mac_from_query || vendor::family(handset.vendor).key_url_needs_mac() {
-                format!("{base_url}/app?mac={mac}")
-            } else {
-                format!("{base_url}/app")
-            };
+        let entry_url = if handset.mac_from_query || family.key_url_needs_mac() {
+            format!("{base_url}/app?mac={mac}")
+        } else {
+            format!("{base_url}/app")
+        };
         let to_value = |line: &Line<'_>| {
             let l = line.login;
             let net = config.networks.get(&l.network);
+            let server = net.map(|n| n.sip_server.as_str()).unwrap_or("");
+            let (host, port) = split_host_port(server);
             context! {
                 identity => l.identity,
                 extension => l.extension,
-                name => l.name,
+                name => name_for(&l.name),
                 sip_password => line.sip_password,
                 sip_username => line.sip_username.unwrap_or(&l.extension),
                 network => l.network,
                 network_label => net.map(|n| n.label.as_str()).unwrap_or(""),
-                sip_server => net.map(|n| n.sip_server.as_str()).unwrap_or(""),
+                sip_server => server,
+                sip_host => host,
+                sip_port => port,
             }
         };
         let all: Vec<Value> = lines.iter().map(to_value).collect();
@@ -209,11 +231,14 @@ impl Provisioner {
                 .get(&b.network)
                 .map(|n| n.sip_server.as_str())
                 .unwrap_or("");
+            let (host, port) = split_host_port(server);
             context! {
                 extension => b.extension,
                 secret => b.secret.expose(),
-                label => b.label,
+                label => name_for(&b.label),
                 sip_server => server,
+                sip_host => host,
+                sip_port => port,
             }
         });
         let body = tmpl
@@ -223,6 +248,7 @@ impl Provisioner {
                 vendor => handset.vendor.as_str(),
                 model => handset.model,
                 entry_url => entry_url,
+                family => family_vars,
                 logged_in => login.is_some(),
                 line => line.unwrap_or(Value::from(())),
                 lines => all,
@@ -247,27 +273,86 @@ impl Provisioner {
 }
 
 impl Provisioner {
-    /// The innovaphone update script for `mac`, lines ending in CR LF as the update server's.
+    /// The innovaphone update script for `mac`, lines ending in CR LF as the update server's,
+    /// ending with `mod cmd UP1 check ser <serial>` so the phone reports the serial back as
+    /// `CHECK` (innovaphone's `update.php`).
     pub fn render_innovaphone(
         &self,
         config: &Config,
         mac: crate::phone::Mac,
     ) -> Result<String, String> {
+        self.render_innovaphone_checked(config, mac, None)
+    }
+
+    /// As [`Provisioner::render_innovaphone`]; when `check` (the phone's `CHECK` argument)
+    /// is the script's serial the phone already runs it, and the answer is only a comment,
+    /// as innovaphone's own update server does, so the phone neither rewrites its flash nor
+    /// re-activates its configuration on every poll.
+    pub fn render_innovaphone_checked(
+        &self,
+        config: &Config,
+        mac: crate::phone::Mac,
+        check: Option<&str>,
+    ) -> Result<String, String> {
         let c = &config.innovaphone;
+        let tmpl = self
+            .env
+            .get_template("innovaphone/default.txt")
+            .map_err(|e| e.to_string())?;
+        let serial = innovaphone_serial(tmpl.source(), mac, &c.lines);
+        if check.is_some_and(|c| c.trim().eq_ignore_ascii_case(&serial)) {
+            return Ok(format!(
+                "# not delivering the script - CHECK serial {serial} is good\r\n"
+            ));
+        }
         let password = c.password.as_ref().map(|p| p.expose()).unwrap_or("");
         let lines: Vec<String> = c
             .lines
             .iter()
             .map(|l| l.replace("{password}", password))
             .collect();
-        let tmpl = self
-            .env
-            .get_template("innovaphone/default.txt")
-            .map_err(|e| e.to_string())?;
         let text = tmpl
-            .render(context! { mac => mac.to_string(), innovaphone_lines => lines })
+            .render(context! {
+                mac => mac.to_string(),
+                innovaphone_lines => lines,
+                check_serial => serial,
+            })
             .map_err(|e| format!("innovaphone template: {e}"))?;
         Ok(text.lines().map(|l| format!("{l}\r\n")).collect())
+    }
+}
+
+/// The script's serial: a hash of what makes it (template, MAC, configured lines). The lines
+/// are hashed with `{password}` unreplaced, so the serial, which the phone sends back in a
+/// URL, says nothing about the password (a password change alone keeps the serial).
+fn innovaphone_serial(template: &str, mac: crate::phone::Mac, lines: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(template.as_bytes());
+    h.update(mac.to_string().as_bytes());
+    for l in lines {
+        h.update([0]);
+        h.update(l.as_bytes());
+    }
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `host[:port]` (or `[v6]:port`) as host and port, 5060 when none is given.
+fn split_host_port(server: &str) -> (&str, u16) {
+    let server = server.trim();
+    if let Some((host, tail)) = server.strip_prefix('[').and_then(|r| r.split_once(']')) {
+        let port = tail.strip_prefix(':').and_then(|p| p.parse().ok());
+        return (host, port.unwrap_or(5060));
+    }
+    match server.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => match port.parse() {
+            Ok(port) => (host, port),
+            Err(_) => (server, 5060),
+        },
+        _ => (server, 5060),
     }
 }
 
@@ -284,4 +369,21 @@ fn xml_escape(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_host_port;
+
+    #[test]
+    fn sip_server_splits_into_host_and_port() {
+        assert_eq!(split_host_port("10.0.0.5"), ("10.0.0.5", 5060));
+        assert_eq!(
+            split_host_port("pbx.example.com:5080"),
+            ("pbx.example.com", 5080)
+        );
+        assert_eq!(split_host_port("[2001:db8::1]:5061"), ("2001:db8::1", 5061));
+        assert_eq!(split_host_port("2001:db8::1"), ("2001:db8::1", 5060));
+        assert_eq!(split_host_port("h:x"), ("h:x", 5060));
+    }
 }

@@ -4,6 +4,7 @@
 use super::{Family, FileNaming, Template, UaInfo, valid_model, yealink};
 use crate::config::ReloadMethod;
 use crate::dialect::aastra_objects::{self, ConfigItems, Flavor};
+use crate::dialect::text::Charset;
 use crate::dialect::{Limits, Rendered, Target};
 use crate::phone::{Caps, Mac, Vendor, XML_OBJECT_LIMIT};
 use crate::screen::Screen;
@@ -31,6 +32,10 @@ const FLAVOR: Flavor = Flavor {
     backspace_key: false,
     trigger_destroy: false,
     commands: yealink::commands,
+    done_action_on_exit: false,
+    beep_off: true,
+    charset: Charset::Unicode,
+    exit_submit_only: |_| false,
     config_items: ConfigItems::Yealink,
 };
 

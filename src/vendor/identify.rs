@@ -24,6 +24,9 @@ pub enum IdentifyError {
     NoMac(Vendor),
     #[error("?mac= does not match the MAC in the phone's User-Agent")]
     MacMismatch,
+    /// The family reads this User-Agent but cannot log anybody in on it (e.g. MiNET).
+    #[error("this phone is not supported: {0}")]
+    Unsupported(&'static str),
 }
 
 fn known_names() -> String {
@@ -62,6 +65,9 @@ pub fn identify(
         None => None,
     };
     let info = user_agent.and_then(parse_user_agent);
+    if let Some(why) = info.as_ref().and_then(|i| family(i.vendor).unsupported(i)) {
+        return Err(IdentifyError::Unsupported(why));
+    }
     let (vendor, model, firmware, ua_mac) = match (forced, info) {
         (Some(f), Some(i)) if family(i.vendor).kin() == f.kin() => {
             (Vendor::new(f.id()), i.model, i.firmware, i.mac)

@@ -17,7 +17,7 @@ pub use identify::{IdentifyError, identify};
 
 use crate::config::ReloadMethod;
 use crate::dialect::{Limits, Rendered, Target};
-use crate::phone::{Caps, Mac, Vendor};
+use crate::phone::{Caps, Handset, Mac, Vendor};
 use crate::screen::Screen;
 
 /// What a User-Agent says about the phone.
@@ -104,6 +104,35 @@ pub trait Family: Send + Sync + 'static {
     fn push_pages(&self, _file: &str) -> Option<Vec<Vec<(String, String)>>> {
         None
     }
+    /// What the push Execute does after the settings pages: Aastra re-opens the entry screen
+    /// after a logout so the next user can log in at once. `logged_out`: nobody is on the
+    /// phone any more.
+    fn push_finish(&self, _logged_out: bool) -> Vec<crate::screen::Action> {
+        Vec::new()
+    }
+    /// Extra variables for this handset's provisioning template, under `family.<name>`
+    /// (e.g. which key carries the hot-desk URL on this model).
+    fn template_vars(&self, _handset: &Handset) -> Vec<(&'static str, TemplateVar)> {
+        Vec::new()
+    }
+    /// What the display fonts show: display text outside it is transliterated (screens and
+    /// the names in provisioning files).
+    fn charset(&self) -> crate::dialect::text::Charset {
+        crate::dialect::text::Charset::Unicode
+    }
+    /// Why hotdesk refuses this phone although it reads its User-Agent (firmware that cannot
+    /// take a login), or `None`.
+    fn unsupported(&self, _ua: &UaInfo) -> Option<&'static str> {
+        None
+    }
+}
+
+/// A value a family hands its provisioning template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateVar {
+    Text(&'static str),
+    Flag(bool),
+    Number(u32),
 }
 
 /// Every family, in the order User-Agents are tried.

@@ -1,10 +1,10 @@
 //! Snom (D1xx/D3xx/D7xx, older 3xx/7xx/8xx): the `SnomIPPhone*` minibrowser, `<mac>.xml`
 //! settings files, up to seven identities. Sources in `vendor-xml/snom/README.md`.
 
-use super::{Family, FileNaming, Template, UaInfo, valid_model};
+use super::{Family, FileNaming, Template, TemplateVar, UaInfo, valid_model};
 use crate::config::ReloadMethod;
 use crate::dialect::{Limits, Rendered, Target, snom_objects};
-use crate::phone::{Caps, Mac, Vendor, XML_OBJECT_LIMIT};
+use crate::phone::{Caps, Handset, Mac, Vendor, XML_OBJECT_LIMIT};
 use crate::screen::{Action, Screen};
 
 pub struct Snom;
@@ -39,7 +39,7 @@ impl Family for Snom {
         })
     }
 
-    fn caps(&self, _model: &str, _firmware: &str) -> Caps {
+    fn caps(&self, model: &str, _firmware: &str) -> Caps {
         Caps {
             softkeys: 4,
             // One InputToken per SnomIPPhoneInput (Snom wiki, SnomIPPhoneInput).
@@ -49,8 +49,7 @@ impl Family for Snom {
             submit_key: 1,
             exit_key: 4,
             fast_reboot: false,
-            // Up to seven identities with log-off-one and log-off-all (Snom's hot-desk model).
-            identities: 7,
+            identities: identities(model),
             dynamic_sip: false,
         }
     }
@@ -81,9 +80,34 @@ impl Family for Snom {
         ReloadMethod::CheckSync
     }
 
+    /// `hotdesk_fkey`: the function key (0-based `fkey idx`, as Wazo writes it) after the
+    /// identities' line keys, so no identity loses its key [I: the factory line keys are
+    /// the first ones, one per identity].
+    fn template_vars(&self, handset: &Handset) -> Vec<(&'static str, TemplateVar)> {
+        let key = u32::from(handset.caps.identities);
+        vec![("hotdesk_fkey", TemplateVar::Number(key))]
+    }
+
     /// Firmware 8 and older send no MAC in the User-Agent (Wazo provd).
     fn key_url_needs_mac(&self) -> bool {
         true
+    }
+}
+
+/// Users a model can hold: up to seven with log-off-one and log-off-all (Snom's hot-desk
+/// model), fewer where the phone has fewer identities. The small counts follow Snom's
+/// datasheets as remembered, not a stored source [I]: D1xx 2, D305/D315/D710/D712 4.
+fn identities(model: &str) -> u8 {
+    let m = model.to_ascii_uppercase();
+    if m.starts_with("D1") {
+        2
+    } else if ["D305", "D315", "D710", "D712"]
+        .iter()
+        .any(|p| m.starts_with(p))
+    {
+        4
+    } else {
+        7
     }
 }
 
@@ -97,5 +121,27 @@ fn fragment(action: &Action, t: Target<'_>) -> Option<String> {
         (Action::Open(_), _) => None,
         (Action::Reload, ReloadMethod::None) => None,
         (Action::Reload, _) => Some("reboot".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_per_model_and_the_key_after_them() {
+        assert_eq!(SNOM.caps("D785", "10.1").identities, 7);
+        assert_eq!(SNOM.caps("D120", "10.1").identities, 2);
+        assert_eq!(SNOM.caps("D315", "10.1").identities, 4);
+        let h = crate::vendor::identify(
+            Some("Mozilla/4.0 (compatible; snomD120-SIP 10.1.33.33 x 000413922D24)"),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            SNOM.template_vars(&h),
+            [("hotdesk_fkey", TemplateVar::Number(2))]
+        );
     }
 }

@@ -1,11 +1,14 @@
 //! Yealink (T2x/T4x/T5x, CP, VP, W): the Aastra object model as `YealinkIPPhone*`, and
 //! `<mac>.cfg`. Sources in `vendor-xml/yealink/README.md`.
 
-use super::{Family, FileNaming, Template, UaInfo, strip_prefix_ci, valid_model};
+use super::{
+    Family, FileNaming, Template, TemplateVar, UaInfo, firmware_tuple, strip_prefix_ci, valid_model,
+};
 use crate::config::ReloadMethod;
 use crate::dialect::aastra_objects::{self, ConfigItems, Flavor};
+use crate::dialect::text::Charset;
 use crate::dialect::{Limits, Rendered, Target};
-use crate::phone::{Caps, Mac, Vendor, XML_OBJECT_LIMIT};
+use crate::phone::{Caps, Handset, Mac, Vendor, XML_OBJECT_LIMIT};
 use crate::screen::{Action, Screen};
 
 pub struct Yealink;
@@ -17,6 +20,10 @@ const FLAVOR: Flavor = Flavor {
     backspace_key: false,
     trigger_destroy: false,
     commands,
+    done_action_on_exit: false,
+    beep_off: true,
+    charset: Charset::Unicode,
+    exit_submit_only: |_| false,
     config_items: ConfigItems::Yealink,
 };
 
@@ -100,6 +107,36 @@ impl Family for Yealink {
     fn default_reload(&self) -> ReloadMethod {
         ReloadMethod::CheckSync
     }
+
+    /// `hotdesk_key`: line key 2 (XML Browser, type 27), or programmable key 2 on models
+    /// without line keys (Wazo `_NB_LINEKEY`: T19P/T19P_E2, CP860/CP920/CP960, W52P = 0;
+    /// `programablekey.2` is the idle-screen key public Yealink templates use).
+    /// `legacy_server_keys`: firmware V70/V71 (`<hw>.70.x.y`) names the server
+    /// `account.N.sip_server_host/_port` (Wazo's XiVO v70 template), V72 and later
+    /// `account.N.sip_server.1.address`.
+    fn template_vars(&self, handset: &Handset) -> Vec<(&'static str, TemplateVar)> {
+        let key = if has_line_keys(&handset.model) {
+            "linekey.2"
+        } else {
+            "programablekey.2"
+        };
+        let (_, generation, _) = firmware_tuple(&handset.firmware);
+        vec![
+            ("hotdesk_key", TemplateVar::Text(key)),
+            (
+                "legacy_server_keys",
+                TemplateVar::Flag((1..72).contains(&generation)),
+            ),
+        ]
+    }
+}
+
+/// Models with no line (DSS) keys beside the screen (Wazo provd `_NB_LINEKEY` = 0).
+fn has_line_keys(model: &str) -> bool {
+    let m = model.to_ascii_uppercase();
+    !["T19", "CP860", "CP920", "CP960", "W5", "W6"]
+        .iter()
+        .any(|p| m.starts_with(p))
 }
 
 fn strs(items: &[&str]) -> Vec<String> {
@@ -122,6 +159,33 @@ pub(super) fn commands(action: &Action, t: Target<'_>, _grant: Option<&str>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn vars(ua: &str) -> Vec<(&'static str, TemplateVar)> {
+        let h = crate::vendor::identify(Some(ua), None, Some("001565aabbcc")).unwrap();
+        YEALINK.template_vars(&h)
+    }
+
+    #[test]
+    fn models_without_line_keys_get_a_programmable_key() {
+        let key = |ua| vars(ua)[0].clone();
+        let text = |k| ("hotdesk_key", TemplateVar::Text(k));
+        assert_eq!(
+            key("Yealink SIP-T19P_E2 53.84.0.15"),
+            text("programablekey.2")
+        );
+        assert_eq!(key("Yealink CP920 78.84.0.15"), text("programablekey.2"));
+        assert_eq!(key("Yealink SIP-T46S 66.86.0.15"), text("linekey.2"));
+    }
+
+    #[test]
+    fn v70_firmware_names_the_server_host_and_port() {
+        let legacy = |ua| vars(ua)[1].clone();
+        let flag = |b| ("legacy_server_keys", TemplateVar::Flag(b));
+        assert_eq!(legacy("Yealink SIP-T38G  38.70.0.125"), flag(true));
+        assert_eq!(legacy("yealink SIP-T28P 2.70.0.140"), flag(true));
+        assert_eq!(legacy("Yealink SIP-T26P 6.72.0.30"), flag(false));
+        assert_eq!(legacy("Yealink SIP-T46S 66.86.0.15"), flag(false));
+    }
 
     #[test]
     fn small_screens_ask_one_field_at_a_time() {
