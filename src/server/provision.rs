@@ -186,6 +186,8 @@ pub(super) async fn push(
                     let link = Link::new("/app/push").with("page", n.to_string());
                     Action::Open(link.with("t", grant.unwrap_or_default()))
                 })
+                // After a logout the phone shows the entry screen for the next user (A10).
+                .chain(family.push_finish(app.flow.book().identities(&handset.mac).is_empty()))
                 .collect(),
             grant: None,
         }),
@@ -211,7 +213,9 @@ fn not_found(files: vendor::FileNaming, mac: crate::phone::Mac) -> Resp {
 
 /// `GET /provision/innovaphone.txt?sn=#m`: innovaphone's update client puts the MAC in `sn`
 /// (innovaphone's own update server asks for `?sn=#m`).
-pub(super) fn innovaphone(app: &App, sn: Option<&str>) -> Resp {
+/// `CHECK` is the serial of the script the phone ran last (`mod cmd UP1 check ser`): when it
+/// matches, the answer changes nothing on the phone.
+pub(super) fn innovaphone(app: &App, sn: Option<&str>, check: Option<&str>) -> Resp {
     let Some(mac) = sn.and_then(|s| s.parse::<crate::phone::Mac>().ok()) else {
         return respond::text(
             StatusCode::BAD_REQUEST,
@@ -219,7 +223,10 @@ pub(super) fn innovaphone(app: &App, sn: Option<&str>) -> Resp {
         );
     };
     tracing::Span::current().record("mac", tracing::field::display(mac));
-    match app.provisioner.render_innovaphone(&app.config, mac) {
+    match app
+        .provisioner
+        .render_innovaphone_checked(&app.config, mac, check)
+    {
         Ok(body) => {
             tracing::info!("provisioning: innovaphone update script served");
             let mut resp = respond::text(StatusCode::OK, String::new());

@@ -228,7 +228,11 @@ async fn dispatch(
         (Route::Push, &Method::GET) => super::provision::push(app, &parts, &query, client).await,
         (Route::Provision, &Method::GET) if parts.uri.path() == "/provision/innovaphone.txt" => {
             match app.fetch_guard.rate(client) {
-                Ok(()) => super::provision::innovaphone(app, query.get("sn").map(String::as_str)),
+                Ok(()) => super::provision::innovaphone(
+                    app,
+                    query.get("sn").map(String::as_str),
+                    query.get("CHECK").map(String::as_str),
+                ),
                 Err(resp) => *resp,
             }
         }

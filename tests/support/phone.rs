@@ -164,7 +164,14 @@ impl Phone {
             "TextScreen" => View::Message {
                 title: doc.get("Title"),
                 text: doc.get("Text"),
-                next: doc.attr("doneAction").map(str::to_owned),
+                // Aastra error screens lead on through softkey 1 ("OK"); `doneAction` is
+                // kept only where the next step must follow (vendors.md A5).
+                next: doc.attr("doneAction").map(str::to_owned).or_else(|| {
+                    doc.all("SoftKey")
+                        .iter()
+                        .find(|k| k.attr("index") == Some("1"))
+                        .map(|k| k.get("URI"))
+                }),
             },
             "Execute" => View::Execute {
                 commands: doc
