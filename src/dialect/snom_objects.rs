@@ -82,7 +82,7 @@ fn input(w: &mut Writer<Vec<u8>>, i: &Input, t: Target<'_>, lim: Limits) -> io::
                 };
                 // DisplayName is what the phone shows as the title; `Title` has no effect
                 // (Snom wiki, SnomIPPhoneInput), so a single field carries the title too.
-                let name = if fields.len() == 1 {
+                let name = if fields.len() == 1 && !field.prompt.starts_with(i.title.trim()) {
                     format!("{} - {}", i.title.trim(), field.prompt)
                 } else {
                     field.prompt.clone()

@@ -64,7 +64,12 @@ pub fn ask_extension(submit: Link) -> Screen {
 pub fn ask_pin(extension: &str, submit: Link) -> Screen {
     Screen::Input(Input {
         title: format!("PIN for {extension}"),
-        fields: vec![pin_field()],
+        // Phones without softkeys do not show an input's title (AXAPI p.100): the prompt
+        // carries the extension too.
+        fields: vec![Field {
+            prompt: format!("PIN for {extension}:"),
+            ..pin_field()
+        }],
         submit,
     })
 }
