@@ -22,7 +22,7 @@
 //! `{url}` is the API base, e.g. `https://pbx.example.com/admin/api/api`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{HeaderValue, Method, StatusCode};
 use serde::Deserialize;
@@ -48,7 +48,7 @@ pub struct FreepbxDirectory {
     client_secret: Secret,
     scope: Option<String>,
     /// The current token; the async lock makes concurrent refreshes one request.
-    token: tokio::sync::Mutex<Option<(HeaderValue, Instant)>>,
+    token: crate::upstream::TokenSlot,
 }
 
 #[derive(Deserialize)]
@@ -137,19 +137,15 @@ impl FreepbxDirectory {
             client_id: fpbx.client_id.clone(),
             client_secret: fpbx.client_secret.clone(),
             scope: fpbx.scope.clone().filter(|s| !s.trim().is_empty()),
-            token: tokio::sync::Mutex::new(None),
+            token: crate::upstream::TokenSlot::default(),
         })
     }
 
     async fn token(&self, renew: bool) -> Result<HeaderValue, DirectoryError> {
-        let mut slot = self.token.lock().await;
-        if let Some((value, until)) = slot.as_ref()
-            && !renew
-            && Instant::now() < *until
-        {
-            return Ok(value.clone());
-        }
-        *slot = None;
+        self.token.get(renew, || self.fetch_token()).await
+    }
+
+    async fn fetch_token(&self) -> Result<(HeaderValue, Duration), DirectoryError> {
         let form = {
             let mut form = form_urlencoded::Serializer::new(String::new());
             form.append_pair("grant_type", "client_credentials")
@@ -179,14 +175,14 @@ impl FreepbxDirectory {
         }
         let t: TokenReply = serde_json::from_slice(&reply.body)
             .map_err(|e| unavailable(format_args!("token reply not understood: {e}")))?;
-        let mut value = HeaderValue::from_str(&format!("Bearer {}", t.access_token))
-            .map_err(|_| unavailable("token holds characters not allowed in a header"))?;
-        value.set_sensitive(true);
+        let value = crate::upstream::sensitive_header(&format!("Bearer {}", t.access_token))
+            .ok_or_else(|| unavailable("token holds characters not allowed in a header"))?;
         self.check_schema(&value).await?;
         // Renew a minute early so a token never expires mid-request.
-        let life = Duration::from_secs(t.expires_in.saturating_sub(60).max(1));
-        *slot = Some((value.clone(), Instant::now() + life));
-        Ok(value)
+        Ok((
+            value,
+            Duration::from_secs(t.expires_in.saturating_sub(60).max(1)),
+        ))
     }
 
     /// One line that says why the token endpoint said no.

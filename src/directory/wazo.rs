@@ -27,7 +27,7 @@
 //! Wazo gives lines their own (random) SIP user names; the phone is provisioned with it.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use http::{HeaderValue, Method, StatusCode};
@@ -46,7 +46,7 @@ pub struct WazoDirectory {
     expiration: Duration,
     context: Option<String>,
     tenant: Option<HeaderValue>,
-    token: tokio::sync::Mutex<Option<(HeaderValue, Instant)>>,
+    token: crate::upstream::TokenSlot,
 }
 
 #[derive(Deserialize)]
@@ -158,19 +158,15 @@ impl WazoDirectory {
             expiration: wazo.token_expiration.0.max(Duration::from_secs(60)),
             context: wazo.context.clone(),
             tenant,
-            token: tokio::sync::Mutex::new(None),
+            token: crate::upstream::TokenSlot::default(),
         })
     }
 
     async fn token(&self, renew: bool) -> Result<HeaderValue, DirectoryError> {
-        let mut slot = self.token.lock().await;
-        if let Some((value, until)) = slot.as_ref()
-            && !renew
-            && Instant::now() < *until
-        {
-            return Ok(value.clone());
-        }
-        *slot = None;
+        self.token.get(renew, || self.fetch_token()).await
+    }
+
+    async fn fetch_token(&self) -> Result<(HeaderValue, Duration), DirectoryError> {
         let body = serde_json::json!({
             "backend": self.backend,
             "expiration": self.expiration.as_secs(),
@@ -204,11 +200,9 @@ impl WazoDirectory {
         }
         let t: TokenReply = serde_json::from_slice(&reply.body)
             .map_err(|e| unavailable(format_args!("token reply not understood: {e}")))?;
-        let mut value = HeaderValue::from_str(&t.data.token)
-            .map_err(|_| unavailable("token holds characters not allowed in a header"))?;
-        value.set_sensitive(true);
-        *slot = Some((value.clone(), Instant::now() + token_life(self.expiration)));
-        Ok(value)
+        let value = crate::upstream::sensitive_header(&t.data.token)
+            .ok_or_else(|| unavailable("token holds characters not allowed in a header"))?;
+        Ok((value, token_life(self.expiration)))
     }
 
     async fn send(&self, path: &str, token: HeaderValue) -> Result<Reply, DirectoryError> {

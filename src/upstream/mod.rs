@@ -3,9 +3,11 @@
 
 mod breaker;
 mod outbox;
+mod token;
 
 pub use breaker::Breaker;
 pub use outbox::Outbox;
+pub use token::{TokenSlot, sensitive_header};
 
 use std::time::Duration;
 
