@@ -199,6 +199,22 @@ impl SqliteStore {
         result
     }
 
+    /// Every row of `sql` that `map` keeps (rows whose MAC no longer parses are skipped).
+    fn query_all<T>(
+        &self,
+        sql: &str,
+        mut map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<Option<T>>,
+    ) -> Result<Vec<T>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(sql).map_err(db)?;
+        let rows = stmt.query_map([], |r| map(r)).map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.extend(row.map_err(db)?);
+        }
+        Ok(out)
+    }
+
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -303,61 +319,28 @@ impl Store for SqliteStore {
     }
 
     fn load_credentials(&self) -> Result<Vec<PhoneCredential>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT mac, username, password, created FROM phone_credentials")
-            .map_err(db)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            })
-            .map_err(db)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (mac, username, password, created) = row.map_err(db)?;
-            if let Ok(mac) = mac.parse() {
-                out.push(PhoneCredential {
-                    mac,
-                    username,
-                    password: crate::secret::Secret::new(password),
-                    created: parse_ts(&created),
-                });
-            }
-        }
-        Ok(out)
+        let sql = "SELECT mac, username, password, created FROM phone_credentials";
+        self.query_all(sql, |r| {
+            let (mac, username, password, created): (String, String, String, String) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            Ok(mac.parse().ok().map(|mac| PhoneCredential {
+                mac,
+                username,
+                password: crate::secret::Secret::new(password),
+                created: parse_ts(&created),
+            }))
+        })
     }
 
     fn load_reloads(&self) -> Result<Vec<ReloadSent>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT mac, at, result FROM reloads")
-            .map_err(db)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })
-            .map_err(db)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (mac, at, result) = row.map_err(db)?;
-            if let Ok(mac) = mac.parse() {
-                out.push(ReloadSent {
-                    mac,
-                    at: parse_ts(&at),
-                    result,
-                });
-            }
-        }
-        Ok(out)
+        self.query_all("SELECT mac, at, result FROM reloads", |r| {
+            let (mac, at, result): (String, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            Ok(mac.parse().ok().map(|mac| ReloadSent {
+                mac,
+                at: parse_ts(&at),
+                result,
+            }))
+        })
     }
 
     fn probe(&self) -> Result<(), StoreError> {
