@@ -620,6 +620,43 @@ mod tests {
     use crate::store::sample_login as login;
 
     #[test]
+    fn credentials_and_reloads_survive_a_reopen_and_can_be_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hd.sqlite");
+        let mac: crate::phone::Mac = "805ec02f3c2e".parse().unwrap();
+        let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let cred = PhoneCredential {
+            mac,
+            username: "hd-805ec02f3c2e".into(),
+            password: crate::secret::Secret::new("pw"),
+            created: at,
+        };
+        let reload = ReloadSent {
+            mac,
+            at,
+            result: "sip 200 OK".into(),
+        };
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            let change = Change {
+                credentials_put: vec![cred.clone()],
+                reloads: vec![reload.clone()],
+                ..Change::default()
+            };
+            s.commit(&change).unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.load_credentials().unwrap(), vec![cred]);
+        assert_eq!(s.load_reloads().unwrap(), vec![reload]);
+        let change = Change {
+            credentials_removed: vec![mac],
+            ..Change::default()
+        };
+        s.commit(&change).unwrap();
+        assert!(s.load_credentials().unwrap().is_empty());
+    }
+
+    #[test]
     fn round_trip_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/hd.sqlite");
