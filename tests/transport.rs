@@ -134,16 +134,20 @@ async fn oversized_or_too_many_headers_get_431() {
 #[tokio::test]
 async fn oversized_bodies_get_413() {
     let server = Server::start("").await;
-    let mut s = TcpStream::connect(server.addr).await.unwrap();
-    let body = vec![b'x'; 100_000];
-    let head = format!(
-        "POST /app HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    let _ = s.write_all(&body).await;
-    let (raw, _) = until_closed(&mut s).await;
-    assert_eq!(parse_response(&raw).status, 413);
+    // The admin API reads bodies: an oversized one is refused before the key is even checked.
+    // A route that takes no body refuses the method without reading it.
+    for (path, want) in [("/api/v1/directory/invalidate", 413), ("/app", 405)] {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        let body = vec![b'x'; 100_000];
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let _ = s.write_all(&body).await;
+        let (raw, _) = until_closed(&mut s).await;
+        assert_eq!(parse_response(&raw).status, want, "{path}");
+    }
 }
 
 #[tokio::test]
@@ -162,8 +166,29 @@ async fn statuses_for_routes_and_methods() {
         let r = request(server.addr, method, path, &ua).await;
         assert_eq!(r.status, want, "{method} {path}");
     }
+    let allow = |r: &support::Response| -> Vec<String> {
+        let mut m: Vec<String> = (r.header("allow").unwrap_or_default().split(','))
+            .map(|m| m.trim().to_string())
+            .collect();
+        m.sort();
+        m
+    };
     let r = request(server.addr, "DELETE", "/app", &ua).await;
-    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    assert_eq!(allow(&r), ["GET", "HEAD"]);
+    // Each route names its own methods.
+    let r = request(server.addr, "GET", "/api/v1/directory/invalidate", &ua).await;
+    assert_eq!((r.status, allow(&r)), (405, vec!["POST".to_string()]));
+    let r = request(server.addr, "PUT", "/api/v1/lockouts", &ua).await;
+    assert_eq!(allow(&r), ["DELETE", "GET", "HEAD"]);
+    // A step that changes state answers GET only, HEAD included.
+    for method in ["HEAD", "POST"] {
+        let r = request(server.addr, method, "/app/login", &ua).await;
+        assert_eq!(
+            (r.status, allow(&r)),
+            (405, vec!["GET".to_string()]),
+            "{method}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -1,21 +1,29 @@
-//! Routing and the request span. Phone routes answer with the phone's XML; everything that
-//! cannot be tied to a phone answers with plain text or JSON.
+//! Routing (axum on the existing hyper stack) and the request span. Phone routes answer with
+//! the phone's XML; everything that cannot be tied to a phone answers with plain text or JSON.
+//! A wrong method gets 405 with `Allow`; each route group checks its source allow-list first.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
-use http::{HeaderValue, Method, Request, StatusCode, header};
+use axum::Router;
+use axum::extract::{Extension, MatchedPath, Path, Request};
+use axum::handler::Handler;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, post};
+use http::{HeaderValue, Method, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body, Incoming};
+use tower::ServiceExt;
 use tracing::Instrument;
 
 use super::respond::{self, Resp};
 use super::{access, admin};
 use crate::App;
-use crate::config::ReloadMethod;
+use crate::config::{Config, ReloadMethod};
 use crate::dialect::Target;
 use crate::flow::{PhoneRequest, Step, screens};
 use crate::phone;
@@ -24,63 +32,112 @@ use crate::vendor;
 /// Query pairs beyond this are ignored: phones send a handful.
 const MAX_QUERY_PAIRS: usize = 32;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
-    Health,
-    Ready,
-    Phone(Step),
-    Logins,
-    Login,
-    Audit,
-    Invalidate,
-    Outbox,
-    Lockouts,
-    Credentials,
-    Provision,
-    Push,
-    NotFound,
+/// What every handler needs beside the request: the server, the client's address (through
+/// trusted proxies only) and whether the connection is TLS.
+#[derive(Clone)]
+pub(super) struct Ctx {
+    pub app: Arc<App>,
+    /// The address that counts: the peer, or the client a trusted proxy names.
+    pub client: SocketAddr,
+    pub secure: bool,
 }
 
-fn route(path: &str) -> Route {
-    match path {
-        "/healthz" => Route::Health,
-        "/readyz" => Route::Ready,
-        "/app" | "/app/" => Route::Phone(Step::Entry),
-        "/app/login" => Route::Phone(Step::Login),
-        "/app/logout" => Route::Phone(Step::Logout),
-        "/app/apply" => Route::Phone(Step::Apply),
-        "/app/push" => Route::Push,
-        "/api/v1/logins" => Route::Logins,
-        "/api/v1/audit" => Route::Audit,
-        "/api/v1/directory/invalidate" => Route::Invalidate,
-        "/api/v1/outbox" => Route::Outbox,
-        "/api/v1/lockouts" => Route::Lockouts,
-        p if p.starts_with("/api/v1/logins/") => Route::Login,
-        p if p.starts_with("/api/v1/phones/") && p.ends_with("/credentials") => Route::Credentials,
-        p if p.starts_with("/provision/") && !p[11..].contains('/') => Route::Provision,
-        _ => Route::NotFound,
-    }
+/// Built once: the routes hold no state (each request carries its [`Ctx`]).
+static ROUTER: LazyLock<Router> = LazyLock::new(router);
+
+fn router() -> Router {
+    let phone = Router::new()
+        // The entry screen changes nothing: GET and HEAD.
+        .route("/app", get(entry))
+        .route("/app/", get(entry))
+        .route("/app/login", get_only(login))
+        .route("/app/logout", get_only(logout))
+        .route("/app/apply", get_only(apply))
+        .route("/app/push", get_only(push))
+        .route("/provision/{file}", get_only(provision))
+        .layer(middleware::from_fn(phone_group));
+    let admin = Router::new()
+        .route("/api/v1/logins", get(admin_api))
+        .route("/api/v1/logins/{mac}", delete(admin_api))
+        .route("/api/v1/audit", get(admin_api))
+        .route("/api/v1/outbox", get(admin_api))
+        .route("/api/v1/lockouts", get(admin_api).delete(admin_api))
+        .route(
+            "/api/v1/phones/{mac}/credentials",
+            post(admin_api).delete(admin_api),
+        )
+        .route("/api/v1/directory/invalidate", post(admin_api))
+        .layer(middleware::from_fn(admin_group));
+    Router::new()
+        .route("/healthz", get(health))
+        // Ready = the store takes writes (liveness stays `/healthz`).
+        .route("/readyz", get(ready))
+        .merge(phone)
+        .merge(admin)
+        .fallback(not_found)
+        .layer(middleware::from_fn(record_route))
 }
 
-fn route_name(r: Route) -> &'static str {
-    match r {
-        Route::Health => "healthz",
-        Route::Ready => "readyz",
-        Route::Phone(Step::Entry) => "app",
-        Route::Phone(Step::Login) => "app/login",
-        Route::Phone(Step::Logout) => "app/logout",
-        Route::Phone(Step::Apply) => "app/apply",
-        Route::Logins => "api/logins",
-        Route::Login => "api/login",
-        Route::Audit => "api/audit",
-        Route::Invalidate => "api/directory/invalidate",
-        Route::Outbox => "api/outbox",
-        Route::Lockouts => "api/lockouts",
-        Route::Credentials => "api/phone-credentials",
-        Route::Provision => "provision",
-        Route::Push => "app/push",
-        Route::NotFound => "not-found",
+/// GET only: a phone step that may change state never answers HEAD (a HEAD must not count
+/// as a guess or commit a login).
+fn get_only<H, T>(handler: H) -> MethodRouter
+where
+    H: Handler<T, ()>,
+    T: 'static,
+{
+    get(handler).head(only_get).fallback(only_get)
+}
+
+async fn only_get() -> Resp {
+    let mut resp = respond::text(StatusCode::METHOD_NOT_ALLOWED, "use GET");
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET"));
+    resp
+}
+
+/// Records the matched route in the request span (bounded: route templates, never paths).
+async fn record_route(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str());
+    tracing::Span::current().record("route", route);
+    next.run(req).await
+}
+
+/// The phone group: `[phones] allow`.
+async fn phone_group(req: Request, next: Next) -> Response {
+    group(req, next, "phone", |c| &c.phones.allow).await
+}
+
+/// The admin group: `[admin] allow`.
+async fn admin_group(req: Request, next: Next) -> Response {
+    group(req, next, "admin", |c| &c.admin.allow).await
+}
+
+async fn group(
+    req: Request,
+    next: Next,
+    what: &'static str,
+    allow: fn(&Config) -> &[ipnet::IpNet],
+) -> Response {
+    let Some(ctx) = req.extensions().get::<Ctx>() else {
+        return respond::text(StatusCode::INTERNAL_SERVER_ERROR, "no request context")
+            .into_response();
+    };
+    let allow = allow(&ctx.app.config);
+    let client = ctx.client.ip();
+    if !access::allowed(client, allow) {
+        if ctx.app.refusals.should_log(client) {
+            tracing::warn!(%client, group = what, "refused: source not in the allow-list (logged once a minute per source)");
+        }
+        return respond::text(
+            StatusCode::FORBIDDEN,
+            format!("{what} access is not allowed from {client}"),
+        )
+        .into_response();
     }
+    next.run(req).await
 }
 
 /// Decodes the query: first value of each key wins, at most [`MAX_QUERY_PAIRS`].
@@ -99,12 +156,13 @@ pub fn handle(
     app: Arc<App>,
     peer: SocketAddr,
     secure: bool,
-    req: Request<Incoming>,
-) -> impl std::future::Future<Output = Result<Resp, Infallible>> + Send {
-    let eager = matches!(
-        route(req.uri().path()),
-        Route::Phone(Step::Login | Step::Logout | Step::Apply)
-    );
+    req: http::Request<Incoming>,
+) -> impl std::future::Future<Output = Result<Response, Infallible>> + Send {
+    let eager = req.method() == Method::GET
+        && matches!(
+            req.uri().path(),
+            "/app/login" | "/app/logout" | "/app/apply"
+        );
     let work = answer(app, peer, secure, req);
     let task = if eager {
         Ok(tokio::spawn(work))
@@ -116,35 +174,50 @@ pub fn handle(
             Ok(t) => t.await.unwrap_or_else(|e| {
                 tracing::error!(error = %e, "request task failed");
                 respond::text(StatusCode::INTERNAL_SERVER_ERROR, "hotdesk had a problem")
+                    .into_response()
             }),
             Err(work) => work.await,
         })
     }
 }
 
-async fn answer(app: Arc<App>, peer: SocketAddr, secure: bool, req: Request<Incoming>) -> Resp {
+async fn answer(
+    app: Arc<App>,
+    peer: SocketAddr,
+    secure: bool,
+    req: http::Request<Incoming>,
+) -> Response {
     let started = Instant::now();
-    let r = route(req.uri().path());
     // The path and query never go into the log: the query carries the PIN.
     let span = tracing::info_span!(
         "req",
         method = %req.method(),
-        route = route_name(r),
+        route = tracing::field::Empty,
         peer = %peer.ip().to_canonical(),
         vendor = tracing::field::Empty,
         mac = tracing::field::Empty,
         key = tracing::field::Empty,
     );
+    let client = access::client_ip(peer.ip(), req.headers(), &app.config.server.trusted_proxies);
     let timeout = app.config.server.request_timeout.0;
+    let (mut parts, body) = req.into_parts();
+    parts.extensions.insert(Ctx {
+        app,
+        client: SocketAddr::new(client, peer.port()),
+        secure,
+    });
+    let req = Request::from_parts(parts, axum::body::Body::new(body));
     let resp = async {
-        match tokio::time::timeout(timeout, dispatch(&app, peer, secure, r, req)).await {
-            Ok(resp) => resp,
+        match tokio::time::timeout(timeout, ROUTER.clone().oneshot(req)).await {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(never)) => match never {},
             Err(_) => {
                 tracing::warn!("request timed out");
                 respond::text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "hotdesk took too long to answer; try again",
                 )
+                .into_response()
             }
         }
     }
@@ -160,19 +233,88 @@ async fn answer(app: Arc<App>, peer: SocketAddr, secure: bool, req: Request<Inco
     resp
 }
 
-async fn dispatch(
-    app: &Arc<App>,
-    peer: SocketAddr,
-    secure: bool,
-    r: Route,
-    req: Request<Incoming>,
-) -> Resp {
+async fn health() -> Resp {
+    respond::text(StatusCode::OK, "ok")
+}
+
+async fn ready(Extension(ctx): Extension<Ctx>) -> Resp {
+    match ctx.app.flow.book().health() {
+        Ok(()) => respond::text(StatusCode::OK, "ready"),
+        // The reason (paths, errors) is for the log, not for whoever asks.
+        Err(_) => respond::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the store cannot take writes (see the server log)",
+        ),
+    }
+}
+
+async fn not_found() -> Resp {
+    respond::text(StatusCode::NOT_FOUND, "not found; phones start at /app")
+}
+
+async fn entry(Extension(ctx): Extension<Ctx>, req: Request) -> Resp {
+    step(Step::Entry, ctx, req).await
+}
+
+async fn login(Extension(ctx): Extension<Ctx>, req: Request) -> Resp {
+    step(Step::Login, ctx, req).await
+}
+
+async fn logout(Extension(ctx): Extension<Ctx>, req: Request) -> Resp {
+    step(Step::Logout, ctx, req).await
+}
+
+async fn apply(Extension(ctx): Extension<Ctx>, req: Request) -> Resp {
+    step(Step::Apply, ctx, req).await
+}
+
+async fn step(step: Step, ctx: Ctx, req: Request) -> Resp {
+    let (parts, _) = req.into_parts();
+    let query = parse_query(parts.uri.query());
+    let base = link_base(&ctx.app, ctx.secure, &parts.headers);
+    phone(
+        &ctx.app,
+        ctx.client,
+        base,
+        step,
+        &parts.uri,
+        &parts.headers,
+        &query,
+    )
+    .await
+}
+
+async fn push(Extension(ctx): Extension<Ctx>, req: Request) -> Resp {
+    let (parts, _) = req.into_parts();
+    let query = parse_query(parts.uri.query());
+    super::provision::push(&ctx.app, &parts, &query, ctx.client.ip()).await
+}
+
+async fn provision(Extension(ctx): Extension<Ctx>, Path(file): Path<String>, req: Request) -> Resp {
+    let (parts, _) = req.into_parts();
+    let query = parse_query(parts.uri.query());
+    let (app, client) = (&ctx.app, ctx.client.ip());
+    if file == "innovaphone.txt" {
+        return match app.fetch_guard.rate(client) {
+            Ok(()) => super::provision::innovaphone(
+                app,
+                query.get("sn").map(String::as_str),
+                query.get("CHECK").map(String::as_str),
+            ),
+            Err(resp) => *resp,
+        };
+    }
+    let vendor = query.get("vendor").map(String::as_str);
+    super::provision::handle(app, &file, &parts, vendor, client).await
+}
+
+/// The admin JSON API: the body is read whole, within `[server] max_body_bytes`.
+async fn admin_api(Extension(ctx): Extension<Ctx>, req: Request) -> Resp {
     let (parts, body) = req.into_parts();
-    // Bodies are read whole, within the limit; only the admin API uses them.
+    let max = ctx.app.config.server.max_body_bytes;
     let body = if body.size_hint().exact() == Some(0) {
         bytes::Bytes::new()
     } else {
-        let max = app.config.server.max_body_bytes;
         match Limited::new(body, max).collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => {
@@ -182,108 +324,15 @@ async fn dispatch(
         }
     };
     let query = parse_query(parts.uri.query());
-    let method = &parts.method;
-    // The address that counts (through trusted proxies only), checked against its group.
-    let client = access::client_ip(
-        peer.ip(),
-        &parts.headers,
-        &app.config.server.trusted_proxies,
-    );
-    let group = match r {
-        Route::Phone(_) | Route::Provision | Route::Push => {
-            Some((&app.config.phones.allow, "phone"))
-        }
-        Route::Logins
-        | Route::Login
-        | Route::Audit
-        | Route::Invalidate
-        | Route::Outbox
-        | Route::Lockouts
-        | Route::Credentials => Some((&app.config.admin.allow, "admin")),
-        Route::Health | Route::Ready | Route::NotFound => None,
+    let req = admin::AdminRequest {
+        peer: ctx.client,
+        path: parts.uri.path(),
+        method: &parts.method,
+        headers: &parts.headers,
+        query: &query,
+        body: &body,
     };
-    if let Some((allow, what)) = group
-        && !access::allowed(client, allow)
-    {
-        if app.refusals.should_log(client) {
-            tracing::warn!(%client, group = what, "refused: source not in the allow-list (logged once a minute per source)");
-        }
-        return respond::text(
-            StatusCode::FORBIDDEN,
-            format!("{what} access is not allowed from {client}"),
-        );
-    }
-    let peer = SocketAddr::new(client, peer.port());
-    match (r, method) {
-        (Route::Health, &Method::GET | &Method::HEAD) => respond::text(StatusCode::OK, "ok"),
-        // Ready = the store takes writes (liveness stays `/healthz`).
-        (Route::Ready, &Method::GET | &Method::HEAD) => match app.flow.book().health() {
-            Ok(()) => respond::text(StatusCode::OK, "ready"),
-            // The reason (paths, errors) is for the log, not for whoever asks.
-            Err(_) => respond::text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: the store cannot take writes (see the server log)",
-            ),
-        },
-        (Route::Push, &Method::GET) => super::provision::push(app, &parts, &query, client).await,
-        (Route::Provision, &Method::GET) if parts.uri.path() == "/provision/innovaphone.txt" => {
-            match app.fetch_guard.rate(client) {
-                Ok(()) => super::provision::innovaphone(
-                    app,
-                    query.get("sn").map(String::as_str),
-                    query.get("CHECK").map(String::as_str),
-                ),
-                Err(resp) => *resp,
-            }
-        }
-        (Route::Provision, &Method::GET) => {
-            let file = &parts.uri.path()["/provision/".len()..];
-            let vendor = query.get("vendor").map(String::as_str);
-            super::provision::handle(app, file, &parts, vendor, client).await
-        }
-        // HEAD never changes state: only the entry screen answers it.
-        (Route::Phone(Step::Entry), &Method::HEAD) | (Route::Phone(_), &Method::GET) => {
-            let Route::Phone(step) = r else {
-                unreachable!("matched a phone route")
-            };
-            let base = link_base(app, secure, &parts.headers);
-            phone(app, peer, base, step, &parts.uri, &parts.headers, &query).await
-        }
-        (Route::Logins, &Method::GET)
-        | (Route::Login, &Method::DELETE)
-        | (Route::Audit, &Method::GET)
-        | (Route::Outbox, &Method::GET)
-        | (Route::Lockouts, &Method::GET | &Method::DELETE)
-        | (Route::Credentials, &Method::POST | &Method::DELETE)
-        | (Route::Invalidate, &Method::POST) => {
-            let req = admin::AdminRequest {
-                peer,
-                path: parts.uri.path(),
-                method,
-                headers: &parts.headers,
-                query: &query,
-                body: &body,
-            };
-            admin::handle(app, req).await
-        }
-        (Route::NotFound, _) => {
-            respond::text(StatusCode::NOT_FOUND, "not found; phones start at /app")
-        }
-        (r, _) => {
-            let allow = match r {
-                Route::Login => "DELETE",
-                Route::Invalidate => "POST",
-                Route::Lockouts => "GET, DELETE",
-                Route::Credentials => "POST, DELETE",
-                Route::Phone(Step::Entry) | Route::Health | Route::Ready => "GET, HEAD",
-                _ => "GET",
-            };
-            let mut resp = respond::text(StatusCode::METHOD_NOT_ALLOWED, format!("use {allow}"));
-            resp.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
-            resp
-        }
-    }
+    admin::handle(&ctx.app, req).await
 }
 
 async fn phone(
@@ -477,9 +526,8 @@ mod tests {
     }
 
     #[test]
-    fn routes() {
-        assert_eq!(route("/app"), Route::Phone(Step::Entry));
-        assert_eq!(route("/api/v1/logins/00085d000001"), Route::Login);
-        assert_eq!(route("/app/../etc"), Route::NotFound);
+    fn the_router_builds() {
+        // Overlapping or malformed routes panic when the router is built.
+        let _ = router();
     }
 }
