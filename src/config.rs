@@ -606,6 +606,24 @@ pub struct AdminConfig {
     /// Source addresses allowed to use the admin API; loopback only by default.
     #[serde(default = "loopback")]
     pub allow: Vec<IpNet>,
+    /// Named accounts for the console at `/admin` (besides `admin` with
+    /// `[login] admin_password_hash`).
+    #[serde(default)]
+    pub accounts: Vec<AdminAccount>,
+    /// A console session ends after this long without a request...
+    #[serde(default = "default_session_idle")]
+    pub session_idle: Span,
+    /// ... and this long after sign-in, whatever happens.
+    #[serde(default = "default_session_max")]
+    pub session_max: Span,
+}
+
+fn default_session_idle() -> Span {
+    Span(Duration::from_secs(30 * 60))
+}
+
+fn default_session_max() -> Span {
+    Span(Duration::from_secs(12 * 3600))
 }
 
 impl Default for AdminConfig {
@@ -613,8 +631,20 @@ impl Default for AdminConfig {
         Self {
             keys: Vec::new(),
             allow: loopback(),
+            accounts: Vec::new(),
+            session_idle: default_session_idle(),
+            session_max: default_session_max(),
         }
     }
+}
+
+/// A named console account: `hotdesk hash-password` makes the hash.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminAccount {
+    pub name: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
 }
 
 /// One admin API key: a name for the logs, its hash, and optionally where it may be used from.
@@ -840,6 +870,11 @@ impl Config {
         }
         if self.server.max_header_bytes < 8192 {
             return Err("[server] max_header_bytes must be at least 8192".into());
+        }
+        for account in &self.admin.accounts {
+            crate::auth::check_phc(&account.password_hash).map_err(|e| {
+                format!("[[admin.accounts]] `{}`: password_hash is not an argon2 PHC string ({e}); make one with `hotdesk hash-password`", account.name)
+            })?;
         }
         for key in &self.admin.keys {
             if crate::auth::parse_key_hash(&key.hash).is_none() {

@@ -55,6 +55,10 @@ pub struct App {
     /// Per-phone provisioning credentials, and the Digest checker for them.
     pub credentials: provision::credentials::Credentials,
     pub digest: server::digest::DigestAuth,
+    /// Console and user-page sessions.
+    pub web: server::web::Web,
+    /// Phones that asked for something lately, for the console.
+    pub seen: server::seen::PhonesSeen,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -203,6 +207,7 @@ impl App {
         };
         let fetch_guard = server::fetch_guard::FetchGuard::new(&config.provision);
         let digest = server::digest::DigestAuth::new(&config.provision.realm);
+        let web = server::web::Web::new(&config);
         Ok(Arc::new(Self {
             fetch_guard,
             credentials,
@@ -213,7 +218,8 @@ impl App {
             provisioner,
             clock,
             refusals: server::access::RefusalLog::new(),
-
+            web,
+            seen: server::seen::PhonesSeen::default(),
             signer,
             tasks: std::sync::Mutex::new(tasks),
         }))

@@ -151,6 +151,19 @@ impl Verifier {
         self.user_password.is_some() && user.is_some_and(|u| u.voicemail_pin.is_none())
     }
 
+    /// The admin password's PHC string (`[login] admin_password_hash`), if any.
+    pub fn admin_phc(&self) -> Option<Arc<str>> {
+        self.admin_phc.clone()
+    }
+
+    /// Checks `secret` against `phc` on the argon2 threads; an unknown account (`None`) is
+    /// checked against a PHC that matches nothing, so unknown names cost the same time.
+    pub async fn check_password(&self, phc: Option<Arc<str>>, secret: &str) -> Result<bool, Busy> {
+        let known = phc.is_some();
+        let phc = phc.unwrap_or_else(|| Arc::from(DUMMY_PHC));
+        Ok(self.hasher.verify(phc, secret).await? && known)
+    }
+
     /// Whether an admin password is configured at all.
     pub fn has_admin_password(&self) -> bool {
         self.admin_phc.is_some()

@@ -116,6 +116,10 @@ impl Flow {
         &self.lockouts
     }
 
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
     pub fn book(&self) -> &Arc<LoginBook> {
         &self.book
     }

@@ -15,7 +15,9 @@ mod provision;
 mod reload;
 mod respond;
 mod routes;
+pub mod seen;
 pub mod tls;
+pub mod web;
 
 pub use routes::parse_query;
 

@@ -35,7 +35,7 @@ const MAX_QUERY_PAIRS: usize = 32;
 /// What every handler needs beside the request: the server, the client's address (through
 /// trusted proxies only) and whether the connection is TLS.
 #[derive(Clone)]
-pub(super) struct Ctx {
+pub(crate) struct Ctx {
     pub app: Arc<App>,
     /// The address that counts: the peer, or the client a trusted proxy names.
     pub client: SocketAddr,
@@ -67,6 +67,7 @@ fn router() -> Router {
             post(admin_api).delete(admin_api),
         )
         .route("/api/v1/directory/invalidate", post(admin_api))
+        .merge(super::web::console::routes())
         .layer(middleware::from_fn(admin_group));
     Router::new()
         .route("/healthz", get(health))
@@ -348,6 +349,7 @@ async fn phone(
         Ok(h) => h,
         Err(resp) => return *resp,
     };
+    app.seen.saw(&handset, peer.ip(), app.clock.now());
 
     // Every step after the entry must come from a link hotdesk signed, not yet expired;
     // anything else starts over at the entry screen.

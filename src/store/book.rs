@@ -45,6 +45,9 @@ pub struct LoginBook {
     outbox_ready: Arc<Notify>,
     /// The last reload request sent to each phone.
     reloads: Arc<RwLock<HashMap<Mac, super::ReloadSent>>>,
+    /// Bumped after every change to the logins in memory (login, logout, applied, reload),
+    /// so that live views (the console) know when to look again.
+    changed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// The write-back body for a login (`PUT /devices/{mac}`); no secrets.
@@ -106,7 +109,13 @@ impl LoginBook {
             writer: tokio::sync::Mutex::new(()),
             writeback,
             outbox_ready: Arc::new(Notify::new()),
+            changed: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
+    }
+
+    /// Changes to the logins in memory: the value is a counter; a receiver sees the latest.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     pub fn outbox_ready(&self) -> Arc<Notify> {
@@ -258,6 +267,7 @@ impl LoginBook {
                 *l = Arc::new(updated);
             }
         }
+        self.changed.send_modify(|n| *n += 1);
         Ok(())
     }
 
@@ -363,12 +373,16 @@ impl LoginBook {
     async fn commit(&self, change: Change) -> Result<(), StoreError> {
         let queued = !change.outbox.is_empty();
         let (map, reloads) = (self.by_mac.clone(), self.reloads.clone());
+        let changed = self.changed.clone();
         self.blocking(move |s| {
             s.commit(&change)?;
             apply(&mut map.write().unwrap_or_else(|e| e.into_inner()), &change);
             let mut reloads = reloads.write().unwrap_or_else(|e| e.into_inner());
             for r in &change.reloads {
                 reloads.insert(r.mac, r.clone());
+            }
+            if !(change.put.is_empty() && change.remove.is_empty() && change.reloads.is_empty()) {
+                changed.send_modify(|n| *n += 1);
             }
             Ok(())
         })

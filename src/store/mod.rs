@@ -68,6 +68,9 @@ pub enum EventKind {
     AdminLogout,
     /// `max_login` or `auto_logout` ended the login.
     AutoLogout,
+    /// Someone signed in to the console (or failed to).
+    ConsoleSignIn,
+    ConsoleSignInFailed,
 }
 
 impl EventKind {
@@ -84,25 +87,30 @@ impl EventKind {
             EventKind::Reload => "reload",
             EventKind::AdminLogout => "admin-logout",
             EventKind::AutoLogout => "auto-logout",
+            EventKind::ConsoleSignIn => "console-sign-in",
+            EventKind::ConsoleSignInFailed => "console-sign-in-failed",
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
-        [
-            EventKind::Login,
-            EventKind::Logout,
-            EventKind::Takeover,
-            EventKind::LoginFailed,
-            EventKind::LockedOut,
-            EventKind::LockoutCleared,
-            EventKind::ProvisionRefused,
-            EventKind::CredentialsChanged,
-            EventKind::Reload,
-            EventKind::AdminLogout,
-            EventKind::AutoLogout,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+    /// Every kind, for filters.
+    pub const ALL: [EventKind; 13] = [
+        EventKind::Login,
+        EventKind::Logout,
+        EventKind::Takeover,
+        EventKind::LoginFailed,
+        EventKind::LockedOut,
+        EventKind::LockoutCleared,
+        EventKind::ProvisionRefused,
+        EventKind::CredentialsChanged,
+        EventKind::Reload,
+        EventKind::AdminLogout,
+        EventKind::AutoLogout,
+        EventKind::ConsoleSignIn,
+        EventKind::ConsoleSignInFailed,
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 

@@ -1,0 +1,150 @@
+//! The browser side: the admin console at `/admin` and the user's own page at `/me`.
+//! Server-rendered HTML (minijinja, escaped by default), a little hand-written JS served as a
+//! file (the Content-Security-Policy allows no inline script), sessions in cookies, a CSRF
+//! token in every state-changing form.
+
+pub mod console;
+pub mod session;
+
+use std::sync::LazyLock;
+
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use http_body_util::Full;
+use minijinja::Environment;
+
+use crate::config::Config;
+use session::Sessions;
+
+/// Browser sessions, one store per audience.
+pub struct Web {
+    pub admin: Sessions,
+    pub users: Sessions,
+}
+
+impl Web {
+    pub fn new(config: &Config) -> Self {
+        let (idle, max) = (config.admin.session_idle.0, config.admin.session_max.0);
+        Self {
+            admin: Sessions::new("hotdesk_admin", "/admin", idle, max),
+            users: Sessions::new("hotdesk_me", "/me", idle, max),
+        }
+    }
+}
+
+static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    for (name, source) in [
+        ("layout.html", include_str!("templates/layout.html")),
+        ("signin.html", include_str!("templates/signin.html")),
+        ("desks.html", include_str!("templates/desks.html")),
+        ("desk_rows.html", include_str!("templates/desk_rows.html")),
+        ("lockouts.html", include_str!("templates/lockouts.html")),
+        ("phones.html", include_str!("templates/phones.html")),
+    ] {
+        env.add_template(name, source)
+            .expect("the built-in templates parse (checked by a unit test)");
+    }
+    env
+});
+
+/// Renders a built-in template to text; a failure is a bug, logged.
+pub fn render_text(name: &str, ctx: minijinja::Value) -> Option<String> {
+    TEMPLATES
+        .get_template(name)
+        .and_then(|t| t.render(ctx))
+        .map_err(|e| tracing::error!(template = name, error = %e, "page template failed"))
+        .ok()
+}
+
+/// A page from a built-in template (a plain 500 if the template fails).
+pub fn render(status: StatusCode, name: &str, ctx: minijinja::Value) -> Response {
+    match render_text(name, ctx) {
+        Some(html) => page(status, html),
+        None => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the page could not be drawn",
+        )
+            .into_response(),
+    }
+}
+
+/// Headers every page carries: no script but our own file, no framing, no caching.
+fn harden(resp: &mut Response) {
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// An HTML page.
+pub fn page(status: StatusCode, html: String) -> Response {
+    let mut resp = Response::new(axum::body::Body::new(Full::new(Bytes::from(html))));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    harden(&mut resp);
+    resp
+}
+
+/// A 303 to `to` (a path of ours), optionally setting a cookie.
+pub fn see_other(to: &'static str, cookie: Option<HeaderValue>) -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    resp.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static(to));
+    if let Some(c) = cookie {
+        resp.headers_mut().insert(header::SET_COOKIE, c);
+    }
+    harden(&mut resp);
+    resp
+}
+
+/// A static file of the console (CSS, JS), cached briefly.
+pub fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut resp = Response::new(axum::body::Body::from(body));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=300"),
+    );
+    resp
+}
+
+/// Decodes an `application/x-www-form-urlencoded` body: first value of each key wins.
+pub fn form(body: &[u8]) -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
+    for (k, v) in form_urlencoded::parse(body).take(64) {
+        out.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_template_parses() {
+        let _ = &*super::TEMPLATES;
+    }
+}
