@@ -223,7 +223,10 @@ async fn until_in_stream(s: &mut TcpStream, seen: &mut Vec<u8>, want: &str) {
 
 #[tokio::test]
 async fn the_desk_view_follows_logins_live_and_force_logout_frees_the_phone() {
-    let server = Server::start("").await;
+    // The phone's SIP stack, for the check-sync NOTIFY a remote logout sends.
+    let sip = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = sip.local_addr().unwrap().port();
+    let server = Server::start(&format!("[reload.sip]\nport = {port}\n")).await;
     let addr = server.addr;
     let cookie = sign_in(addr).await;
 
@@ -275,6 +278,17 @@ async fn the_desk_view_follows_logins_live_and_force_logout_frees_the_phone() {
     )
     .await;
     assert_eq!(r.status, 303, "{}", r.text());
+    // The Yealink is told to load its (now base) configuration at once.
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(10), sip.recv_from(&mut buf))
+        .await
+        .expect("a NOTIFY after the remote logout")
+        .unwrap();
+    let notify = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        notify.starts_with("NOTIFY sip:") && notify.contains("Event: check-sync"),
+        "{notify}"
+    );
     seen.clear();
     until_in_stream(&mut events, &mut seen, "Nobody is logged in.").await;
     assert!(server.logins().await.is_empty());

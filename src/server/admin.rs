@@ -75,7 +75,7 @@ struct InvalidateBody {
     extension: Option<String>,
 }
 
-pub(super) async fn handle(app: &App, req: AdminRequest<'_>) -> Resp {
+pub(super) async fn handle(app: &std::sync::Arc<App>, req: AdminRequest<'_>) -> Resp {
     let AdminRequest {
         peer,
         path,
@@ -231,6 +231,7 @@ pub(super) async fn handle(app: &App, req: AdminRequest<'_>) -> Resp {
             {
                 Ok(ended) if !ended.is_empty() => {
                     tracing::info!(%mac, users = ended.len(), "admin logout");
+                    super::reload::after_remote_logout(app, &ended);
                     respond::empty(StatusCode::NO_CONTENT)
                 }
                 Ok(_) => respond::json_error(StatusCode::NOT_FOUND, "no login on that phone"),

@@ -12,7 +12,7 @@ pub mod conns;
 pub mod digest;
 pub mod fetch_guard;
 mod provision;
-mod reload;
+pub(crate) mod reload;
 mod respond;
 mod routes;
 pub mod seen;

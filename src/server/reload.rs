@@ -33,8 +33,39 @@ pub(super) fn after_apply(
     if apply.actions.len() == before {
         return;
     }
+    spawn_notify(app, handset.mac, source);
+}
+
+/// After a logout the phone did not ask for (console, admin API, user page): phones whose
+/// reload is a check-sync get the NOTIFY now, at the address the login came from, so they
+/// fall back to the base profile at once rather than at their next poll. Others load it at
+/// their next fetch.
+pub(crate) fn after_remote_logout(app: &Arc<App>, ended: &[Arc<crate::store::Login>]) {
+    let mut done = Vec::new();
+    for login in ended {
+        if done.contains(&login.mac) {
+            continue;
+        }
+        done.push(login.mac);
+        let Some(family) = crate::vendor::by_name(&login.vendor) else {
+            continue;
+        };
+        let method = (app.config.vendor(family.id()))
+            .and_then(|v| v.reload)
+            .unwrap_or_else(|| family.default_reload());
+        if method != ReloadMethod::CheckSync {
+            continue;
+        }
+        match login.source_ip.parse::<IpAddr>() {
+            Ok(ip) => spawn_notify(app, login.mac, ip),
+            Err(_) => tracing::warn!(mac = %login.mac, "no address to send the reload to"),
+        }
+    }
+}
+
+/// Sends the check-sync in the background and records its outcome.
+fn spawn_notify(app: &Arc<App>, mac: crate::phone::Mac, source: IpAddr) {
     let app = app.clone();
-    let mac = handset.mac;
     // The user the phone is registered as for an AMI endpoint: the one now logged in, else the
     // base profile's line.
     let extension = app

@@ -347,15 +347,13 @@ async fn force_logout(Extension(ctx): Extension<Ctx>, headers: HeaderMap, body: 
         Some(i) => book
             .logout_identity(mac, i, EventKind::AdminLogout, &ip, &detail)
             .await
-            .map(|l| l.into_iter().count()),
-        None => book
-            .logout(mac, EventKind::AdminLogout, &ip, &detail)
-            .await
-            .map(|v| v.len()),
+            .map(|l| l.into_iter().collect::<Vec<_>>()),
+        None => book.logout(mac, EventKind::AdminLogout, &ip, &detail).await,
     };
     match ended {
-        Ok(n) => {
-            tracing::info!(%mac, users = n, who = %session.who, "console logout");
+        Ok(ended) => {
+            tracing::info!(%mac, users = ended.len(), who = %session.who, "console logout");
+            crate::server::reload::after_remote_logout(&ctx.app, &ended);
             see_other("/admin", None)
         }
         Err(e) => {
