@@ -672,3 +672,65 @@ async fn minet_phones_are_refused_with_the_reason() {
         assert!(r.text().contains("MiNET"), "{path}: {}", r.text());
     }
 }
+
+/// Aastra phones read `aastra.cfg` and `<model>.cfg` before `<MAC>.cfg` (A13): 200 with the
+/// admin's template of that name, else one comment line; never a secret, still rate-limited.
+#[tokio::test]
+async fn aastra_site_and_model_files_are_served_from_templates_or_empty() {
+    let templates = tempfile::tempdir().unwrap();
+    let aastra = templates.path().join("aastra");
+    std::fs::create_dir(&aastra).unwrap();
+    std::fs::write(
+        aastra.join("aastra.cfg.j2"),
+        "time server disabled: 0\naction uri startup: {{ base_url }}/app\n",
+    )
+    .unwrap();
+    let server = Server::start(&format!(
+        "{BASE}[provision]\ntemplates = \"{}\"\nrate_per_second = 1\nrate_burst = 6\n",
+        templates.path().display()
+    ))
+    .await;
+    let a = Phone::new(server.addr, AASTRA_6737I);
+    a.login("Internal", "1001", "73915").await;
+
+    let site = fetch(&server, AASTRA_6737I, "aastra.cfg").await;
+    assert_eq!(site.status, 200);
+    assert_eq!(
+        site.text(),
+        format!(
+            "time server disabled: 0\naction uri startup: http://{}/app\n",
+            server.addr
+        )
+    );
+    // No template for the model: an empty file (a comment), for any Aastra model name.
+    for file in ["6737i.cfg", "6867i.cfg"] {
+        let model = fetch(&server, AASTRA_6737I, file).await;
+        assert_eq!(model.status, 200, "{file}");
+        assert!(model.text().starts_with("# "), "{file}: {}", model.text());
+        assert_eq!(model.text().lines().count(), 1);
+    }
+    // Nothing of the logged-in user or the base profile, whoever asks.
+    for file in ["aastra.cfg", "6737i.cfg"] {
+        let body = fetch(&server, "curl/8.0", file).await.text();
+        assert!(
+            !body.contains("sip-secret") && !body.contains("base-secret"),
+            "{body}"
+        );
+        assert!(!body.contains("1001"), "{body}");
+    }
+    // The phone's own file is unchanged.
+    let own = fetch(&server, AASTRA_6737I, "00085D30A6CE.cfg").await;
+    assert!(own.text().contains("sip-secret-1001"));
+    // Same per-source rate as every provisioning file.
+    let mut limited = false;
+    for _ in 0..10 {
+        if fetch(&server, AASTRA_6737I, "aastra.cfg").await.status == 429 {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "site-wide files share the provisioning rate limit");
+    // And the phones' allow-list.
+    let closed = Server::start("[phones]\nallow = [\"10.0.0.0/8\"]\n").await;
+    assert_eq!(fetch(&closed, AASTRA_6737I, "aastra.cfg").await.status, 403);
+}

@@ -148,6 +148,27 @@ impl Provisioner {
         format!("{b}/default.{ext}")
     }
 
+    /// A family's site-wide file `file` (e.g. Aastra's `aastra.cfg`, `6737i.cfg`): the admin
+    /// template `<folder>/<file>.j2` when there is one, else a single comment line. The
+    /// template gets only `base_url`: these files go to any phone that asks, so nothing of
+    /// one phone or user belongs in them.
+    pub fn render_shared(
+        &self,
+        config: &Config,
+        family: &dyn vendor::Family,
+        file: &str,
+    ) -> Result<String, String> {
+        let name = format!("{}/{file}", family.template().folder);
+        if !self.names.contains(&name) {
+            return Ok(format!(
+                "# {file}: no site-wide settings; hotdesk writes each phone's settings into its own file\n"
+            ));
+        }
+        let tmpl = self.env.get_template(&name).map_err(|e| e.to_string())?;
+        tmpl.render(context! { base_url => config.base() })
+            .map_err(|e| e.to_string())
+    }
+
     /// Renders the configuration of `handset`: its logged-in users (each with the SIP secret
     /// from the directory; `line` is the first, `lines` all of them in identity order), or
     /// the base profile when `lines` is empty.

@@ -23,6 +23,11 @@ pub(super) async fn handle(
     if let Err(resp) = app.fetch_guard.rate(client) {
         return *resp;
     }
+    // Site-wide files read at boot (Aastra `aastra.cfg`, `<model>.cfg`): no secrets and
+    // nothing of one phone, so no MAC or Digest check; the allow-list and the rate still hold.
+    if let Some(family) = vendor::shared_file(file) {
+        return shared(app, family, file);
+    }
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
@@ -202,6 +207,24 @@ pub(super) async fn push(
         reload: super::routes::reload_for(app, handset.vendor),
     };
     respond::xml(vendor::render(&screen, target).body)
+}
+
+fn shared(app: &App, family: &dyn vendor::Family, file: &str) -> Resp {
+    match app.provisioner.render_shared(&app.config, family, file) {
+        Ok(body) => {
+            tracing::info!(file, "provisioning: site-wide file served");
+            let mut resp = respond::text(StatusCode::OK, String::new());
+            *resp.body_mut() = http_body_util::Full::new(bytes::Bytes::from(body));
+            resp
+        }
+        Err(e) => {
+            tracing::error!(error = %e, file, "provisioning: site-wide template failed");
+            respond::text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the provisioning template failed; see the server log",
+            )
+        }
+    }
 }
 
 fn not_found(files: vendor::FileNaming, mac: crate::phone::Mac) -> Resp {

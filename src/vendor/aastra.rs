@@ -102,6 +102,24 @@ impl Family for Aastra {
         )
     }
 
+    /// `aastra.cfg` and `<model>.cfg` (`6737i.cfg`, `6930.cfg`, `9480iCT.cfg`): every phone
+    /// reads them before `<MAC>.cfg` from its one configuration server (SIP admin guide
+    /// 41-001343-01 p.1-43; Wazo ships a common `aastra.cfg`).
+    fn shared_file(&self, name: &str) -> bool {
+        let Some(stem) = name.strip_suffix(".cfg") else {
+            return false;
+        };
+        if stem == "aastra" {
+            return true;
+        }
+        let digits = stem.bytes().take_while(u8::is_ascii_digit).count();
+        let rest = &stem[digits..];
+        (2..=4).contains(&digits)
+            && ["", "i", "iCT", "CT"]
+                .iter()
+                .any(|s| rest.eq_ignore_ascii_case(s))
+    }
+
     /// After a logout the login menu opens at once, as Aastra's own `logout.php` ends its
     /// configuration pages with the `action uri startup` entry.
     fn push_finish(&self, logged_out: bool) -> Vec<Action> {
@@ -300,6 +318,32 @@ fn commands(action: &Action, t: Target<'_>, grant: Option<&str>) -> Vec<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn site_and_model_files_are_shared_files() {
+        for name in [
+            "aastra.cfg",
+            "6737i.cfg",
+            "6867i.cfg",
+            "55i.cfg",
+            "6930.cfg",
+            "9480iCT.cfg",
+        ] {
+            assert!(AASTRA.shared_file(name), "{name}");
+        }
+        for name in [
+            "00085D30A6CE.cfg",
+            "000856123456.cfg",
+            "aastra.xml",
+            "6737x.cfg",
+            "6737i.cfg.bak",
+            "y000000000028.cfg",
+            "../aastra.cfg",
+            "é.cfg",
+        ] {
+            assert!(!AASTRA.shared_file(name), "{name}");
+        }
+    }
 
     #[test]
     fn capability_table() {
