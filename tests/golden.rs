@@ -10,7 +10,7 @@ use hotdesk::dialect::Target;
 use hotdesk::flow::screens;
 use hotdesk::phone::Handset;
 use hotdesk::screen::{Action, Link, Screen};
-use hotdesk::vendor::identify;
+use hotdesk::vendor::{Family, identify};
 use hotdesk::vendor::render;
 
 const BASE: &str = "http://hd.example.net:8080";
@@ -201,11 +201,11 @@ fn handset(ua: &str, mac: Option<&str>) -> Handset {
     identify(Some(ua), None, mac).unwrap()
 }
 
+/// The family's own default, so the goldens show what a phone gets out of the box.
 fn default_reload(folder: &str) -> ReloadMethod {
-    match folder {
-        "aastra" => ReloadMethod::Push,
-        _ => ReloadMethod::Reboot,
-    }
+    hotdesk::vendor::by_name(folder)
+        .expect("a vendor folder")
+        .default_reload()
 }
 
 fn golden_dir() -> PathBuf {

@@ -298,7 +298,8 @@ fn commands(action: &Action, t: Target<'_>, grant: Option<&str>) -> Vec<String> 
             vec![link.absolute(t.base); 2]
         }
         (Action::Open(link), _) => vec![link.absolute(t.base)],
-        (Action::Reload, ReloadMethod::None) => Vec::new(),
+        // check-sync is a NOTIFY sent beside the screen, never a command in it.
+        (Action::Reload, ReloadMethod::None | ReloadMethod::CheckSync) => Vec::new(),
         (Action::Reload, ReloadMethod::Push) if caps.dynamic_sip => {
             let mut link = Link::new("/app/push");
             if let Some(g) = grant {

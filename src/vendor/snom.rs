@@ -119,7 +119,8 @@ fn fragment(action: &Action, t: Target<'_>) -> Option<String> {
         (Action::Unregister(Some(i)), _) => Some(format!("unregister={i}")),
         (Action::Unregister(None), _) => Some("unregister=-1".to_owned()),
         (Action::Open(_), _) => None,
-        (Action::Reload, ReloadMethod::None) => None,
+        // check-sync is a NOTIFY sent beside the screen, never a fragment in it.
+        (Action::Reload, ReloadMethod::None | ReloadMethod::CheckSync) => None,
         (Action::Reload, _) => Some("reboot".to_owned()),
     }
 }

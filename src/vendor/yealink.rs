@@ -150,7 +150,8 @@ pub(super) fn commands(action: &Action, t: Target<'_>, _grant: Option<&str>) -> 
         // No documented Execute URI clears Yealink call lists.
         (Action::ClearCallLists, _) | (Action::Unregister(_), _) => Vec::new(),
         (Action::Open(link), _) => vec![link.absolute(t.base)],
-        (Action::Reload, ReloadMethod::None) => Vec::new(),
+        // check-sync is a NOTIFY sent beside the screen, never a command in it.
+        (Action::Reload, ReloadMethod::None | ReloadMethod::CheckSync) => Vec::new(),
         (Action::Reload, ReloadMethod::Resync) => strs(&["Command: AutoP"]),
         (Action::Reload, _) => strs(&["Command: Reboot"]),
     }
