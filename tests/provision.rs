@@ -734,3 +734,190 @@ async fn aastra_site_and_model_files_are_served_from_templates_or_empty() {
     let closed = Server::start("[phones]\nallow = [\"10.0.0.0/8\"]\n").await;
     assert_eq!(fetch(&closed, AASTRA_6737I, "aastra.cfg").await.status, 403);
 }
+
+/// Stands in for the phone's SIP stack: takes one NOTIFY, answers 200 OK with the request's
+/// Via, From, To, Call-ID and CSeq (RFC 3261 8.2.6), and returns the request's text.
+async fn answer_notify(sip: &tokio::net::UdpSocket) -> String {
+    let mut buf = vec![0u8; 4096];
+    let (n, from) =
+        tokio::time::timeout(std::time::Duration::from_secs(10), sip.recv_from(&mut buf))
+            .await
+            .expect("a NOTIFY within 10 s")
+            .unwrap();
+    let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let copied: String = request
+        .lines()
+        .filter(|l| {
+            let name = l
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            ["via", "from", "to", "call-id", "cseq"].contains(&name.as_str())
+        })
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    let ok = format!("SIP/2.0 200 OK\r\n{copied}Content-Length: 0\r\n\r\n");
+    sip.send_to(ok.as_bytes(), from).await.unwrap();
+    request
+}
+
+/// Logs `ext` in on a Snom (first user, or "Log in another user"), returns the apply's
+/// fragments.
+async fn snom_login(snom: &Phone, ext: &str, pin: &str) -> Vec<String> {
+    let mut view = snom.open().await;
+    while let View::Menu { items, .. } = &view {
+        let (_, link) = items
+            .iter()
+            .find(|(l, _)| l == "Log in another user" || l == "Internal")
+            .unwrap()
+            .clone();
+        view = snom.go(&link).await;
+    }
+    let view = snom.submit(&view, &[("ext", ext)]).await;
+    let done = snom.submit(&view, &[("pin", pin)]).await;
+    assert!(
+        matches!(done, View::Message { ref title, .. } if title == "Logged in"),
+        "{ext}: {done:?}"
+    );
+    let View::Execute { commands } = snom.ok(&done).await else {
+        panic!("apply")
+    };
+    commands
+}
+
+/// S1/S6: a Snom applies by `check-sync;reboot=false` (re-reads its settings, no restart), so a
+/// second identity's login does not restart the phone; other vendors get the plain event.
+/// S2: firmware 8 gets no fragment (fragments are documented for firmware 10) and applies by
+/// the same NOTIFY; firmware 6 is refused.
+#[tokio::test]
+async fn snom_applies_by_check_sync_without_reboot_on_firmware_10_and_8() {
+    let sip = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = sip.local_addr().unwrap().port();
+    let server = Server::start(&format!("[reload.sip]\nport = {port}\n")).await;
+
+    let d785 = Phone::new(server.addr, SNOM_D785);
+    assert!(snom_login(&d785, "1001", "73915").await.is_empty());
+    assert!(
+        answer_notify(&sip)
+            .await
+            .contains("Event: check-sync;reboot=false\r\n")
+    );
+    // A second user on the same phone: no reboot fragment, the same NOTIFY.
+    assert!(snom_login(&d785, "1002", "86420").await.is_empty());
+    assert!(
+        answer_notify(&sip)
+            .await
+            .contains("Event: check-sync;reboot=false\r\n")
+    );
+    let body = fetch(&server, SNOM_D785, "000413922d24.xml").await.text();
+    assert!(body.contains("sip-secret-1001") && body.contains("sip-secret-1002"));
+
+    // Firmware 8.4.18: the same screens, no fragment in the apply or the logout.
+    let old = Phone::new(server.addr, SNOM_320_OLD).with_query("mac=000413aabbcc");
+    assert!(
+        snom_login(&old, "1003", support::USER_PASSWORD)
+            .await
+            .is_empty()
+    );
+    assert!(
+        answer_notify(&sip)
+            .await
+            .contains("Event: check-sync;reboot=false\r\n")
+    );
+    let raw = old.fetch("/provision/000413aabbcc.xml").await;
+    assert!(raw.text().contains("sip-secret-1003"));
+    let View::Menu { items, .. } = old.open().await else {
+        panic!("logged-in menu")
+    };
+    let (_, all) = items
+        .iter()
+        .find(|(l, _)| l.starts_with("Log off 1003"))
+        .unwrap()
+        .clone();
+    let bye = old.go(&all).await;
+    let View::Execute { commands } = old.ok(&bye).await else {
+        panic!("apply: a bare snom://mb_exit")
+    };
+    assert!(
+        commands.is_empty(),
+        "no calllistclear or unregister on firmware 8: {commands:?}"
+    );
+    assert!(
+        answer_notify(&sip)
+            .await
+            .contains("Event: check-sync;reboot=false\r\n")
+    );
+
+    // Other families keep the plain event (Yealink reboots per sip.notify_reboot_enable).
+    let y = Phone::new(server.addr, YEALINK_T46S);
+    let done = y.login("Internal", "1001", "73915").await;
+    assert_eq!(done.title(), "Logged in", "{done:?}");
+    assert!(matches!(y.ok(&done).await, View::Execute { .. }));
+    assert!(answer_notify(&sip).await.contains("Event: check-sync\r\n"));
+
+    // Firmware 6.5 reads no XML settings: refused with the reason.
+    let ancient =
+        "Mozilla/4.0 (compatible; snom320-SIP 6.5.20; snom320 jffs2 v3.36; snom320 linux 3.38)";
+    let r = request(
+        server.addr,
+        "GET",
+        "/app?mac=000413000001",
+        &[("User-Agent", ancient)],
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("before 7"), "{}", r.text());
+}
+
+/// Y9 and the snom PA1: devices without an XML browser are refused for the screens with the
+/// reason, and keep getting their provisioning file (a base profile) as before. Real UAs
+/// (Wazo provd's Yealink and Snom plugins, fixtures/user-agents.toml).
+#[tokio::test]
+async fn dect_bases_and_the_pa1_get_no_screens_but_keep_their_file() {
+    let server = Server::start(BASE).await;
+    let devices = [
+        (
+            "Yealink W60B 77.81.0.35 80:5e:c0:09:ab:dc",
+            "",
+            "805ec009abdc.cfg",
+            "DECT",
+        ),
+        (
+            "W52P 25.30.0.2 00:15:65:44:b3:7c",
+            "",
+            "00156544b37c.cfg",
+            "DECT",
+        ),
+        (
+            "Yealink W90DM 130.85.0.15 80:5e:c0:d9:c7:44",
+            "",
+            "805ec0d9c744.cfg",
+            "DECT",
+        ),
+        (
+            "Mozilla/4.0 (compatible; snomPA1-SIP 8.4.35 1.1.3-s)",
+            "?mac=000413aabbcd",
+            "000413aabbcd.xml",
+            "paging amplifier",
+        ),
+    ];
+    for (ua, query, file, why) in devices {
+        let r = request(
+            server.addr,
+            "GET",
+            &format!("/app{query}"),
+            &[("User-Agent", ua)],
+        )
+        .await;
+        assert_eq!(r.status, 400, "{ua}");
+        assert!(r.text().contains(why), "{ua}: {}", r.text());
+        let f = fetch(&server, ua, file).await;
+        assert_eq!(f.status, 200, "{ua}: {}", f.text());
+        assert!(
+            f.text().contains("base-secret-77"),
+            "{ua}: the base profile"
+        );
+    }
+}

@@ -31,7 +31,7 @@ pub(super) async fn handle(
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
-    let handset = match vendor::identify(ua, vendor, None) {
+    let handset = match vendor::identify_file(ua, vendor, None) {
         Ok(h) => {
             let files = vendor::family(h.vendor).files();
             match files.parse(file) {
@@ -46,7 +46,7 @@ pub(super) async fn handle(
         // No MAC in the User-Agent: the file name says which phone it is; the source address
         // decides below whether it may have that phone's secrets.
         Err(IdentifyError::NoMac(v)) => match vendor::family(v).files().parse(file) {
-            Some(mac) => vendor::identify(ua, vendor, Some(&mac.to_string())),
+            Some(mac) => vendor::identify_file(ua, vendor, Some(&mac.to_string())),
             None => {
                 return respond::text(
                     StatusCode::NOT_FOUND,

@@ -13,7 +13,7 @@ mod identify;
 mod snom;
 mod yealink;
 
-pub use identify::{IdentifyError, identify};
+pub use identify::{IdentifyError, identify, identify_file};
 
 use crate::config::ReloadMethod;
 use crate::dialect::{Limits, Rendered, Target};
@@ -123,6 +123,17 @@ pub trait Family: Send + Sync + 'static {
     /// Why hotdesk refuses this phone although it reads its User-Agent (firmware that cannot
     /// take a login), or `None`.
     fn unsupported(&self, _ua: &UaInfo) -> Option<&'static str> {
+        None
+    }
+    /// For a device [`Family::unsupported`] refuses: whether its provisioning file is still
+    /// served (devices without an XML browser, such as DECT bases, that may already take
+    /// their base profile from hotdesk). `false` refuses the file too (MiNET: no SIP line).
+    fn file_served_when_unsupported(&self, _ua: &UaInfo) -> bool {
+        false
+    }
+    /// The `reboot` parameter of this family's check-sync NOTIFY when `[reload.sip] reboot`
+    /// is unset (`Some(false)`: `Event: check-sync;reboot=false`).
+    fn check_sync_reboot(&self) -> Option<bool> {
         None
     }
     /// Whether `name` is one of the site-wide files this family's phones read at boot besides
