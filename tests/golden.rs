@@ -10,7 +10,7 @@ use hotdesk::dialect::Target;
 use hotdesk::flow::screens;
 use hotdesk::phone::Handset;
 use hotdesk::screen::{Action, Link, Screen};
-use hotdesk::vendor::{Family, identify};
+use hotdesk::vendor::identify;
 use hotdesk::vendor::render;
 
 const BASE: &str = "http://hd.example.net:8080";

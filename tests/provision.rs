@@ -921,3 +921,33 @@ async fn dect_bases_and_the_pa1_get_no_screens_but_keep_their_file() {
         );
     }
 }
+
+/// H2: the XML-browser DSS type of Htek firmware is in no public source, so the hot-desk key is
+/// provisioned only when the admin names it (`[vendors.htek] dss_key_type`), on line key 2 with
+/// Wazo's P-code numbering; unset, the file has no key.
+#[tokio::test]
+async fn htek_hot_desk_key_only_with_the_admins_dss_key_type() {
+    let file = "cfg001fc11c22a9.xml";
+    let plain = Server::start("").await;
+    let body = fetch(&plain, HTEK_UC903, file).await.text();
+    assert!(!body.contains("LineKey"), "{body}");
+
+    let server = Server::start("[vendors.htek]\ndss_key_type = 42\n").await;
+    let body = fetch(&server, HTEK_UC903, file).await.text();
+    for want in [
+        "<P41201 para=\"LineKey2_Type\">42</P41201>".to_owned(),
+        "<P20601 para=\"LineKey2_Mode\">0</P20601>".to_owned(),
+        format!(
+            "<P41301 para=\"LineKey2_Value\">http://{}/app</P41301>",
+            server.addr
+        ),
+        "<P41401 para=\"LineKey2_Label\">Hot desk</P41401>".to_owned(),
+        "<P41501 para=\"LineKey2_Account\">255</P41501>".to_owned(),
+    ] {
+        assert!(body.contains(&want), "{want} in {body}");
+    }
+    // A model without line keys gets none.
+    let uc802 = "Htek UC802 2.0.4.2 00:1f:c1:1c:22:aa";
+    let body = fetch(&server, uc802, "cfg001fc11c22aa.xml").await.text();
+    assert!(!body.contains("LineKey"), "{body}");
+}

@@ -270,6 +270,10 @@ impl Provisioner {
                 model => handset.model,
                 entry_url => entry_url,
                 family => family_vars,
+                // `[vendors.<id>] dss_key_type`: a value only the admin can know (Htek).
+                dss_key_type => config
+                    .vendor(handset.vendor.as_str())
+                    .and_then(|s| s.dss_key_type),
                 logged_in => login.is_some(),
                 line => line.unwrap_or(Value::from(())),
                 lines => all,
