@@ -17,6 +17,7 @@ const FLAVOR: Flavor = Flavor {
     prefix: "AastraIPPhone",
     softkeys_in_fields: true,
     backspace_key: true,
+    destroy_on_exit: true,
     trigger_destroy: true,
     commands,
     done_action_on_exit: true,

@@ -30,6 +30,7 @@ const FLAVOR: Flavor = Flavor {
     prefix: "",
     softkeys_in_fields: false,
     backspace_key: false,
+    destroy_on_exit: false,
     trigger_destroy: false,
     commands: yealink::commands,
     done_action_on_exit: false,

@@ -18,6 +18,7 @@ const FLAVOR: Flavor = Flavor {
     prefix: "YealinkIPPhone",
     softkeys_in_fields: false,
     backspace_key: false,
+    destroy_on_exit: true,
     trigger_destroy: false,
     commands,
     done_action_on_exit: false,
