@@ -219,6 +219,19 @@ fn every_screen_matches_its_golden_file() {
     for &Golden(folder, prefix, ua, mac) in HANDSETS {
         let h = handset(ua, mac);
         for (name, screen) in all_screens() {
+            // The settings push exists only where the family has one (Aastra): a Yealink or
+            // Htek Configuration document is never sent, so no golden pretends it is (Y8).
+            if name == "configuration" && !hotdesk::vendor::family(h.vendor).live_push() {
+                let path = golden_dir()
+                    .join(folder)
+                    .join(format!("{prefix}-{name}.xml"));
+                if update {
+                    let _ = std::fs::remove_file(&path);
+                } else if path.exists() {
+                    mismatches.push(format!("{} is never sent; delete it", path.display()));
+                }
+                continue;
+            }
             let target = Target {
                 handset: &h,
                 base: BASE,
