@@ -951,3 +951,91 @@ async fn htek_hot_desk_key_only_with_the_admins_dss_key_type() {
     let body = fetch(&server, uc802, "cfg001fc11c22aa.xml").await.text();
     assert!(!body.contains("LineKey"), "{body}");
 }
+
+/// Issue 10 item 4 for provisioning files: any Unicode name up to 20,000 characters leaves every
+/// shipped file small, one setting per line (the same lines as with a plain name) and, for
+/// XML files, well-formed with XML-legal characters only.
+mod file_limits {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn render(name: &str) -> Vec<(&'static str, String)> {
+        let tmp = tempfile::tempdir().unwrap();
+        let text = support::config_text(tmp.path(), "http://hd.example.net:8080", BASE);
+        let config = hotdesk::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+        let p = hotdesk::provision::Provisioner::new(None).unwrap();
+        PHONES
+            .iter()
+            .map(|&(ua, mac, _, folder)| {
+                let h = hotdesk::vendor::identify(Some(ua), None, mac).unwrap();
+                let login = hotdesk::store::Login {
+                    mac: h.mac,
+                    identity: 0,
+                    extension: "1001".into(),
+                    name: name.into(),
+                    vendor: h.vendor.to_string(),
+                    model: h.model.clone(),
+                    network: "internal".into(),
+                    template: None,
+                    since: time::OffsetDateTime::UNIX_EPOCH,
+                    source_ip: "10.0.0.9".into(),
+                    credential: "voicemail-pin".into(),
+                    applied_at: None,
+                };
+                let line = [hotdesk::provision::Line {
+                    login: &login,
+                    sip_password: "s",
+                    sip_username: None,
+                }];
+                (folder, p.render(&config, &h, &line).unwrap().body)
+            })
+            .collect()
+    }
+
+    fn check(name: &str) -> Result<(), TestCaseError> {
+        let plain = render("x");
+        for ((folder, body), (_, reference)) in render(name).into_iter().zip(plain) {
+            prop_assert!(body.len() < 4000, "{folder}: {} bytes", body.len());
+            prop_assert_eq!(
+                body.lines().count(),
+                reference.lines().count(),
+                "{}",
+                folder
+            );
+            if body.starts_with("<?xml") {
+                prop_assert!(body.chars().all(hotdesk::dialect::text::is_xml_char));
+                let mut reader = quick_xml::Reader::from_str(&body);
+                loop {
+                    match reader.read_event() {
+                        Ok(quick_xml::events::Event::Eof) => break,
+                        Ok(_) => {}
+                        Err(e) => return Err(TestCaseError::fail(format!("{folder}: {e}"))),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(8))]
+        #[test]
+        fn any_name_up_to_20000_characters_keeps_every_file_small_and_one_setting_per_line(
+            name in proptest::collection::vec(any::<char>(), 0..20_000)
+        ) {
+            check(&name.into_iter().collect::<String>())?;
+        }
+    }
+
+    #[test]
+    fn hostile_names() {
+        for name in [
+            "a\r\nsip line1 password: x",
+            "</P3><P34>x",
+            "\u{0}\u{b}\u{fffe}",
+            "]]>&lt;",
+        ] {
+            check(&name.repeat(500)).unwrap();
+        }
+    }
+}
