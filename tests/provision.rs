@@ -493,6 +493,20 @@ async fn innovaphone_update_script() {
         .unwrap();
     assert!(stale.ends_with("iresetn\r\n"), "{stale}");
     assert!(!serial.contains("base-pw"), "no secret in the serial");
+    // Over HTTP: the route passes the phone's CHECK argument.
+    let r = request(
+        server.addr,
+        "GET",
+        &format!("/provision/innovaphone.txt?sn=009033aabbcc&CHECK={serial}"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(
+        !r.text().contains("config") && !r.text().contains("iresetn"),
+        "{}",
+        r.text()
+    );
     for bad in [
         "/provision/innovaphone.txt",
         "/provision/innovaphone.txt?sn=%23m",
