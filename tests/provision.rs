@@ -747,6 +747,12 @@ async fn aastra_site_and_model_files_are_served_from_templates_or_empty() {
     // And the phones' allow-list.
     let closed = Server::start("[phones]\nallow = [\"10.0.0.0/8\"]\n").await;
     assert_eq!(fetch(&closed, AASTRA_6737I, "aastra.cfg").await.status, 403);
+    // With Digest, as every provisioning file: a site template may hold an admin password.
+    let digest = Server::start("[provision]\nauth = \"digest\"\n").await;
+    for ua in [AASTRA_6737I, "curl/8.0"] {
+        let r = fetch(&digest, ua, "aastra.cfg").await;
+        assert_eq!(r.status, 401, "{ua}: {}", r.text());
+    }
 }
 
 /// Stands in for the phone's SIP stack: takes one NOTIFY, answers 200 OK with the request's

@@ -23,14 +23,26 @@ pub(super) async fn handle(
     if let Err(resp) = app.fetch_guard.rate(client) {
         return *resp;
     }
-    // Site-wide files read at boot (Aastra `aastra.cfg`, `<model>.cfg`): no secrets and
-    // nothing of one phone, so no MAC or Digest check; the allow-list and the rate still hold.
-    if let Some(family) = vendor::shared_file(file) {
-        return shared(app, family, file);
-    }
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
+    // Site-wide files read at boot (Aastra `aastra.cfg`, `<model>.cfg`): nothing of one phone,
+    // so any phone may have them; but a site template may hold an admin password, so with
+    // `auth = "digest"` only a phone that proves its own credentials gets them.
+    if let Some(family) = vendor::shared_file(file) {
+        if app.config.provision.auth == crate::config::ProvisionAuth::Digest {
+            let Ok(h) = vendor::identify_file(ua, vendor, None) else {
+                return respond::text(
+                    StatusCode::UNAUTHORIZED,
+                    "this file is served only to a phone that names its MAC and authenticates",
+                );
+            };
+            if let Err(resp) = check_digest(app, h.mac, &parts.method, &parts.uri, headers) {
+                return *resp;
+            }
+        }
+        return shared(app, family, file);
+    }
     let handset = match vendor::identify_file(ua, vendor, None) {
         Ok(h) => {
             let files = vendor::family(h.vendor).files();
