@@ -120,10 +120,13 @@ impl Provisioner {
     }
 
     /// Template names a directory may use (`sales` for `yealink/sales.cfg`).
+    /// Site-wide files (`aastra/aastra.cfg`) are not user templates.
     pub fn user_template_names(&self) -> BTreeSet<String> {
         self.names
             .iter()
-            .filter_map(|n| n.split_once('/').map(|(_, f)| f))
+            .filter_map(|n| n.split_once('/'))
+            .filter(|(folder, file)| !is_shared(folder, file))
+            .map(|(_, f)| f)
             .filter_map(|f| f.rsplit_once('.').map(|(stem, _)| stem.to_owned()))
             .filter(|stem| stem != "default")
             .collect()
@@ -136,7 +139,7 @@ impl Provisioner {
         let (b, ext) = (t.folder, t.extension);
         if let Some(t) = template {
             let name = format!("{b}/{t}.{ext}");
-            if self.names.contains(&name) {
+            if self.names.contains(&name) && !is_shared(b, &format!("{t}.{ext}")) {
                 return name;
             }
             tracing::warn!(
@@ -350,6 +353,14 @@ impl Provisioner {
 /// The script's serial: a hash of what makes it (template, MAC, configured lines). The lines
 /// are hashed with `{password}` unreplaced, so the serial, which the phone sends back in a
 /// URL, says nothing about the password (a password change alone keeps the serial).
+/// Whether `file` in template folder `folder` is a family's site-wide file (Aastra's
+/// `aastra.cfg`, `<model>.cfg`), served as itself and never as a phone's own file.
+fn is_shared(folder: &str, file: &str) -> bool {
+    vendor::all()
+        .iter()
+        .any(|f| f.template().folder == folder && f.shared_file(file))
+}
+
 fn innovaphone_serial(template: &str, mac: crate::phone::Mac, lines: &[String]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
@@ -398,7 +409,25 @@ fn xml_escape(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::split_host_port;
+    use super::{Provisioner, split_host_port};
+
+    #[test]
+    fn site_wide_files_are_not_user_templates() {
+        let dir = tempfile::tempdir().unwrap();
+        let aastra = dir.path().join("aastra");
+        std::fs::create_dir(&aastra).unwrap();
+        for f in ["aastra.cfg.j2", "6737i.cfg.j2", "sales.cfg.j2"] {
+            std::fs::write(aastra.join(f), "x: 1\n").unwrap();
+        }
+        let names = Provisioner::new(Some(dir.path()))
+            .unwrap()
+            .user_template_names();
+        assert!(names.contains("sales"), "{names:?}");
+        assert!(
+            !names.contains("aastra") && !names.contains("6737i"),
+            "{names:?}"
+        );
+    }
 
     #[test]
     fn sip_server_splits_into_host_and_port() {
