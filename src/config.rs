@@ -707,6 +707,9 @@ pub struct VendorSettings {
     /// How the phone loads its new configuration after a login or logout; the vendor's
     /// documented default when absent (see `vendor-xml/<id>/README.md`).
     pub reload: Option<ReloadMethod>,
+    /// Htek/Sangoma only, unverified: the DSS key type value of "XML Browser" on your firmware.
+    /// Set, the hot-desk key is provisioned on line key 2; unset, no key (vendor-xml/htek/README.md).
+    pub dss_key_type: Option<u32>,
 }
 
 /// The vendor-neutral reload choices; each dialect maps them to its own command

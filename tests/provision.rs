@@ -493,6 +493,20 @@ async fn innovaphone_update_script() {
         .unwrap();
     assert!(stale.ends_with("iresetn\r\n"), "{stale}");
     assert!(!serial.contains("base-pw"), "no secret in the serial");
+    // Over HTTP: the route passes the phone's CHECK argument.
+    let r = request(
+        server.addr,
+        "GET",
+        &format!("/provision/innovaphone.txt?sn=009033aabbcc&CHECK={serial}"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(
+        !r.text().contains("config") && !r.text().contains("iresetn"),
+        "{}",
+        r.text()
+    );
     for bad in [
         "/provision/innovaphone.txt",
         "/provision/innovaphone.txt?sn=%23m",
@@ -670,5 +684,378 @@ async fn minet_phones_are_refused_with_the_reason() {
         let r = request(server.addr, "GET", path, &[("User-Agent", ua)]).await;
         assert_eq!(r.status, 400, "{path}");
         assert!(r.text().contains("MiNET"), "{path}: {}", r.text());
+    }
+}
+
+/// Aastra phones read `aastra.cfg` and `<model>.cfg` before `<MAC>.cfg` (A13): 200 with the
+/// admin's template of that name, else one comment line; never a secret, still rate-limited.
+#[tokio::test]
+async fn aastra_site_and_model_files_are_served_from_templates_or_empty() {
+    let templates = tempfile::tempdir().unwrap();
+    let aastra = templates.path().join("aastra");
+    std::fs::create_dir(&aastra).unwrap();
+    std::fs::write(
+        aastra.join("aastra.cfg.j2"),
+        "time server disabled: 0\naction uri startup: {{ base_url }}/app\n",
+    )
+    .unwrap();
+    let server = Server::start(&format!(
+        "{BASE}[provision]\ntemplates = \"{}\"\nrate_per_second = 1\nrate_burst = 6\n",
+        templates.path().display()
+    ))
+    .await;
+    let a = Phone::new(server.addr, AASTRA_6737I);
+    a.login("Internal", "1001", "73915").await;
+
+    let site = fetch(&server, AASTRA_6737I, "aastra.cfg").await;
+    assert_eq!(site.status, 200);
+    assert_eq!(
+        site.text(),
+        format!(
+            "time server disabled: 0\naction uri startup: http://{}/app\n",
+            server.addr
+        )
+    );
+    // No template for the model: an empty file (a comment), for any Aastra model name.
+    for file in ["6737i.cfg", "6867i.cfg"] {
+        let model = fetch(&server, AASTRA_6737I, file).await;
+        assert_eq!(model.status, 200, "{file}");
+        assert!(model.text().starts_with("# "), "{file}: {}", model.text());
+        assert_eq!(model.text().lines().count(), 1);
+    }
+    // Nothing of the logged-in user or the base profile, whoever asks.
+    for file in ["aastra.cfg", "6737i.cfg"] {
+        let body = fetch(&server, "curl/8.0", file).await.text();
+        assert!(
+            !body.contains("sip-secret") && !body.contains("base-secret"),
+            "{body}"
+        );
+        assert!(!body.contains("1001"), "{body}");
+    }
+    // The phone's own file is unchanged.
+    let own = fetch(&server, AASTRA_6737I, "00085D30A6CE.cfg").await;
+    assert!(own.text().contains("sip-secret-1001"));
+    // Same per-source rate as every provisioning file.
+    let mut limited = false;
+    for _ in 0..10 {
+        if fetch(&server, AASTRA_6737I, "aastra.cfg").await.status == 429 {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "site-wide files share the provisioning rate limit");
+    // And the phones' allow-list.
+    let closed = Server::start("[phones]\nallow = [\"10.0.0.0/8\"]\n").await;
+    assert_eq!(fetch(&closed, AASTRA_6737I, "aastra.cfg").await.status, 403);
+    // With Digest, as every provisioning file: a site template may hold an admin password.
+    let digest = Server::start("[provision]\nauth = \"digest\"\n").await;
+    for ua in [AASTRA_6737I, "curl/8.0"] {
+        let r = fetch(&digest, ua, "aastra.cfg").await;
+        assert_eq!(r.status, 401, "{ua}: {}", r.text());
+    }
+}
+
+/// Stands in for the phone's SIP stack: takes one NOTIFY, answers 200 OK with the request's
+/// Via, From, To, Call-ID and CSeq (RFC 3261 8.2.6), and returns the request's text.
+async fn answer_notify(sip: &tokio::net::UdpSocket) -> String {
+    let mut buf = vec![0u8; 4096];
+    let (n, from) =
+        tokio::time::timeout(std::time::Duration::from_secs(10), sip.recv_from(&mut buf))
+            .await
+            .expect("a NOTIFY within 10 s")
+            .unwrap();
+    let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let copied: String = request
+        .lines()
+        .filter(|l| {
+            let name = l
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            ["via", "from", "to", "call-id", "cseq"].contains(&name.as_str())
+        })
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    let ok = format!("SIP/2.0 200 OK\r\n{copied}Content-Length: 0\r\n\r\n");
+    sip.send_to(ok.as_bytes(), from).await.unwrap();
+    request
+}
+
+/// Logs `ext` in on a Snom (first user, or "Log in another user"), returns the apply's
+/// fragments.
+async fn snom_login(snom: &Phone, ext: &str, pin: &str) -> Vec<String> {
+    let mut view = snom.open().await;
+    while let View::Menu { items, .. } = &view {
+        let (_, link) = items
+            .iter()
+            .find(|(l, _)| l == "Log in another user" || l == "Internal")
+            .unwrap()
+            .clone();
+        view = snom.go(&link).await;
+    }
+    let view = snom.submit(&view, &[("ext", ext)]).await;
+    let done = snom.submit(&view, &[("pin", pin)]).await;
+    assert!(
+        matches!(done, View::Message { ref title, .. } if title == "Logged in"),
+        "{ext}: {done:?}"
+    );
+    let View::Execute { commands } = snom.ok(&done).await else {
+        panic!("apply")
+    };
+    commands
+}
+
+/// S1/S6: a Snom applies by `check-sync;reboot=false` (re-reads its settings, no restart), so a
+/// second identity's login does not restart the phone; other vendors get the plain event.
+/// S2: firmware 8 gets no fragment (fragments are documented for firmware 10) and applies by
+/// the same NOTIFY; firmware 6 is refused.
+#[tokio::test]
+async fn snom_applies_by_check_sync_without_reboot_on_firmware_10_and_8() {
+    let sip = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = sip.local_addr().unwrap().port();
+    let server = Server::start(&format!("[reload.sip]\nport = {port}\n")).await;
+
+    let d785 = Phone::new(server.addr, SNOM_D785);
+    assert!(snom_login(&d785, "1001", "73915").await.is_empty());
+    assert!(
+        answer_notify(&sip)
+            .await
+            .contains("Event: check-sync;reboot=false\r\n")
+    );
+    // A second user on the same phone: no reboot fragment, the same NOTIFY.
+    assert!(snom_login(&d785, "1002", "86420").await.is_empty());
+    assert!(
+        answer_notify(&sip)
+            .await
+            .contains("Event: check-sync;reboot=false\r\n")
+    );
+    let body = fetch(&server, SNOM_D785, "000413922d24.xml").await.text();
+    assert!(body.contains("sip-secret-1001") && body.contains("sip-secret-1002"));
+
+    // Firmware 8.4.18: the same screens, no fragment in the apply or the logout.
+    let old = Phone::new(server.addr, SNOM_320_OLD).with_query("mac=000413aabbcc");
+    assert!(
+        snom_login(&old, "1003", support::USER_PASSWORD)
+            .await
+            .is_empty()
+    );
+    assert!(
+        answer_notify(&sip)
+            .await
+            .contains("Event: check-sync;reboot=false\r\n")
+    );
+    let raw = old.fetch("/provision/000413aabbcc.xml").await;
+    assert!(raw.text().contains("sip-secret-1003"));
+    let View::Menu { items, .. } = old.open().await else {
+        panic!("logged-in menu")
+    };
+    let (_, all) = items
+        .iter()
+        .find(|(l, _)| l.starts_with("Log off 1003"))
+        .unwrap()
+        .clone();
+    let bye = old.go(&all).await;
+    let View::Execute { commands } = old.ok(&bye).await else {
+        panic!("apply: a bare snom://mb_exit")
+    };
+    assert!(
+        commands.is_empty(),
+        "no calllistclear or unregister on firmware 8: {commands:?}"
+    );
+    assert!(
+        answer_notify(&sip)
+            .await
+            .contains("Event: check-sync;reboot=false\r\n")
+    );
+
+    // Other families keep the plain event (Yealink reboots per sip.notify_reboot_enable).
+    let y = Phone::new(server.addr, YEALINK_T46S);
+    let done = y.login("Internal", "1001", "73915").await;
+    assert_eq!(done.title(), "Logged in", "{done:?}");
+    assert!(matches!(y.ok(&done).await, View::Execute { .. }));
+    assert!(answer_notify(&sip).await.contains("Event: check-sync\r\n"));
+
+    // Firmware 6.5 reads no XML settings: refused with the reason.
+    let ancient =
+        "Mozilla/4.0 (compatible; snom320-SIP 6.5.20; snom320 jffs2 v3.36; snom320 linux 3.38)";
+    let r = request(
+        server.addr,
+        "GET",
+        "/app?mac=000413000001",
+        &[("User-Agent", ancient)],
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("before 7"), "{}", r.text());
+}
+
+/// Y9 and the snom PA1: devices without an XML browser are refused for the screens with the
+/// reason, and keep getting their provisioning file (a base profile) as before. Real UAs
+/// (Wazo provd's Yealink and Snom plugins, fixtures/user-agents.toml).
+#[tokio::test]
+async fn dect_bases_and_the_pa1_get_no_screens_but_keep_their_file() {
+    let server = Server::start(BASE).await;
+    let devices = [
+        (
+            "Yealink W60B 77.81.0.35 80:5e:c0:09:ab:dc",
+            "",
+            "805ec009abdc.cfg",
+            "DECT",
+        ),
+        (
+            "W52P 25.30.0.2 00:15:65:44:b3:7c",
+            "",
+            "00156544b37c.cfg",
+            "DECT",
+        ),
+        (
+            "Yealink W90DM 130.85.0.15 80:5e:c0:d9:c7:44",
+            "",
+            "805ec0d9c744.cfg",
+            "DECT",
+        ),
+        (
+            "Mozilla/4.0 (compatible; snomPA1-SIP 8.4.35 1.1.3-s)",
+            "?mac=000413aabbcd",
+            "000413aabbcd.xml",
+            "paging amplifier",
+        ),
+    ];
+    for (ua, query, file, why) in devices {
+        let r = request(
+            server.addr,
+            "GET",
+            &format!("/app{query}"),
+            &[("User-Agent", ua)],
+        )
+        .await;
+        assert_eq!(r.status, 400, "{ua}");
+        assert!(r.text().contains(why), "{ua}: {}", r.text());
+        let f = fetch(&server, ua, file).await;
+        assert_eq!(f.status, 200, "{ua}: {}", f.text());
+        assert!(
+            f.text().contains("base-secret-77"),
+            "{ua}: the base profile"
+        );
+    }
+}
+
+/// H2: the XML-browser DSS type of Htek firmware is in no public source, so the hot-desk key is
+/// provisioned only when the admin names it (`[vendors.htek] dss_key_type`), on line key 2 with
+/// Wazo's P-code numbering; unset, the file has no key.
+#[tokio::test]
+async fn htek_hot_desk_key_only_with_the_admins_dss_key_type() {
+    let file = "cfg001fc11c22a9.xml";
+    let plain = Server::start("").await;
+    let body = fetch(&plain, HTEK_UC903, file).await.text();
+    assert!(!body.contains("LineKey"), "{body}");
+
+    let server = Server::start("[vendors.htek]\ndss_key_type = 42\n").await;
+    let body = fetch(&server, HTEK_UC903, file).await.text();
+    for want in [
+        "<P41201 para=\"LineKey2_Type\">42</P41201>".to_owned(),
+        "<P20601 para=\"LineKey2_Mode\">0</P20601>".to_owned(),
+        format!(
+            "<P41301 para=\"LineKey2_Value\">http://{}/app</P41301>",
+            server.addr
+        ),
+        "<P41401 para=\"LineKey2_Label\">Hot desk</P41401>".to_owned(),
+        "<P41501 para=\"LineKey2_Account\">255</P41501>".to_owned(),
+    ] {
+        assert!(body.contains(&want), "{want} in {body}");
+    }
+    // A model without line keys gets none.
+    let uc802 = "Htek UC802 2.0.4.2 00:1f:c1:1c:22:aa";
+    let body = fetch(&server, uc802, "cfg001fc11c22aa.xml").await.text();
+    assert!(!body.contains("LineKey"), "{body}");
+}
+
+/// Issue 10 item 4 for provisioning files: any Unicode name up to 20,000 characters leaves every
+/// shipped file small, one setting per line (the same lines as with a plain name) and, for
+/// XML files, well-formed with XML-legal characters only.
+mod file_limits {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn render(name: &str) -> Vec<(&'static str, String)> {
+        let tmp = tempfile::tempdir().unwrap();
+        let text = support::config_text(tmp.path(), "http://hd.example.net:8080", BASE);
+        let config = hotdesk::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+        let p = hotdesk::provision::Provisioner::new(None).unwrap();
+        PHONES
+            .iter()
+            .map(|&(ua, mac, _, folder)| {
+                let h = hotdesk::vendor::identify(Some(ua), None, mac).unwrap();
+                let login = hotdesk::store::Login {
+                    mac: h.mac,
+                    identity: 0,
+                    extension: "1001".into(),
+                    name: name.into(),
+                    vendor: h.vendor.to_string(),
+                    model: h.model.clone(),
+                    network: "internal".into(),
+                    template: None,
+                    since: time::OffsetDateTime::UNIX_EPOCH,
+                    source_ip: "10.0.0.9".into(),
+                    credential: "voicemail-pin".into(),
+                    applied_at: None,
+                };
+                let line = [hotdesk::provision::Line {
+                    login: &login,
+                    sip_password: "s",
+                    sip_username: None,
+                }];
+                (folder, p.render(&config, &h, &line).unwrap().body)
+            })
+            .collect()
+    }
+
+    fn check(name: &str) -> Result<(), TestCaseError> {
+        let plain = render("x");
+        for ((folder, body), (_, reference)) in render(name).into_iter().zip(plain) {
+            prop_assert!(body.len() < 4000, "{folder}: {} bytes", body.len());
+            prop_assert_eq!(
+                body.lines().count(),
+                reference.lines().count(),
+                "{}",
+                folder
+            );
+            if body.starts_with("<?xml") {
+                prop_assert!(body.chars().all(hotdesk::dialect::text::is_xml_char));
+                let mut reader = quick_xml::Reader::from_str(&body);
+                loop {
+                    match reader.read_event() {
+                        Ok(quick_xml::events::Event::Eof) => break,
+                        Ok(_) => {}
+                        Err(e) => return Err(TestCaseError::fail(format!("{folder}: {e}"))),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(8))]
+        #[test]
+        fn any_name_up_to_20000_characters_keeps_every_file_small_and_one_setting_per_line(
+            name in proptest::collection::vec(any::<char>(), 0..20_000)
+        ) {
+            check(&name.into_iter().collect::<String>())?;
+        }
+    }
+
+    #[test]
+    fn hostile_names() {
+        for name in [
+            "a\r\nsip line1 password: x",
+            "</P3><P34>x",
+            "\u{0}\u{b}\u{fffe}",
+            "]]>&lt;",
+        ] {
+            check(&name.repeat(500)).unwrap();
+        }
     }
 }

@@ -22,6 +22,8 @@ pub struct Flavor {
     pub backspace_key: bool,
     /// `triggerDestroyOnExit` on Execute (Aastra, AXAPI p.191).
     pub trigger_destroy: bool,
+    /// `destroyOnExit="yes"` on UI objects (Aastra AXAPI p.191; Htek's attribute tables lack it).
+    pub destroy_on_exit: bool,
     /// The Execute URIs for an action (the apply grant is for the live push).
     pub commands: fn(&Action, Target<'_>, Option<&str>) -> Vec<String>,
     /// `ConfigurationItem/Parameter/Value` (Aastra) or `Item` with `key = value` (Yealink).
@@ -71,6 +73,10 @@ pub fn render(f: &Flavor, screen: &Screen, t: Target<'_>, lim: Limits) -> Render
 }
 
 /// `Beep="no"` where the flavour wants it said.
+fn destroy(f: &Flavor) -> Option<(&'static str, &'static str)> {
+    f.destroy_on_exit.then_some(("destroyOnExit", "yes"))
+}
+
 fn quiet(f: &Flavor) -> Option<(&'static str, &'static str)> {
     f.beep_off.then_some(("Beep", "no"))
 }
@@ -111,7 +117,7 @@ fn menu(
     let items = &m.items[..m.items.len().min(lim.items)];
     let default_index = m.default_index.clamp(1, items.len().max(1)).to_string();
     w.create_element(root(f, "TextMenu").as_str())
-        .with_attribute(("destroyOnExit", "yes"))
+        .with_attributes(destroy(f))
         .with_attributes(quiet(f))
         .with_attribute(("defaultIndex", default_index.as_str()))
         .write_inner_content(|w| {
@@ -177,7 +183,7 @@ fn input(
         w.create_element(root(f, "InputScreen").as_str())
             .with_attribute(("type", field_type(field.numeric)))
             .with_attribute(("password", yes_no(field.secret)))
-            .with_attribute(("destroyOnExit", "yes"))
+            .with_attributes(destroy(f))
             .with_attributes(quiet(f))
             .write_inner_content(|w| {
                 leaf(w, "Title", &title)?;
@@ -200,7 +206,7 @@ fn input(
     // Several fields on one screen (AXAPI p.123): the phone appends each Parameter to URL.
     w.create_element(root(f, "InputScreen").as_str())
         .with_attribute(("type", "string"))
-        .with_attribute(("destroyOnExit", "yes"))
+        .with_attributes(destroy(f))
         .with_attributes(quiet(f))
         .write_inner_content(|w| {
             leaf(w, "Title", &title)?;
@@ -241,9 +247,7 @@ fn message(
     let caps = &t.handset.caps;
     let next = m.next.as_ref().map(|n| n.link.absolute(t.base));
     let name = root(f, "TextScreen");
-    let mut el = w
-        .create_element(name.as_str())
-        .with_attribute(("destroyOnExit", "yes"));
+    let mut el = w.create_element(name.as_str()).with_attributes(destroy(f));
     if m.tone == Tone::Error {
         el = el.with_attribute(("Beep", "yes"));
     } else {

@@ -120,10 +120,13 @@ impl Provisioner {
     }
 
     /// Template names a directory may use (`sales` for `yealink/sales.cfg`).
+    /// Site-wide files (`aastra/aastra.cfg`) are not user templates.
     pub fn user_template_names(&self) -> BTreeSet<String> {
         self.names
             .iter()
-            .filter_map(|n| n.split_once('/').map(|(_, f)| f))
+            .filter_map(|n| n.split_once('/'))
+            .filter(|(folder, file)| !is_shared(folder, file))
+            .map(|(_, f)| f)
             .filter_map(|f| f.rsplit_once('.').map(|(stem, _)| stem.to_owned()))
             .filter(|stem| stem != "default")
             .collect()
@@ -136,7 +139,7 @@ impl Provisioner {
         let (b, ext) = (t.folder, t.extension);
         if let Some(t) = template {
             let name = format!("{b}/{t}.{ext}");
-            if self.names.contains(&name) {
+            if self.names.contains(&name) && !is_shared(b, &format!("{t}.{ext}")) {
                 return name;
             }
             tracing::warn!(
@@ -146,6 +149,27 @@ impl Provisioner {
             );
         }
         format!("{b}/default.{ext}")
+    }
+
+    /// A family's site-wide file `file` (e.g. Aastra's `aastra.cfg`, `6737i.cfg`): the admin
+    /// template `<folder>/<file>.j2` when there is one, else a single comment line. The
+    /// template gets only `base_url`: these files go to any phone that asks, so nothing of
+    /// one phone or user belongs in them.
+    pub fn render_shared(
+        &self,
+        config: &Config,
+        family: &dyn vendor::Family,
+        file: &str,
+    ) -> Result<String, String> {
+        let name = format!("{}/{file}", family.template().folder);
+        if !self.names.contains(&name) {
+            return Ok(format!(
+                "# {file}: no site-wide settings; hotdesk writes each phone's settings into its own file\n"
+            ));
+        }
+        let tmpl = self.env.get_template(&name).map_err(|e| e.to_string())?;
+        tmpl.render(context! { base_url => config.base() })
+            .map_err(|e| e.to_string())
     }
 
     /// Renders the configuration of `handset`: its logged-in users (each with the SIP secret
@@ -249,6 +273,10 @@ impl Provisioner {
                 model => handset.model,
                 entry_url => entry_url,
                 family => family_vars,
+                // `[vendors.<id>] dss_key_type`: a value only the admin can know (Htek).
+                dss_key_type => config
+                    .vendor(handset.vendor.as_str())
+                    .and_then(|s| s.dss_key_type),
                 logged_in => login.is_some(),
                 line => line.unwrap_or(Value::from(())),
                 lines => all,
@@ -325,6 +353,14 @@ impl Provisioner {
 /// The script's serial: a hash of what makes it (template, MAC, configured lines). The lines
 /// are hashed with `{password}` unreplaced, so the serial, which the phone sends back in a
 /// URL, says nothing about the password (a password change alone keeps the serial).
+/// Whether `file` in template folder `folder` is a family's site-wide file (Aastra's
+/// `aastra.cfg`, `<model>.cfg`), served as itself and never as a phone's own file.
+fn is_shared(folder: &str, file: &str) -> bool {
+    vendor::all()
+        .iter()
+        .any(|f| f.template().folder == folder && f.shared_file(file))
+}
+
 fn innovaphone_serial(template: &str, mac: crate::phone::Mac, lines: &[String]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
@@ -373,7 +409,25 @@ fn xml_escape(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::split_host_port;
+    use super::{Provisioner, split_host_port};
+
+    #[test]
+    fn site_wide_files_are_not_user_templates() {
+        let dir = tempfile::tempdir().unwrap();
+        let aastra = dir.path().join("aastra");
+        std::fs::create_dir(&aastra).unwrap();
+        for f in ["aastra.cfg.j2", "6737i.cfg.j2", "sales.cfg.j2"] {
+            std::fs::write(aastra.join(f), "x: 1\n").unwrap();
+        }
+        let names = Provisioner::new(Some(dir.path()))
+            .unwrap()
+            .user_template_names();
+        assert!(names.contains("sales"), "{names:?}");
+        assert!(
+            !names.contains("aastra") && !names.contains("6737i"),
+            "{names:?}"
+        );
+    }
 
     #[test]
     fn sip_server_splits_into_host_and_port() {

@@ -26,7 +26,24 @@ pub(super) async fn handle(
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
-    let handset = match vendor::identify(ua, vendor, None) {
+    // Site-wide files read at boot (Aastra `aastra.cfg`, `<model>.cfg`): nothing of one phone,
+    // so any phone may have them; but a site template may hold an admin password, so with
+    // `auth = "digest"` only a phone that proves its own credentials gets them.
+    if let Some(family) = vendor::shared_file(file) {
+        if app.config.provision.auth == crate::config::ProvisionAuth::Digest {
+            let Ok(h) = vendor::identify_file(ua, vendor, None) else {
+                return respond::text(
+                    StatusCode::UNAUTHORIZED,
+                    "this file is served only to a phone that names its MAC and authenticates",
+                );
+            };
+            if let Err(resp) = check_digest(app, h.mac, &parts.method, &parts.uri, headers) {
+                return *resp;
+            }
+        }
+        return shared(app, family, file);
+    }
+    let handset = match vendor::identify_file(ua, vendor, None) {
         Ok(h) => {
             let files = vendor::family(h.vendor).files();
             match files.parse(file) {
@@ -41,7 +58,7 @@ pub(super) async fn handle(
         // No MAC in the User-Agent: the file name says which phone it is; the source address
         // decides below whether it may have that phone's secrets.
         Err(IdentifyError::NoMac(v)) => match vendor::family(v).files().parse(file) {
-            Some(mac) => vendor::identify(ua, vendor, Some(&mac.to_string())),
+            Some(mac) => vendor::identify_file(ua, vendor, Some(&mac.to_string())),
             None => {
                 return respond::text(
                     StatusCode::NOT_FOUND,
@@ -202,6 +219,24 @@ pub(super) async fn push(
         reload: super::routes::reload_for(app, handset.vendor),
     };
     respond::xml(vendor::render(&screen, target).body)
+}
+
+fn shared(app: &App, family: &dyn vendor::Family, file: &str) -> Resp {
+    match app.provisioner.render_shared(&app.config, family, file) {
+        Ok(body) => {
+            tracing::info!(file, "provisioning: site-wide file served");
+            let mut resp = respond::text(StatusCode::OK, String::new());
+            *resp.body_mut() = http_body_util::Full::new(bytes::Bytes::from(body));
+            resp
+        }
+        Err(e) => {
+            tracing::error!(error = %e, file, "provisioning: site-wide template failed");
+            respond::text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the provisioning template failed; see the server log",
+            )
+        }
+    }
 }
 
 fn not_found(files: vendor::FileNaming, mac: crate::phone::Mac) -> Resp {

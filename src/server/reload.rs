@@ -81,8 +81,13 @@ fn spawn_notify(app: &Arc<App>, mac: crate::phone::Mac, source: IpAddr) {
                 .map(|b| b.extension.clone())
         })
         .unwrap_or_default();
+    // The family's `;reboot=` (Snom: false) unless `[reload.sip] reboot` says otherwise.
+    let mut cfg = app.config.reload.clone();
+    if cfg.sip.reboot.is_none() {
+        cfg.sip.reboot = crate::vendor::family(handset.vendor).check_sync_reboot();
+    }
     tokio::spawn(async move {
-        let outcome = crate::reload::reload_phone(&app.config.reload, source, &extension).await;
+        let outcome = crate::reload::reload_phone(&cfg, source, &extension).await;
         let result = outcome.audit_text();
         tracing::info!(%mac, result = %result, "reload request sent");
         let at = app.clock.now();

@@ -17,6 +17,7 @@ const FLAVOR: Flavor = Flavor {
     prefix: "AastraIPPhone",
     softkeys_in_fields: true,
     backspace_key: true,
+    destroy_on_exit: true,
     trigger_destroy: true,
     commands,
     done_action_on_exit: true,
@@ -100,6 +101,24 @@ impl Family for Aastra {
         ua.model.starts_with(MINET).then_some(
             "MiNET firmware registers to MiVoice Business, not SIP; hotdesk logs in SIP phones only (install the SIP firmware)",
         )
+    }
+
+    /// `aastra.cfg` and `<model>.cfg` (`6737i.cfg`, `6930.cfg`, `9480iCT.cfg`): every phone
+    /// reads them before `<MAC>.cfg` from its one configuration server (SIP admin guide
+    /// 41-001343-01 p.1-43; Wazo ships a common `aastra.cfg`).
+    fn shared_file(&self, name: &str) -> bool {
+        let Some(stem) = name.strip_suffix(".cfg") else {
+            return false;
+        };
+        if stem == "aastra" {
+            return true;
+        }
+        let digits = stem.bytes().take_while(u8::is_ascii_digit).count();
+        let rest = &stem[digits..];
+        (2..=4).contains(&digits)
+            && ["", "i", "iCT", "CT"]
+                .iter()
+                .any(|s| rest.eq_ignore_ascii_case(s))
     }
 
     /// After a logout the login menu opens at once, as Aastra's own `logout.php` ends its
@@ -280,7 +299,8 @@ fn commands(action: &Action, t: Target<'_>, grant: Option<&str>) -> Vec<String> 
             vec![link.absolute(t.base); 2]
         }
         (Action::Open(link), _) => vec![link.absolute(t.base)],
-        (Action::Reload, ReloadMethod::None) => Vec::new(),
+        // check-sync is a NOTIFY sent beside the screen, never a command in it.
+        (Action::Reload, ReloadMethod::None | ReloadMethod::CheckSync) => Vec::new(),
         (Action::Reload, ReloadMethod::Push) if caps.dynamic_sip => {
             let mut link = Link::new("/app/push");
             if let Some(g) = grant {
@@ -300,6 +320,32 @@ fn commands(action: &Action, t: Target<'_>, grant: Option<&str>) -> Vec<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn site_and_model_files_are_shared_files() {
+        for name in [
+            "aastra.cfg",
+            "6737i.cfg",
+            "6867i.cfg",
+            "55i.cfg",
+            "6930.cfg",
+            "9480iCT.cfg",
+        ] {
+            assert!(AASTRA.shared_file(name), "{name}");
+        }
+        for name in [
+            "00085D30A6CE.cfg",
+            "000856123456.cfg",
+            "aastra.xml",
+            "6737x.cfg",
+            "6737i.cfg.bak",
+            "y000000000028.cfg",
+            "../aastra.cfg",
+            "é.cfg",
+        ] {
+            assert!(!AASTRA.shared_file(name), "{name}");
+        }
+    }
 
     #[test]
     fn capability_table() {

@@ -50,11 +50,31 @@ pub fn printable(text: &str, max: usize) -> String {
         .collect()
 }
 
-/// Identifies the phone from its User-Agent and the `vendor`/`mac` query values.
+/// Identifies the phone from its User-Agent and the `vendor`/`mac` query values, for the
+/// screens: a device its family does not support is refused.
 pub fn identify(
     user_agent: Option<&str>,
     vendor_param: Option<&str>,
     mac_param: Option<&str>,
+) -> Result<Handset, IdentifyError> {
+    identify_for(user_agent, vendor_param, mac_param, false)
+}
+
+/// As [`identify`], for a provisioning file: an unsupported device whose family still serves
+/// its file (no XML browser, e.g. a DECT base) is identified.
+pub fn identify_file(
+    user_agent: Option<&str>,
+    vendor_param: Option<&str>,
+    mac_param: Option<&str>,
+) -> Result<Handset, IdentifyError> {
+    identify_for(user_agent, vendor_param, mac_param, true)
+}
+
+fn identify_for(
+    user_agent: Option<&str>,
+    vendor_param: Option<&str>,
+    mac_param: Option<&str>,
+    file: bool,
 ) -> Result<Handset, IdentifyError> {
     let forced = match vendor_param.filter(|v| !v.is_empty()) {
         Some(v) => Some(by_name(v).ok_or_else(|| IdentifyError::BadVendor(printable(v, 32)))?),
@@ -65,7 +85,10 @@ pub fn identify(
         None => None,
     };
     let info = user_agent.and_then(parse_user_agent);
-    if let Some(why) = info.as_ref().and_then(|i| family(i.vendor).unsupported(i)) {
+    if let Some(i) = &info
+        && let Some(why) = family(i.vendor).unsupported(i)
+        && !(file && family(i.vendor).file_served_when_unsupported(i))
+    {
         return Err(IdentifyError::Unsupported(why));
     }
     let (vendor, model, firmware, ua_mac) = match (forced, info) {

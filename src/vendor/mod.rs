@@ -13,7 +13,7 @@ mod identify;
 mod snom;
 mod yealink;
 
-pub use identify::{IdentifyError, identify};
+pub use identify::{IdentifyError, identify, identify_file};
 
 use crate::config::ReloadMethod;
 use crate::dialect::{Limits, Rendered, Target};
@@ -125,6 +125,23 @@ pub trait Family: Send + Sync + 'static {
     fn unsupported(&self, _ua: &UaInfo) -> Option<&'static str> {
         None
     }
+    /// For a device [`Family::unsupported`] refuses: whether its provisioning file is still
+    /// served (devices without an XML browser, such as DECT bases, that may already take
+    /// their base profile from hotdesk). `false` refuses the file too (MiNET: no SIP line).
+    fn file_served_when_unsupported(&self, _ua: &UaInfo) -> bool {
+        false
+    }
+    /// The `reboot` parameter of this family's check-sync NOTIFY when `[reload.sip] reboot`
+    /// is unset (`Some(false)`: `Event: check-sync;reboot=false`).
+    fn check_sync_reboot(&self) -> Option<bool> {
+        None
+    }
+    /// Whether `name` is one of the site-wide files this family's phones read at boot besides
+    /// their own (Aastra: `aastra.cfg`, `<model>.cfg`). They carry no secrets and nothing of
+    /// one phone: hotdesk answers them from an admin template of that name, else empty.
+    fn shared_file(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 /// A value a family hands its provisioning template.
@@ -163,6 +180,11 @@ pub fn by_name(name: &str) -> Option<&'static dyn Family> {
         f.id().eq_ignore_ascii_case(name)
             || f.aliases().iter().any(|a| a.eq_ignore_ascii_case(name))
     })
+}
+
+/// The family whose phones read the site-wide file `name` (see [`Family::shared_file`]).
+pub fn shared_file(name: &str) -> Option<&'static dyn Family> {
+    REGISTRY.iter().copied().find(|f| f.shared_file(name))
 }
 
 /// Tries every family's parser; `None` when no vendor's format matches.

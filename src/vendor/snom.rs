@@ -54,8 +54,15 @@ impl Family for Snom {
         }
     }
 
+    /// Fragments are documented for firmware 10 only (vendors.md S2: the v7/v8 minibrowser
+    /// pages list none; `SnomIPPhoneSilent` exists "since 10.1.82.0"): older firmware gets a
+    /// bare `snom://mb_exit` that leaves the browser, and applies by the check-sync NOTIFY.
     fn render(&self, screen: &Screen, target: Target<'_>, limits: Limits) -> Rendered {
-        snom_objects::render(screen, target, limits, fragment)
+        if fragments_documented(&target.handset.firmware) {
+            snom_objects::render(screen, target, limits, fragment)
+        } else {
+            snom_objects::render(screen, target, limits, |_, _| None)
+        }
     }
 
     fn files(&self) -> FileNaming {
@@ -92,6 +99,38 @@ impl Family for Snom {
     fn key_url_needs_mac(&self) -> bool {
         true
     }
+
+    /// The PA1 paging amplifier has no display and no minibrowser; firmware before 7 reads
+    /// no XML settings (Wazo provd rates it incompatible), so no login could reach it.
+    fn unsupported(&self, ua: &UaInfo) -> Option<&'static str> {
+        if ua.model.eq_ignore_ascii_case("PA1") {
+            return Some(
+                "the snom PA1 is a paging amplifier without a display or XML minibrowser; it cannot show hot-desk screens",
+            );
+        }
+        (super::firmware_tuple(&ua.firmware).0 < 7).then_some(
+            "Snom firmware before 7 reads no XML settings file, so a login could never reach the phone; update the firmware",
+        )
+    }
+
+    /// Its settings file is served as before (a PA1 may take its base profile from hotdesk).
+    fn file_served_when_unsupported(&self, _ua: &UaInfo) -> bool {
+        true
+    }
+
+    /// `check-sync;reboot=false`: the phone re-reads its settings without a restart, so a
+    /// second identity's login does not cut the others' calls (Wazo provd's Snom plugin,
+    /// firmware 7 to 10, `synchronize(event='check-sync;reboot=false')`; FusionPBX sends the
+    /// same for its Snom `check_sync`).
+    fn check_sync_reboot(&self) -> Option<bool> {
+        Some(false)
+    }
+}
+
+/// Snom documents `snom://` fragments for firmware 10 (see [`Snom::render`]); a forced
+/// `?vendor=snom` without a Snom User-Agent (no firmware known) keeps them.
+fn fragments_documented(firmware: &str) -> bool {
+    firmware.is_empty() || super::firmware_tuple(firmware).0 >= 10
 }
 
 /// Users a model can hold: up to seven with log-off-one and log-off-all (Snom's hot-desk
@@ -119,7 +158,8 @@ fn fragment(action: &Action, t: Target<'_>) -> Option<String> {
         (Action::Unregister(Some(i)), _) => Some(format!("unregister={i}")),
         (Action::Unregister(None), _) => Some("unregister=-1".to_owned()),
         (Action::Open(_), _) => None,
-        (Action::Reload, ReloadMethod::None) => None,
+        // check-sync is a NOTIFY sent beside the screen, never a fragment in it.
+        (Action::Reload, ReloadMethod::None | ReloadMethod::CheckSync) => None,
         (Action::Reload, _) => Some("reboot".to_owned()),
     }
 }
@@ -127,6 +167,25 @@ fn fragment(action: &Action, t: Target<'_>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pa1_and_firmware_before_7_are_refused_firmware_8_is_not() {
+        use crate::vendor::{IdentifyError, identify, identify_file};
+        // Real UAs: Wazo provd's Snom plugin (fixtures/user-agents.toml).
+        let pa1 = "Mozilla/4.0 (compatible; snomPA1-SIP 8.4.35 1.1.3-s)";
+        let v6 = "Mozilla/4.0 (compatible; snom360-SIP 6.5.2; snom360 ramdisk v3.31; snom360 linux 3.25)";
+        let v8 = "Mozilla/4.0 (compatible; snom320-SIP 8.4.18 1.1.3-s)";
+        for ua in [pa1, v6] {
+            assert!(matches!(
+                identify(Some(ua), None, Some("000413aabbcc")),
+                Err(IdentifyError::Unsupported(_))
+            ));
+            assert!(identify_file(Some(ua), None, Some("000413aabbcc")).is_ok());
+        }
+        assert!(identify(Some(v8), None, Some("000413aabbcc")).is_ok());
+        assert!(!fragments_documented("8.7.5.35") && fragments_documented("10.1.33.33"));
+        assert_eq!(SNOM.check_sync_reboot(), Some(false));
+    }
 
     #[test]
     fn identities_per_model_and_the_key_after_them() {

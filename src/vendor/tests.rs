@@ -27,6 +27,9 @@ struct Case {
     #[serde(default)]
     #[allow(dead_code)]
     note: String,
+    /// Read, but refused for the screens with a reason (MiNET, DECT bases, PA1, Snom < 7).
+    #[serde(default)]
+    refused: bool,
 }
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +67,8 @@ fn real_user_agents() {
         assert_eq!(info.firmware, case.firmware, "{}", case.ua);
         let mac = info.mac.map(|m| m.to_string()).unwrap_or_default();
         assert_eq!(mac, case.mac, "{}", case.ua);
+        let refused = family(info.vendor).unsupported(&info).is_some();
+        assert_eq!(refused, case.refused, "refused: {}", case.ua);
     }
 }
 

@@ -18,6 +18,7 @@ const FLAVOR: Flavor = Flavor {
     prefix: "YealinkIPPhone",
     softkeys_in_fields: false,
     backspace_key: false,
+    destroy_on_exit: true,
     trigger_destroy: false,
     commands,
     done_action_on_exit: false,
@@ -102,6 +103,19 @@ impl Family for Yealink {
         }
     }
 
+    /// DECT bases (W52P, W60B, W70B, W80B/W80DM, W90B/W90DM …: every Yealink `W<digits>` that
+    /// sends HTTP requests) have no XML browser for hot-desk screens; their handsets are
+    /// registered to the base, not logged in at a desk.
+    fn unsupported(&self, ua: &UaInfo) -> Option<&'static str> {
+        is_dect_base(&ua.model)
+            .then_some("Yealink W-series DECT bases have no XML browser for hot-desk screens")
+    }
+
+    /// A DECT base that takes its base profile from hotdesk keeps getting it.
+    fn file_served_when_unsupported(&self, ua: &UaInfo) -> bool {
+        is_dect_base(&ua.model)
+    }
+
     /// SIP NOTIFY `check-sync`: the mechanism the vendor documents (see the vendor README);
     /// the Execute/fragment restarts are opt-in and unverified.
     fn default_reload(&self) -> ReloadMethod {
@@ -131,6 +145,14 @@ impl Family for Yealink {
     }
 }
 
+/// `W52P`, `W60B`, `W80DM` …: Yealink's DECT bases (the Wazo provd plugins list them by
+/// these UAs beside the desk phones).
+fn is_dect_base(model: &str) -> bool {
+    let mut chars = model.chars();
+    chars.next().is_some_and(|c| c.eq_ignore_ascii_case(&'W'))
+        && chars.next().is_some_and(|c| c.is_ascii_digit())
+}
+
 /// Models with no line (DSS) keys beside the screen (Wazo provd `_NB_LINEKEY` = 0).
 fn has_line_keys(model: &str) -> bool {
     let m = model.to_ascii_uppercase();
@@ -150,7 +172,8 @@ pub(super) fn commands(action: &Action, t: Target<'_>, _grant: Option<&str>) -> 
         // No documented Execute URI clears Yealink call lists.
         (Action::ClearCallLists, _) | (Action::Unregister(_), _) => Vec::new(),
         (Action::Open(link), _) => vec![link.absolute(t.base)],
-        (Action::Reload, ReloadMethod::None) => Vec::new(),
+        // check-sync is a NOTIFY sent beside the screen, never a command in it.
+        (Action::Reload, ReloadMethod::None | ReloadMethod::CheckSync) => Vec::new(),
         (Action::Reload, ReloadMethod::Resync) => strs(&["Command: AutoP"]),
         (Action::Reload, _) => strs(&["Command: Reboot"]),
     }
@@ -185,6 +208,39 @@ mod tests {
         assert_eq!(legacy("yealink SIP-T28P 2.70.0.140"), flag(true));
         assert_eq!(legacy("Yealink SIP-T26P 6.72.0.30"), flag(false));
         assert_eq!(legacy("Yealink SIP-T46S 66.86.0.15"), flag(false));
+    }
+
+    #[test]
+    fn dect_bases_are_refused_for_screens_and_keep_their_file() {
+        // Real UAs from Wazo provd's Yealink plugins (fixtures/user-agents.toml).
+        for ua in [
+            "W52P 25.30.0.2 00:15:65:44:b3:7c",
+            "Yealink W60B 77.81.0.35 80:5e:c0:09:ab:dc",
+            "Yealink W70B 146.85.0.5 80:5e:0c:1d:65:4e",
+            "Yealink W80DM 103.83.0.122 24:9a:d8:d1:a6:31",
+            "Yealink W90DM 130.85.0.15 80:5e:c0:d9:c7:44",
+        ] {
+            assert!(
+                matches!(
+                    crate::vendor::identify(Some(ua), None, None),
+                    Err(crate::vendor::IdentifyError::Unsupported(why)) if why.contains("DECT")
+                ),
+                "{ua}"
+            );
+            assert!(
+                crate::vendor::identify_file(Some(ua), None, None).is_ok(),
+                "{ua}"
+            );
+        }
+        for ua in [
+            "Yealink SIP-T46S 66.86.0.15 80:5e:c0:2f:3c:2e",
+            "Yealink CP920 78.84.0.15 805ec0aabbcc",
+        ] {
+            assert!(
+                crate::vendor::identify(Some(ua), None, None).is_ok(),
+                "{ua}"
+            );
+        }
     }
 
     #[test]
