@@ -33,7 +33,12 @@ pub(super) fn after_apply(
     if apply.actions.len() == before {
         return;
     }
-    spawn_notify(app, handset.mac, source);
+    spawn_notify(
+        app,
+        crate::vendor::family(handset.vendor),
+        handset.mac,
+        source,
+    );
 }
 
 /// After a logout the phone did not ask for (console, admin API, user page): phones whose
@@ -57,14 +62,19 @@ pub(crate) fn after_remote_logout(app: &Arc<App>, ended: &[Arc<crate::store::Log
             continue;
         }
         match login.source_ip.parse::<IpAddr>() {
-            Ok(ip) => spawn_notify(app, login.mac, ip),
+            Ok(ip) => spawn_notify(app, family, login.mac, ip),
             Err(_) => tracing::warn!(mac = %login.mac, "no address to send the reload to"),
         }
     }
 }
 
 /// Sends the check-sync in the background and records its outcome.
-fn spawn_notify(app: &Arc<App>, mac: crate::phone::Mac, source: IpAddr) {
+fn spawn_notify(
+    app: &Arc<App>,
+    family: &'static dyn crate::vendor::Family,
+    mac: crate::phone::Mac,
+    source: IpAddr,
+) {
     let app = app.clone();
     // The user the phone is registered as for an AMI endpoint: the one now logged in, else the
     // base profile's line.
@@ -84,7 +94,7 @@ fn spawn_notify(app: &Arc<App>, mac: crate::phone::Mac, source: IpAddr) {
     // The family's `;reboot=` (Snom: false) unless `[reload.sip] reboot` says otherwise.
     let mut cfg = app.config.reload.clone();
     if cfg.sip.reboot.is_none() {
-        cfg.sip.reboot = crate::vendor::family(handset.vendor).check_sync_reboot();
+        cfg.sip.reboot = family.check_sync_reboot();
     }
     tokio::spawn(async move {
         let outcome = crate::reload::reload_phone(&cfg, source, &extension).await;
