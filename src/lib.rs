@@ -18,6 +18,7 @@ pub mod config;
 pub mod dialect;
 pub mod directory;
 pub mod flow;
+pub mod metrics;
 pub mod phone;
 pub mod provision;
 pub mod reload;
@@ -55,6 +56,8 @@ pub struct App {
     /// Per-phone provisioning credentials, and the Digest checker for them.
     pub credentials: provision::credentials::Credentials,
     pub digest: server::digest::DigestAuth,
+    /// This server's Prometheus metrics (one registry per app, never process-global).
+    pub metrics: Arc<metrics::Metrics>,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -137,7 +140,9 @@ impl App {
             negative: d.negative_ttl.0,
             deadline: d.deadline.0,
         };
-        let directory = CachedDirectory::new(backend, policy);
+        let metrics = Arc::new(metrics::Metrics::new());
+        let adapter = CachedDirectory::adapter_label(d.kind);
+        let directory = CachedDirectory::new(backend, policy, metrics.clone(), adapter);
         let had_database = config.store.path.exists();
         let key_file = config.store.path.with_file_name("url.key");
         if !had_database && key_file.exists() {
@@ -158,6 +163,7 @@ impl App {
                     .writeback
                     .max_backoff
                     .map_or(Duration::from_secs(300), |s| s.0),
+                metrics: metrics.clone(),
             };
             tasks.push(tokio::spawn(outbox.run()));
             tracing::info!(url = %http.url, "PBX write-back on");
@@ -187,6 +193,7 @@ impl App {
             book,
             clock.clone(),
             &saved_lockouts,
+            metrics.clone(),
         );
         let signer = if config.server.sign_links {
             if had_database && config.server.url_key.is_none() && !key_file.exists() {
@@ -213,6 +220,7 @@ impl App {
             provisioner,
             clock,
             refusals: server::access::RefusalLog::new(),
+            metrics,
 
             signer,
             tasks: std::sync::Mutex::new(tasks),
