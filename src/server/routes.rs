@@ -28,6 +28,7 @@ const MAX_QUERY_PAIRS: usize = 32;
 enum Route {
     Health,
     Ready,
+    Metrics,
     Phone(Step),
     Logins,
     Login,
@@ -45,6 +46,7 @@ fn route(path: &str) -> Route {
     match path {
         "/healthz" => Route::Health,
         "/readyz" => Route::Ready,
+        "/metrics" => Route::Metrics,
         "/app" | "/app/" => Route::Phone(Step::Entry),
         "/app/login" => Route::Phone(Step::Login),
         "/app/logout" => Route::Phone(Step::Logout),
@@ -66,6 +68,7 @@ fn route_name(r: Route) -> &'static str {
     match r {
         Route::Health => "healthz",
         Route::Ready => "readyz",
+        Route::Metrics => "metrics",
         Route::Phone(Step::Entry) => "app",
         Route::Phone(Step::Login) => "app/login",
         Route::Phone(Step::Logout) => "app/logout",
@@ -150,10 +153,12 @@ async fn answer(app: Arc<App>, peer: SocketAddr, secure: bool, req: Request<Inco
     }
     .instrument(span.clone())
     .await;
+    let took = started.elapsed();
+    app.metrics.http_request(route_name(r), resp.status(), took);
     span.in_scope(|| {
         tracing::info!(
             status = resp.status().as_u16(),
-            us = started.elapsed().as_micros() as u64,
+            us = took.as_micros() as u64,
             "request"
         )
     });
@@ -199,7 +204,8 @@ async fn dispatch(
         | Route::Invalidate
         | Route::Outbox
         | Route::Lockouts
-        | Route::Credentials => Some((&app.config.admin.allow, "admin")),
+        | Route::Credentials
+        | Route::Metrics => Some((&app.config.admin.allow, "admin")),
         Route::Health | Route::Ready | Route::NotFound => None,
     };
     if let Some((allow, what)) = group
@@ -216,15 +222,8 @@ async fn dispatch(
     let peer = SocketAddr::new(client, peer.port());
     match (r, method) {
         (Route::Health, &Method::GET | &Method::HEAD) => respond::text(StatusCode::OK, "ok"),
-        // Ready = the store takes writes (liveness stays `/healthz`).
-        (Route::Ready, &Method::GET | &Method::HEAD) => match app.flow.book().health() {
-            Ok(()) => respond::text(StatusCode::OK, "ready"),
-            // The reason (paths, errors) is for the log, not for whoever asks.
-            Err(_) => respond::text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: the store cannot take writes (see the server log)",
-            ),
-        },
+        (Route::Ready, &Method::GET | &Method::HEAD) => super::metrics_route::ready(app),
+        (Route::Metrics, &Method::GET) => super::metrics_route::metrics(app).await,
         (Route::Push, &Method::GET) => super::provision::push(app, &parts, &query, client).await,
         (Route::Provision, &Method::GET) if parts.uri.path() == "/provision/innovaphone.txt" => {
             match app.fetch_guard.rate(client) {
