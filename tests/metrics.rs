@@ -312,3 +312,47 @@ async fn readyz_is_503_while_the_directory_never_answered() {
         Some(1.0)
     );
 }
+
+#[tokio::test]
+async fn outbox_rows_are_read_at_scrape_time_and_write_back_failures_counted() {
+    let up = Upstream::start().await;
+    up.user("1001", "Ada Lovelace", Some("73915"));
+    // A 4xx is a refusal for good: the row is kept as dead.
+    up.write_status(Some(400));
+    let writeback = format!(
+        "[writeback]\nkind = \"devices\"\nmax_backoff = \"1s\"\n[writeback.http]\nurl = \"http://{}/hotdesk/v1\"\nauth = \"none\"\nrequest_timeout = \"400ms\"\n",
+        up.addr
+    );
+    let server = Server::start_with(http_directory(&up.url()), &writeback).await;
+    let phone = Phone::new(server.addr, YEALINK_T46S);
+    assert_eq!(
+        phone.login("Internal", "1001", "73915").await.title(),
+        "Logged in"
+    );
+    // The worker delivers in the background; the scrape reads the store each time.
+    let mut m = scrape(&server).await;
+    for _ in 0..200 {
+        if value(&m, "hotdesk_outbox_rows", &[("state", "dead")]) == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        m = scrape(&server).await;
+    }
+    assert_eq!(
+        series(&m, "hotdesk_outbox_rows"),
+        ["state=dead 1", "state=pending 0"]
+    );
+    let deliveries = [("adapter", "writeback"), ("operation", "deliver")];
+    assert_eq!(
+        value(&m, "hotdesk_upstream_errors_total", &deliveries),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            "hotdesk_upstream_request_duration_seconds_count",
+            &deliveries
+        ),
+        Some(1.0)
+    );
+}
