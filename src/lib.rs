@@ -18,6 +18,7 @@ pub mod config;
 pub mod dialect;
 pub mod directory;
 pub mod flow;
+pub mod metrics;
 pub mod phone;
 pub mod provision;
 pub mod reload;
@@ -59,6 +60,8 @@ pub struct App {
     pub web: server::web::Web,
     /// Phones that asked for something lately, for the console.
     pub seen: server::seen::PhonesSeen,
+    /// This server's Prometheus metrics (one registry per app, never process-global).
+    pub metrics: Arc<metrics::Metrics>,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -141,7 +144,9 @@ impl App {
             negative: d.negative_ttl.0,
             deadline: d.deadline.0,
         };
-        let directory = CachedDirectory::new(backend, policy);
+        let metrics = Arc::new(metrics::Metrics::new());
+        let adapter = CachedDirectory::adapter_label(d.kind);
+        let directory = CachedDirectory::new(backend, policy, metrics.clone(), adapter);
         let had_database = config.store.path.exists();
         let key_file = config.store.path.with_file_name("url.key");
         if !had_database && key_file.exists() {
@@ -162,6 +167,7 @@ impl App {
                     .writeback
                     .max_backoff
                     .map_or(Duration::from_secs(300), |s| s.0),
+                metrics: metrics.clone(),
             };
             tasks.push(tokio::spawn(outbox.run()));
             tracing::info!(url = %http.url, "PBX write-back on");
@@ -191,6 +197,7 @@ impl App {
             book,
             clock.clone(),
             &saved_lockouts,
+            metrics.clone(),
         );
         let signer = if config.server.sign_links {
             if had_database && config.server.url_key.is_none() && !key_file.exists() {
@@ -220,6 +227,7 @@ impl App {
             refusals: server::access::RefusalLog::new(),
             web,
             seen: server::seen::PhonesSeen::default(),
+            metrics,
             signer,
             tasks: std::sync::Mutex::new(tasks),
         }))

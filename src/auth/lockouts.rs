@@ -13,6 +13,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::metrics::Metrics;
 use crate::phone::Mac;
 
 /// What failed attempts are counted against.
@@ -57,6 +58,20 @@ impl Subject {
 
     pub fn admin_from(ip: IpAddr) -> Self {
         Subject::AdminFrom(source_key(ip))
+    }
+
+    /// What kind of subject this is, without its key: the `scope` label of the lockout
+    /// counter (never an extension, MAC or address).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Subject::ExtensionFrom(..) => "extension_from",
+            Subject::Extension(_) => "extension",
+            Subject::HandsetFrom(..) => "handset_from",
+            Subject::Source(_) => "source",
+            Subject::AdminFrom(_) => "admin_from",
+            Subject::UserPassword => "user_password",
+            Subject::AdminPassword => "admin_password",
+        }
     }
 
     /// Whether this is one of the two credentials shared by every user.
@@ -201,6 +216,8 @@ pub enum Refusal {
 pub struct Lockouts {
     limits: Limits,
     records: Mutex<HashMap<Subject, Record>>,
+    /// Where lockouts started are counted, when the server keeps metrics.
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// What a finished failure did: the attempts left before a lockout (0 when locked now), the
@@ -217,6 +234,16 @@ impl Lockouts {
         Arc::new(Self {
             limits,
             records: Mutex::new(HashMap::new()),
+            metrics: None,
+        })
+    }
+
+    /// As [`Lockouts::new`], counting each lockout that starts in `metrics`.
+    pub fn counted(limits: Limits, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self {
+            limits,
+            records: Mutex::new(HashMap::new()),
+            metrics: Some(metrics),
         })
     }
 
@@ -320,6 +347,9 @@ impl Lockouts {
                 r.times.clear();
                 if s.shown() {
                     out.left = 0;
+                }
+                if let Some(m) = &self.metrics {
+                    m.lockout_started(s.kind());
                 }
                 out.newly_locked.push(s.clone());
             } else if s.shown() {
@@ -559,6 +589,33 @@ mod tests {
         let abandoned = l.begin(std::slice::from_ref(&pair), now).unwrap();
         abandoned.abandon();
         assert!(l.lock().get(&pair).is_some_and(|r| r.times.is_empty()));
+    }
+
+    #[test]
+    fn lockouts_started_are_counted_by_kind_only() {
+        let m = Arc::new(Metrics::new());
+        let l = Lockouts::counted(limits(2), m.clone());
+        let t = Instant::now();
+        let s = [
+            Subject::extension_from("1001", ip("10.0.0.9")),
+            Subject::Extension("1001".into()),
+        ];
+        for _ in 0..2 {
+            l.begin(&s, t).unwrap().fail();
+        }
+        let text = m.encode();
+        assert!(
+            text.contains("hotdesk_lockouts_total{scope=\"extension_from\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("scope=\"extension\""),
+            "not past its own limit"
+        );
+        assert!(
+            !text.contains("1001") && !text.contains("10.0.0.9"),
+            "{text}"
+        );
     }
 
     #[test]

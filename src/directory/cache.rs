@@ -9,6 +9,7 @@
 //!   task, so a phone that hangs up cannot stall or restart it for the others.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,8 @@ use moka::future::Cache;
 use tokio::sync::watch;
 
 use super::{BoxFuture, Directory, DirectoryError, User};
+use crate::config::DirectoryKind;
+use crate::metrics::{CacheResult, Metrics};
 
 /// How long entries live; see the module doc.
 #[derive(Debug, Clone, Copy)]
@@ -57,15 +60,43 @@ impl Expiry<String, Entry> for Lifetimes {
     }
 }
 
+/// Whether the backend has ever answered, and whether it has failed since start; what
+/// `/readyz` needs to tell "never loaded" from "not asked yet".
+#[derive(Default)]
+struct Loaded {
+    answered: AtomicBool,
+    failed: AtomicBool,
+}
+
 pub struct CachedDirectory {
     backend: Arc<dyn Directory>,
     policy: CachePolicy,
     cache: Cache<String, Entry>,
     inflight: Arc<Mutex<HashMap<String, watch::Receiver<Option<Fetched>>>>>,
+    metrics: Arc<Metrics>,
+    adapter: &'static str,
+    loaded: Arc<Loaded>,
 }
 
 impl CachedDirectory {
-    pub fn new(backend: Arc<dyn Directory>, policy: CachePolicy) -> Arc<Self> {
+    /// The `adapter` label of a directory backend's calls.
+    pub fn adapter_label(kind: DirectoryKind) -> &'static str {
+        match kind {
+            DirectoryKind::File => "file",
+            DirectoryKind::VoicemailConf => "voicemail_conf",
+            DirectoryKind::Http => "http",
+            DirectoryKind::Freepbx => "freepbx",
+            DirectoryKind::Wazo => "wazo",
+        }
+    }
+
+    /// `adapter` labels the backend's calls in `metrics` ([`Self::adapter_label`]).
+    pub fn new(
+        backend: Arc<dyn Directory>,
+        policy: CachePolicy,
+        metrics: Arc<Metrics>,
+        adapter: &'static str,
+    ) -> Arc<Self> {
         let cache = Cache::builder()
             .max_capacity(100_000)
             .expire_after(Lifetimes(policy))
@@ -75,6 +106,9 @@ impl CachedDirectory {
             policy,
             cache,
             inflight: Arc::new(Mutex::new(HashMap::new())),
+            metrics,
+            adapter,
+            loaded: Arc::default(),
         });
         if let Some(mut changes) = me.backend.changes() {
             let weak = Arc::downgrade(&me);
@@ -90,6 +124,18 @@ impl CachedDirectory {
 
     pub fn invalidate_all(&self) {
         self.cache.invalidate_all();
+    }
+
+    /// `Err` while the backend has never answered and has failed: there is no data to log
+    /// anyone in with. File backends loaded before start-up (or start-up failed), so they
+    /// never fail here; a PBX that is not asked yet counts as ready, else a fresh install
+    /// would wait for a login that cannot reach it.
+    pub fn readiness(&self) -> Result<(), &'static str> {
+        let l = &self.loaded;
+        if !l.answered.load(Ordering::Relaxed) && l.failed.load(Ordering::Relaxed) {
+            return Err("the directory has never answered");
+        }
+        Ok(())
     }
 
     pub async fn invalidate(&self, extension: &str) {
@@ -108,8 +154,17 @@ impl CachedDirectory {
         let cache = self.cache.clone();
         let map = self.inflight.clone();
         let key = ext.to_owned();
+        let (metrics, adapter, loaded) = (self.metrics.clone(), self.adapter, self.loaded.clone());
         tokio::spawn(async move {
+            let started = Instant::now();
             let result = backend.lookup(&key).await;
+            metrics.upstream(adapter, "lookup", started.elapsed(), result.is_ok());
+            let flag = if result.is_ok() {
+                &loaded.answered
+            } else {
+                &loaded.failed
+            };
+            flag.store(true, Ordering::Relaxed);
             if let Ok(user) = &result {
                 let entry = Entry {
                     user: user.clone(),
@@ -135,17 +190,24 @@ impl CachedDirectory {
 
     async fn lookup_inner(&self, ext: &str) -> Fetched {
         let now = Instant::now();
+        let count = |result| self.metrics.directory_cache(result);
         match self.cache.get(ext).await {
             Some(e) if e.user.is_none() || now.duration_since(e.fetched) < self.policy.fresh => {
+                count(CacheResult::Hit);
                 Ok(e.user)
             }
             Some(stale) => match self.wait(self.fetch(ext)).await {
-                Some(Ok(user)) => Ok(user),
+                Some(Ok(user)) => {
+                    count(CacheResult::Refreshed);
+                    Ok(user)
+                }
                 Some(Err(err)) => {
+                    count(CacheResult::Stale);
                     tracing::warn!(error = %err, extension = ext, "directory failed; answering from the stale cache");
                     Ok(stale.user)
                 }
                 None => {
+                    count(CacheResult::Stale);
                     tracing::warn!(
                         extension = ext,
                         "directory slow; answering from the stale cache"
@@ -153,12 +215,15 @@ impl CachedDirectory {
                     Ok(stale.user)
                 }
             },
-            None => self.wait(self.fetch(ext)).await.unwrap_or_else(|| {
-                Err(DirectoryError::Unavailable(format!(
-                    "no answer within {} ms",
-                    self.policy.deadline.as_millis()
-                )))
-            }),
+            None => {
+                count(CacheResult::Miss);
+                self.wait(self.fetch(ext)).await.unwrap_or_else(|| {
+                    Err(DirectoryError::Unavailable(format!(
+                        "no answer within {} ms",
+                        self.policy.deadline.as_millis()
+                    )))
+                })
+            }
         }
     }
 
@@ -237,6 +302,10 @@ mod tests {
         }
     }
 
+    fn cached(fake: &Arc<Fake>, policy: CachePolicy) -> Arc<CachedDirectory> {
+        CachedDirectory::new(fake.clone(), policy, Arc::new(Metrics::new()), "http")
+    }
+
     fn policy(fresh_ms: u64) -> CachePolicy {
         CachePolicy {
             fresh: Duration::from_millis(fresh_ms),
@@ -249,7 +318,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_misses_make_one_call() {
         let fake = Fake::new();
-        let cache = CachedDirectory::new(fake.clone(), policy(60_000));
+        let cache = cached(&fake, policy(60_000));
         let lookups: Vec<_> = (0..100)
             .map(|_| {
                 let cache = cache.clone();
@@ -265,7 +334,7 @@ mod tests {
     #[tokio::test]
     async fn a_cancelled_first_caller_neither_stalls_nor_repeats_the_call() {
         let fake = Fake::new();
-        let cache = CachedDirectory::new(fake.clone(), policy(60_000));
+        let cache = cached(&fake, policy(60_000));
         let first = {
             let cache = cache.clone();
             tokio::spawn(async move { cache.lookup("1001").await.is_ok() })
@@ -292,7 +361,7 @@ mod tests {
     #[tokio::test]
     async fn stale_entries_are_served_when_the_backend_fails_or_is_slow() {
         let fake = Fake::new();
-        let cache = CachedDirectory::new(fake.clone(), policy(50));
+        let cache = cached(&fake, policy(50));
         assert_eq!(cache.lookup("1001").await.unwrap().unwrap().name, "Ada");
         tokio::time::sleep(Duration::from_millis(80)).await;
 
@@ -324,12 +393,44 @@ mod tests {
             cache.lookup("1001").await.unwrap().unwrap().name,
             "Ada Lovelace"
         );
+        let m = &cache.metrics;
+        let count = |result: &str| {
+            m.value_of(&format!(
+                "hotdesk_directory_cache_lookups_total{{result=\"{result}\"}}"
+            ))
+        };
+        assert_eq!(count("miss"), Some(2.0), "1001 at first, 1002 while down");
+        assert_eq!(count("stale"), Some(2.0), "once failing, once slow");
+        assert_eq!(count("refreshed"), Some(1.0), "the last one, after 50 ms");
+        assert_eq!(count("hit"), None);
+        let lookups = "hotdesk_upstream_request_duration_seconds_count{adapter=\"http\",operation=\"lookup\"}";
+        assert_eq!(m.value_of(lookups), Some(5.0), "the slow one included");
+        let errors = "hotdesk_upstream_errors_total{adapter=\"http\",operation=\"lookup\"}";
+        assert_eq!(m.value_of(errors), Some(2.0));
+        assert_eq!(cache.readiness(), Ok(()), "it has answered before");
+    }
+
+    #[tokio::test]
+    async fn not_ready_while_the_backend_never_answered() {
+        let fake = Fake::new();
+        let cache = cached(&fake, policy(60_000));
+        assert_eq!(cache.readiness(), Ok(()), "not asked yet");
+        fake.down.store(true, Ordering::SeqCst);
+        assert!(cache.lookup("1001").await.is_err());
+        assert!(cache.readiness().is_err(), "asked, and it never answered");
+        fake.down.store(false, Ordering::SeqCst);
+        assert!(cache.lookup("1001").await.unwrap().is_some());
+        assert_eq!(cache.readiness(), Ok(()));
+        // Failing again later is not "never loaded": the cache may serve stale.
+        fake.down.store(true, Ordering::SeqCst);
+        assert!(cache.lookup("1002").await.is_err());
+        assert_eq!(cache.readiness(), Ok(()));
     }
 
     #[tokio::test]
     async fn unknown_extensions_are_cached_briefly() {
         let fake = Fake::new();
-        let cache = CachedDirectory::new(fake.clone(), policy(60_000));
+        let cache = cached(&fake, policy(60_000));
         for _ in 0..5 {
             assert!(cache.lookup("4040").await.unwrap().is_none());
         }
@@ -342,7 +443,7 @@ mod tests {
     #[tokio::test]
     async fn refetch_and_invalidate() {
         let fake = Fake::new();
-        let cache = CachedDirectory::new(fake.clone(), policy(60_000));
+        let cache = cached(&fake, policy(60_000));
         cache.lookup("1001").await.unwrap();
         cache.refetch("1001").await.unwrap();
         assert_eq!(

@@ -18,6 +18,7 @@ use crate::auth::lockouts::{Failure, Refusal};
 use crate::auth::{Attempt, Hasher, Limits, Lockouts, Offer, Subject, Verifier};
 use crate::config::{Config, Policy};
 use crate::directory::{Directory, valid_extension};
+use crate::metrics::{LoginFailure, Metrics};
 use crate::phone::{Handset, Mac};
 use crate::screen::{Action, Link, Screen};
 use crate::store::{AuditEvent, BookError, Change, EventKind, LockoutRow, Login, LoginBook};
@@ -75,6 +76,7 @@ pub struct Flow {
     pending: Mutex<HashMap<Mac, Pending>>,
     /// Live-push grants issued with an apply (token, when).
     grants: Mutex<HashMap<Mac, (String, Instant)>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Flow {
@@ -85,16 +87,18 @@ impl Flow {
         book: Arc<LoginBook>,
         clock: Arc<dyn crate::clock::Clock>,
         saved: &[LockoutRow],
+        metrics: Arc<Metrics>,
     ) -> Self {
         let login = &config.login;
-        let lockouts = Lockouts::new(Limits {
+        let limits = Limits {
             pair: login.max_failures,
             extension: login.extension_max_failures,
             source: login.max_failures_per_source,
             admin_from: login.admin_max_failures,
             shared: login.shared_max_failures,
             window: login.lockout.0,
-        });
+        };
+        let lockouts = Lockouts::counted(limits, metrics.clone());
         lockouts.restore(saved, Instant::now(), clock.now().unix_timestamp());
         Self {
             verifier: Verifier::new(
@@ -109,7 +113,13 @@ impl Flow {
             grants: Mutex::new(HashMap::new()),
             config,
             clock,
+            metrics,
         }
+    }
+
+    /// Counts a phone login that did not happen.
+    fn count_failure(&self, h: &Handset, reason: LoginFailure) {
+        self.metrics.login_failed(h.vendor.as_str(), reason);
     }
 
     pub fn lockouts(&self) -> &Arc<Lockouts> {
@@ -256,10 +266,12 @@ impl Flow {
             Ok(a) => a,
             Err(Refusal::Locked(wait)) => {
                 tracing::info!(mac = %h.mac, extension = ext, "login refused: locked out");
+                self.count_failure(h, LoginFailure::LockedOut);
                 return screens::locked_out(wait);
             }
             Err(Refusal::Busy) => {
                 tracing::info!(mac = %h.mac, extension = ext, "login refused: as many attempts running as may still fail");
+                self.count_failure(h, LoginFailure::Busy);
                 return screens::try_later(
                     "Other attempts for this login are still being checked.",
                 );
@@ -272,6 +284,7 @@ impl Flow {
                 Ok(user) => user,
                 Err(e) => {
                     tracing::warn!(error = %e, extension = ext, "directory lookup failed");
+                    self.count_failure(h, LoginFailure::DirectoryUnavailable);
                     attempt.abandon();
                     return screens::try_later("The user directory cannot be reached.");
                 }
@@ -300,7 +313,10 @@ impl Flow {
         let mut user = user;
         let mut tier = match self.verifier.verify(user.as_deref(), pin, offer).await {
             Ok(t) => t,
-            Err(busy) => return self.busy(attempt, busy),
+            Err(busy) => {
+                self.count_failure(h, LoginFailure::Busy);
+                return self.busy(attempt, busy);
+            }
         };
         if tier.is_none() && valid_extension(ext) {
             // The PIN may have just changed at the PBX: look once more past the cache, within
@@ -311,12 +327,21 @@ impl Flow {
             {
                 tier = match self.verifier.verify(fresh.as_deref(), pin, offer).await {
                     Ok(t) => t,
-                    Err(busy) => return self.busy(attempt, busy),
+                    Err(busy) => {
+                        self.count_failure(h, LoginFailure::Busy);
+                        return self.busy(attempt, busy);
+                    }
                 };
                 user = fresh;
             }
         }
+        // For the admin's counts only: the phone is told the same either way.
+        let reason = match user {
+            Some(_) => LoginFailure::WrongPin,
+            None => LoginFailure::UnknownExtension,
+        };
         let (Some(tier), Some(user)) = (tier, user) else {
+            self.count_failure(h, reason);
             return self.failed(req, ext, net, attempt.fail(), retry).await;
         };
         // Success forgives the extension and the phone, not the address or the shared budgets.
@@ -327,9 +352,11 @@ impl Flow {
             .collect();
         if user.sip_password.is_empty() {
             tracing::warn!(extension = %user.extension, "login refused: the directory has no SIP secret for this user");
+            self.count_failure(h, LoginFailure::NoSipSecret);
             return screens::no_line(&user.extension);
         }
         if let Err(screen) = self.replacement_guard(req, &user.extension) {
+            self.count_failure(h, LoginFailure::ReplaceRefused);
             return screen;
         }
         let login = Login {
@@ -355,6 +382,7 @@ impl Flow {
             .await
         {
             Ok(outcome) => {
+                self.metrics.login(h.vendor.as_str());
                 tracing::info!(
                     mac = %h.mac, extension = %user.extension, network = net,
                     credential = tier.as_str(), taken_from = outcome.taken_from.len(),
@@ -368,13 +396,18 @@ impl Flow {
                 let apply = self.expect_apply(h, actions);
                 screens::logged_in(&user.extension, &user.name, label, apply, req.effect)
             }
-            Err(BookError::NoFreeIdentity(n)) => screens::no_free_identity(n),
+            Err(BookError::NoFreeIdentity(n)) => {
+                self.count_failure(h, LoginFailure::DeviceLimit);
+                screens::no_free_identity(n)
+            }
             Err(BookError::TooManyDevices(_)) if policy == Policy::Concurrent => {
                 tracing::info!(mac = %h.mac, extension = %user.extension, "login refused: device limit");
+                self.count_failure(h, LoginFailure::DeviceLimit);
                 screens::too_many_devices(&user.extension, max)
             }
             Err(e) => {
                 tracing::error!(error = %e, mac = %h.mac, "login not recorded");
+                self.count_failure(h, LoginFailure::NotSaved);
                 screens::try_later("The login could not be saved.")
             }
         }
@@ -554,6 +587,7 @@ impl Flow {
                 Ok(Some(login)) if book.identities(&h.mac).is_empty() => {
                     // The last user left: wipe and reload as for a full logout.
                     tracing::info!(mac = %h.mac, extension = %login.extension, "logout");
+                    self.metrics.logout(h.vendor.as_str(), 1);
                     let actions = vec![
                         Action::ClearCallLists,
                         Action::Unregister(None),
@@ -564,6 +598,7 @@ impl Flow {
                 }
                 Ok(Some(login)) => {
                     tracing::info!(mac = %h.mac, extension = %login.extension, identity = id, "logout of one identity");
+                    self.metrics.logout(h.vendor.as_str(), 1);
                     let apply = self.expect_apply(h, vec![Action::Unregister(Some(id))]);
                     screens::logged_off_one(&login.extension, apply)
                 }
@@ -580,6 +615,7 @@ impl Flow {
         {
             Ok(ended) if !ended.is_empty() => {
                 tracing::info!(mac = %h.mac, users = ended.len(), "logout");
+                self.metrics.logout(h.vendor.as_str(), ended.len() as u64);
                 let mut actions = vec![Action::ClearCallLists];
                 if h.caps.identities > 1 {
                     actions.push(Action::Unregister(None));

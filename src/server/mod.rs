@@ -11,6 +11,7 @@ mod admin;
 pub mod conns;
 pub mod digest;
 pub mod fetch_guard;
+mod metrics_route;
 mod provision;
 pub(crate) mod reload;
 mod respond;
@@ -188,9 +189,10 @@ pub async fn serve(
         let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         // Refused sockets are dropped unanswered: shedding beats queueing.
         let held = match gate.admit(peer.ip()) {
-            Ok(held) => held,
+            Ok(held) => (held, app.metrics.connection_opened()),
             Err(why) => {
                 drop(tcp);
+                app.metrics.connection_refused(why.name());
                 let now = Instant::now();
                 shed.record(why, SourceKey::of(peer.ip()), now);
                 log_shed(&mut shed, now);

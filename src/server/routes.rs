@@ -67,11 +67,12 @@ fn router() -> Router {
             post(admin_api).delete(admin_api),
         )
         .route("/api/v1/directory/invalidate", post(admin_api))
+        .route("/metrics", get_only(metrics))
         .merge(super::web::console::routes())
         .layer(middleware::from_fn(admin_group));
     Router::new()
         .route("/healthz", get(health))
-        // Ready = the store takes writes (liveness stays `/healthz`).
+        // Ready = the store takes writes and the directory has answered (liveness: `/healthz`).
         .route("/readyz", get(ready))
         .merge(phone)
         .merge(admin)
@@ -96,14 +97,47 @@ async fn only_get() -> Resp {
     resp
 }
 
-/// Records the matched route in the request span (bounded: route templates, never paths).
+/// The route's name in the log and the metrics: a bounded set, never a path.
+#[derive(Debug, Clone, Copy)]
+struct RouteName(&'static str);
+
+fn route_name(template: Option<&str>) -> &'static str {
+    match template {
+        None => "not-found",
+        Some("/healthz") => "healthz",
+        Some("/readyz") => "readyz",
+        Some("/metrics") => "metrics",
+        Some("/app" | "/app/") => "app",
+        Some("/app/login") => "app/login",
+        Some("/app/logout") => "app/logout",
+        Some("/app/apply") => "app/apply",
+        Some("/app/push") => "app/push",
+        Some("/provision/{file}") => "provision",
+        Some("/api/v1/logins") => "api/logins",
+        Some("/api/v1/logins/{mac}") => "api/login",
+        Some("/api/v1/audit") => "api/audit",
+        Some("/api/v1/outbox") => "api/outbox",
+        Some("/api/v1/lockouts") => "api/lockouts",
+        Some("/api/v1/phones/{mac}/credentials") => "api/phone-credentials",
+        Some("/api/v1/directory/invalidate") => "api/directory/invalidate",
+        Some(p) if p.starts_with("/api/") => "api/other",
+        Some(p) if p.starts_with("/admin") => "admin",
+        Some(p) if p.starts_with("/me") => "me",
+        Some(_) => "other",
+    }
+}
+
+/// Records the route in the request span and on the response (for the latency metric).
 async fn record_route(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |m| m.as_str());
-    tracing::Span::current().record("route", route);
-    next.run(req).await
+    let name = route_name(
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+    );
+    tracing::Span::current().record("route", name);
+    let mut resp = next.run(req).await;
+    resp.extensions_mut().insert(RouteName(name));
+    resp
 }
 
 /// The phone group: `[phones] allow`.
@@ -203,7 +237,7 @@ async fn answer(
     let timeout = app.config.server.request_timeout.0;
     let (mut parts, body) = req.into_parts();
     parts.extensions.insert(Ctx {
-        app,
+        app: app.clone(),
         client: SocketAddr::new(client, peer.port()),
         secure,
     });
@@ -224,10 +258,16 @@ async fn answer(
     }
     .instrument(span.clone())
     .await;
+    let took = started.elapsed();
+    let route = resp
+        .extensions()
+        .get::<RouteName>()
+        .map_or("timeout", |r| r.0);
+    app.metrics.http_request(route, resp.status(), took);
     span.in_scope(|| {
         tracing::info!(
             status = resp.status().as_u16(),
-            us = started.elapsed().as_micros() as u64,
+            us = took.as_micros() as u64,
             "request"
         )
     });
@@ -239,14 +279,11 @@ async fn health() -> Resp {
 }
 
 async fn ready(Extension(ctx): Extension<Ctx>) -> Resp {
-    match ctx.app.flow.book().health() {
-        Ok(()) => respond::text(StatusCode::OK, "ready"),
-        // The reason (paths, errors) is for the log, not for whoever asks.
-        Err(_) => respond::text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the store cannot take writes (see the server log)",
-        ),
-    }
+    super::metrics_route::ready(&ctx.app)
+}
+
+async fn metrics(Extension(ctx): Extension<Ctx>) -> Resp {
+    super::metrics_route::metrics(&ctx.app).await
 }
 
 async fn not_found() -> Resp {

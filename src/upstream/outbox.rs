@@ -6,12 +6,13 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 
 use super::{Client, UpstreamError};
 use crate::config::WritebackKind;
+use crate::metrics::Metrics;
 use crate::phone::Mac;
 use crate::store::{LoginBook, OutboxItem, WriteMethod};
 
@@ -32,6 +33,7 @@ pub struct Outbox {
     pub client: Arc<Client>,
     pub kind: WritebackKind,
     pub max_backoff: Duration,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Outbox {
@@ -127,11 +129,12 @@ impl Outbox {
             WritebackKind::None => return Ok(()),
         };
         let key = item.id.to_string();
-        match self
+        let started = Instant::now();
+        let sent = self
             .client
             .send_with_key(method.clone(), &path, body, Some(&key))
-            .await
-        {
+            .await;
+        let outcome = match sent {
             Ok(r) if r.status.is_success() => Ok(()),
             // Already logged out at the PBX: that is what we wanted.
             Ok(r) if method == Method::DELETE && r.status == StatusCode::NOT_FOUND => Ok(()),
@@ -145,6 +148,10 @@ impl Outbox {
             Ok(r) => Err(Failure::Retry(format!("PBX answered {}", r.status))),
             Err(e @ UpstreamError::BreakerOpen) => Err(Failure::Retry(e.to_string())),
             Err(e) => Err(Failure::Retry(e.to_string())),
-        }
+        };
+        let took = started.elapsed();
+        self.metrics
+            .upstream("writeback", "deliver", took, outcome.is_ok());
+        outcome
     }
 }

@@ -19,6 +19,15 @@ pub enum Shed {
 }
 
 impl Shed {
+    /// The `reason` label of `hotdesk_connections_refused_total`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shed::NotAllowed => "not_allowed",
+            Shed::PerSource => "per_source",
+            Shed::Global => "global",
+        }
+    }
+
     fn index(self) -> usize {
         match self {
             Shed::NotAllowed => 0,
