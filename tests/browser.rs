@@ -173,6 +173,46 @@ async fn a_login_appears_live_and_a_forced_logout_reaches_the_phone() {
     );
 }
 
+/// A directory name made of markup arrives over the live view as text, never as HTML.
+#[tokio::test]
+async fn a_markup_name_arrives_live_as_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("directory.toml"),
+        r#"[[user]]
+extension = "1005"
+name = "<b id='injected'>Eve</b> & <script>alert(1)</script>"
+voicemail_pin = "40404"
+sip_password = "sip-secret-1005"
+"#,
+    )
+    .unwrap();
+    let server = Server::start_in(tmp.path().to_owned(), None, String::new()).await;
+    let browser = Browser::start("escaping").await;
+    browser.sign_in(&server).await;
+    browser.wait_for("#live:not([hidden])").await;
+    let View::Message { title, .. } = Phone::new(server.addr, YEALINK_T46S)
+        .login("External", "1005", "40404")
+        .await
+    else {
+        panic!("expected the login result")
+    };
+    assert_eq!(title, "Logged in");
+    let row = browser.wait_for("tr[data-extension='1005']").await;
+    let text = row.text().await.unwrap();
+    assert!(
+        text.contains("<b id='injected'>Eve</b> & <script>alert(1)</script>"),
+        "{text:?}"
+    );
+    assert_eq!(
+        browser
+            .js("return document.querySelectorAll('#injected, #desks script').length")
+            .await,
+        0
+    );
+    browser.screenshot("row").await;
+}
+
 /// A console form whose CSRF token was changed in the page is refused with 403 and changes
 /// nothing.
 #[tokio::test]
