@@ -1,7 +1,7 @@
 # The two commands that matter: `make run` and `make test`.
 CONFIG ?= fixtures/hotdesk.toml
 
-.PHONY: run build test lint fmt bench fuzz clean
+.PHONY: run build test browser-deps screenshot lint fmt bench fuzz clean
 
 # Seconds each fuzz target runs for `make fuzz`.
 FUZZ_SECONDS ?= 60
@@ -15,13 +15,37 @@ run: build
 build:
 	cargo build --release --locked
 
-test:
+test: browser-deps
 	cargo build --locked --all-targets
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		cargo nextest run --locked --no-fail-fast; \
 	else \
 		cargo test --locked --no-fail-fast; \
 	fi
+
+# tests/browser.rs drives Debian's Chromium through chromedriver: installed here when we are
+# root with apt-get, otherwise we stop and say how.
+CHROMEDRIVER ?= /usr/bin/chromedriver
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x "$(CHROMEDRIVER)" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "Installing chromium and chromium-driver for the browser tests"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+		else \
+			echo "The browser tests need Chromium and its driver. Install them with:" >&2; \
+			echo "sudo apt-get install -y chromium chromium-driver" >&2; \
+			exit 1; \
+		fi; \
+	fi
+
+# The README's console picture (docs/console.png), taken by a browser test.
+SCREENSHOTS = $${CARGO_TARGET_DIR:-target}/screenshots
+screenshot: browser-deps
+	cargo test --locked --test browser console_screenshot_for_the_readme
+	cp "$(SCREENSHOTS)/readme-console.png" docs/console.png
+	@if command -v optipng >/dev/null 2>&1; then optipng -quiet -o2 docs/console.png; fi
+	@ls -l docs/console.png
 
 lint:
 	cargo fmt --all -- --check

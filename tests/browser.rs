@@ -1,0 +1,382 @@
+//! The admin console in a real browser: headless Chromium through WebDriver, against the real
+//! server. Each test signs in through the form and saves a screenshot of every page it sees
+//! under `target/screenshots/` for review. A new page's test is one function: start a server,
+//! `Browser::start`, `sign_in`, open the page, assert, screenshot.
+
+#[path = "support/browser.rs"]
+mod browser;
+mod support;
+
+use browser::Browser;
+use fantoccini::key::Key;
+use support::Server;
+use support::phone::{AASTRA_6737I, Phone, SNOM_D785, View, YEALINK_T46S};
+
+/// Signs in through the form; the session cookie is `HttpOnly` and `SameSite=Strict`, and the
+/// page's script cannot read it.
+#[tokio::test]
+async fn signing_in_sets_a_strict_httponly_cookie() {
+    let server = Server::start("").await;
+    let browser = Browser::start("signin").await;
+
+    // Without a session the console sends the browser to the sign-in page.
+    browser.open(&server, "/admin").await;
+    browser.wait_for("form[action='/admin/signin']").await;
+    assert_eq!(browser.path().await, "/admin/signin");
+    browser.screenshot("form").await;
+
+    // A wrong password: the form again, with the error, and no session.
+    browser
+        .wait_for("input#password")
+        .await
+        .send_keys("12345678")
+        .await
+        .unwrap();
+    browser
+        .wait_for("button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let error = browser.wait_for("p.error[role=alert]").await;
+    assert_eq!(error.text().await.unwrap(), "Wrong name or password.");
+    assert!(browser.client.get_all_cookies().await.unwrap().is_empty());
+    browser.screenshot("wrong-password").await;
+
+    browser.sign_in(&server).await;
+    browser.screenshot("desks-empty").await;
+    assert!(browser.text().await.contains("Nobody is logged in."));
+
+    let cookie = browser
+        .client
+        .get_named_cookie("hotdesk_admin")
+        .await
+        .expect("the console's session cookie");
+    assert_eq!(cookie.http_only(), Some(true), "{cookie:?}");
+    assert!(
+        cookie.same_site().is_some_and(|s| s.is_strict()),
+        "{cookie:?}"
+    );
+    assert_eq!(cookie.path(), Some("/admin"), "{cookie:?}");
+    // Plain HTTP here: a Secure cookie would never be sent back.
+    assert_ne!(cookie.secure(), Some(true), "{cookie:?}");
+    assert_eq!(browser.js("return document.cookie").await, "");
+
+    // Signing out ends the session on the server, not only in this browser.
+    let token = cookie.value().to_owned();
+    browser
+        .wait_for("form.signout button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for("form[action='/admin/signin']").await;
+    let stale = support::request(
+        server.addr,
+        "GET",
+        "/admin",
+        &[("Cookie", &format!("hotdesk_admin={token}"))],
+    )
+    .await;
+    assert_eq!(
+        stale.status, 303,
+        "the old cookie no longer opens the console"
+    );
+    assert_eq!(stale.header("location"), Some("/admin/signin"));
+}
+
+/// The sign-in form works without a mouse: the name has focus, Tab reaches the password and
+/// Enter submits.
+#[tokio::test]
+async fn the_sign_in_form_works_from_the_keyboard() {
+    let server = Server::start("").await;
+    let browser = Browser::start("keyboard").await;
+    browser.open(&server, "/admin/signin").await;
+    browser.wait_for("input#name").await;
+
+    let focused = browser.client.active_element().await.unwrap();
+    assert_eq!(focused.attr("id").await.unwrap().as_deref(), Some("name"));
+    focused.send_keys(&Key::Tab.to_string()).await.unwrap();
+    let focused = browser.client.active_element().await.unwrap();
+    assert_eq!(
+        focused.attr("id").await.unwrap().as_deref(),
+        Some("password")
+    );
+    focused
+        .send_keys(&format!("{}{}", support::ADMIN_PASSWORD, Key::Enter))
+        .await
+        .unwrap();
+    browser.wait_for("tbody#desks").await;
+    assert_eq!(browser.path().await, "/admin");
+    browser.screenshot("signed-in").await;
+}
+
+/// A phone's login appears on the open desks page without a reload; the console's Log out
+/// removes it, and the phone's next app-key press shows the login menu again.
+#[tokio::test]
+async fn a_login_appears_live_and_a_forced_logout_reaches_the_phone() {
+    let server = Server::start("").await;
+    let browser = Browser::start("live").await;
+    browser.sign_in(&server).await;
+    // The live view is connected (its first event arrived) before the phone logs in.
+    browser.wait_for("#live:not([hidden])").await;
+    // A mark a reload would wipe.
+    browser.js("window.notReloaded = true").await;
+
+    let phone = Phone::new(server.addr, YEALINK_T46S);
+    let View::Message { title, .. } = phone.login("External", "1001", "73915").await else {
+        panic!("expected the login result")
+    };
+    assert_eq!(title, "Logged in");
+
+    let row = browser.wait_for("tr[data-extension='1001']").await;
+    assert_eq!(browser.js("return window.notReloaded === true").await, true);
+    let text = row.text().await.unwrap();
+    for expected in [
+        "1001",
+        "Ada Lovelace",
+        "805ec02f3c2e",
+        "yealink T46S",
+        "external",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in {text:?}");
+    }
+    browser.screenshot("row-appeared").await;
+
+    row.find(fantoccini::Locator::Css(
+        "button[aria-label^='Log out 1001']",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    browser.wait_gone("tr[data-extension='1001']").await;
+    browser.wait_for("tr.empty").await;
+    browser.screenshot("logged-out").await;
+    assert!(server.logins().await.is_empty());
+
+    // The phone is back at the start: the network choice.
+    let View::Menu { items, .. } = phone.open().await else {
+        panic!("expected the login menu")
+    };
+    let labels: Vec<&str> = items.iter().map(|(l, _)| l.as_str()).collect();
+    assert!(labels.contains(&"External"), "{labels:?}");
+    let audit = server.audit().await;
+    assert!(
+        audit.iter().any(|e| e["kind"] == "admin-logout"
+            && e["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("console (admin)")),
+        "{audit:?}"
+    );
+}
+
+/// A directory name made of markup arrives over the live view as text, never as HTML.
+#[tokio::test]
+async fn a_markup_name_arrives_live_as_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("directory.toml"),
+        r#"[[user]]
+extension = "1005"
+name = "<b id='injected'>Eve</b> & <script>alert(1)</script>"
+voicemail_pin = "40404"
+sip_password = "sip-secret-1005"
+"#,
+    )
+    .unwrap();
+    let server = Server::start_in(tmp.path().to_owned(), None, String::new()).await;
+    let browser = Browser::start("escaping").await;
+    browser.sign_in(&server).await;
+    browser.wait_for("#live:not([hidden])").await;
+    let View::Message { title, .. } = Phone::new(server.addr, YEALINK_T46S)
+        .login("External", "1005", "40404")
+        .await
+    else {
+        panic!("expected the login result")
+    };
+    assert_eq!(title, "Logged in");
+    let row = browser.wait_for("tr[data-extension='1005']").await;
+    let text = row.text().await.unwrap();
+    assert!(
+        text.contains("<b id='injected'>Eve</b> & <script>alert(1)</script>"),
+        "{text:?}"
+    );
+    assert_eq!(
+        browser
+            .js("return document.querySelectorAll('#injected, #desks script').length")
+            .await,
+        0
+    );
+    browser.screenshot("row").await;
+}
+
+/// A console form whose CSRF token was changed in the page is refused with 403 and changes
+/// nothing.
+#[tokio::test]
+async fn a_tampered_csrf_token_is_refused_and_nothing_changes() {
+    let server = Server::start("").await;
+    let phone = Phone::new(server.addr, YEALINK_T46S);
+    phone.login("External", "1001", "73915").await;
+    let browser = Browser::start("csrf").await;
+    browser.sign_in(&server).await;
+    browser.wait_for("tr[data-extension='1001']").await;
+
+    let changed = browser
+        .js(
+            "const f = document.querySelector(\"tr[data-extension='1001'] input[name=csrf]\");
+             f.value = f.value.split('').reverse().join('');
+             return f.value.length > 0;",
+        )
+        .await;
+    assert_eq!(changed, true);
+    browser
+        .wait_for("tr[data-extension='1001'] button[aria-label^='Log out 1001']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for("body").await;
+    assert!(
+        browser.text().await.contains("this form is out of date"),
+        "{}",
+        browser.text().await
+    );
+    browser.screenshot("refused").await;
+    // The browser cannot show the status; the same request over a socket can.
+    assert_eq!(browser.path().await, "/admin/logout");
+    assert_eq!(server.logins().await.len(), 1, "the login is still there");
+
+    browser.open(&server, "/admin").await;
+    browser.wait_for("tr[data-extension='1001']").await;
+    let View::Menu { title, .. } = phone.open().await else {
+        panic!("logged-in menu")
+    };
+    assert!(title.starts_with("1001"), "{title}");
+}
+
+/// Failed PINs lock an extension; the lockouts page lists it and clears it.
+#[tokio::test]
+async fn the_lockouts_page_lists_and_clears_a_lockout() {
+    let server = Server::start("").await;
+    // Failed PINs also count against the admin password from that address (a PIN field takes
+    // it too), so the phone guesses from another loopback address than the console's.
+    let phone = Phone::new(server.addr, AASTRA_6737I).connecting_from("127.0.0.9");
+    for pin in ["00000", "00001", "00002"] {
+        phone.login("External", "1002", pin).await;
+    }
+    let View::Message { title, .. } = phone.login("External", "1002", "86420").await else {
+        panic!("expected a message")
+    };
+    assert_eq!(title, "Login locked");
+
+    let browser = Browser::start("lockouts").await;
+    browser.sign_in(&server).await;
+    browser.open(&server, "/admin/lockouts").await;
+    browser
+        .wait_for("nav a[aria-current=page][href='/admin/lockouts']")
+        .await;
+    let text = browser.text().await;
+    assert!(text.contains("extension-from:1002@127.0.0.9"), "{text}");
+    browser.screenshot("locked").await;
+
+    browser
+        .wait_for("form[action='/admin/lockouts'] input[name=all] ~ button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for("tr.empty").await;
+    assert!(browser.text().await.contains("No lockouts."));
+    browser.screenshot("cleared").await;
+
+    let View::Message { title, .. } = phone.login("External", "1002", "86420").await else {
+        panic!("expected a message")
+    };
+    assert_eq!(title, "Logged in");
+}
+
+/// The phones page lists a phone that asked for its menu, logged in or not.
+#[tokio::test]
+async fn the_phones_page_lists_phones_seen() {
+    let server = Server::start("").await;
+    Phone::new(server.addr, AASTRA_6737I).open().await;
+    Phone::new(server.addr, SNOM_D785)
+        .login("External", "1002", "86420")
+        .await;
+
+    let browser = Browser::start("phones").await;
+    browser.sign_in(&server).await;
+    browser.open(&server, "/admin/phones").await;
+    browser.wait_for("tbody#phones").await;
+    let rows: Vec<String> = {
+        let mut out = Vec::new();
+        for r in browser
+            .client
+            .find_all(fantoccini::Locator::Css("tbody#phones tr"))
+            .await
+            .unwrap()
+        {
+            out.push(r.text().await.unwrap());
+        }
+        out
+    };
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let aastra = rows
+        .iter()
+        .find(|r| r.contains("6737i"))
+        .expect("the Aastra");
+    assert!(aastra.contains("3.2.2.6038"), "{aastra}");
+    let snom = rows.iter().find(|r| r.contains("D785")).expect("the Snom");
+    assert!(snom.contains("1002"), "who is logged in: {snom}");
+    browser.screenshot("list").await;
+
+    // The filter narrows the list in the page.
+    browser
+        .wait_for("input[data-filter=phones]")
+        .await
+        .send_keys("6737")
+        .await
+        .unwrap();
+    browser
+        .wait_until("[...document.querySelectorAll('#phones tr:not([hidden])')].length === 1")
+        .await;
+    let shown = browser
+        .js("return document.querySelector('#phones tr:not([hidden])').textContent")
+        .await;
+    assert!(shown.as_str().unwrap().contains("6737i"), "{shown}");
+    browser.screenshot("filtered").await;
+}
+
+/// The README's picture: the desks page with three phones logged in, 1280x800.
+/// `make screenshot` copies it to docs/console.png.
+#[tokio::test]
+async fn console_screenshot_for_the_readme() {
+    let server = Server::start("").await;
+    let logins = [
+        (YEALINK_T46S, "1001", "73915"),
+        (AASTRA_6737I, "1002", "86420"),
+        (SNOM_D785, "1003", support::USER_PASSWORD),
+    ];
+    for (ua, ext, pin) in logins {
+        let View::Message { title, .. } = Phone::new(server.addr, ua)
+            .login("External", ext, pin)
+            .await
+        else {
+            panic!("expected a message")
+        };
+        assert_eq!(title, "Logged in", "{ext}");
+    }
+    let browser = Browser::start_sized("readme", 1280, 800).await;
+    browser.sign_in(&server).await;
+    browser.wait_for("#live:not([hidden])").await;
+    let rows = browser
+        .client
+        .find_all(fantoccini::Locator::Css("tr[data-extension]"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    browser.screenshot("console").await;
+}
