@@ -5,11 +5,9 @@
 mod support;
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use support::phone::{AASTRA_6737I, Phone, View, YEALINK_T46S};
-use support::{ADMIN_PASSWORD, Response, Server, USER_PASSWORD, parse_response};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::{ADMIN_PASSWORD, Response, Server, USER_PASSWORD};
 
 const AASTRA_MAC: &str = "00085d30a6ce";
 const YEALINK_MAC: &str = "805ec02f3c2e";
@@ -18,7 +16,6 @@ fn localhost() -> IpAddr {
     "127.0.0.1".parse().unwrap()
 }
 
-/// One raw HTTP/1.1 request from `source`, with an optional cookie and form body.
 async fn send(
     server: &Server,
     source: IpAddr,
@@ -27,29 +24,7 @@ async fn send(
     cookie: Option<&str>,
     form: Option<&str>,
 ) -> Response {
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-        server.addr
-    );
-    if let Some(c) = cookie {
-        req.push_str(&format!("Cookie: {c}\r\n"));
-    }
-    if let Some(body) = form {
-        req.push_str(&format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ));
-    } else {
-        req.push_str("\r\n");
-    }
-    let mut s = support::connect_from(source, server.addr).await;
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
-        .await
-        .expect("an answer in time")
-        .unwrap();
-    parse_response(&raw)
+    support::form_request_from(source, server.addr, method, path, cookie, form).await
 }
 
 async fn get(server: &Server, path: &str, cookie: Option<&str>) -> Response {
