@@ -322,3 +322,31 @@ async fn sources_outside_users_allow_are_refused() {
     assert!(r.header("set-cookie").is_none());
     assert_eq!(get(&server, "/me/signin", None).await.status, 200);
 }
+
+#[tokio::test]
+async fn a_form_posted_from_another_site_is_refused_before_it_counts() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start("").await;
+    // What a hostile page opened by an employee makes their browser send.
+    let body = "extension=1001&pin=00000";
+    let req = format!(
+        "POST /me/signin HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nSec-Fetch-Site: cross-site\r\n\
+         Origin: https://evil.example\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        server.addr,
+        body.len()
+    );
+    let mut s = support::connect_from(localhost(), server.addr).await;
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let r = support::parse_response(&raw);
+    assert_eq!(r.status, 403, "{}", r.text());
+    let audit = kinds_and_details(&server.audit().await);
+    assert!(
+        audit.iter().all(|(k, _)| k != "login-failed"),
+        "not counted: {audit:?}"
+    );
+    // The same guess from the page itself counts.
+    assert_eq!(sign_in(&server, "1001", "00000").await.status, 401);
+}

@@ -54,12 +54,35 @@ fn signed_in(ctx: &Ctx, headers: &HeaderMap) -> Result<Session, Box<Response>> {
         .ok_or_else(|| Box::new(see_other("/me/signin", None)))
 }
 
+/// Whether the browser says another site sent this form (Fetch Metadata). Without it, any
+/// web page an employee opens could make their browser, inside `[users] allow`, post PIN
+/// guesses (and lock users out) here. Clients that send no such header are judged as usual.
+fn cross_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"))
+}
+
+fn cross_site_refused() -> Box<Response> {
+    tracing::warn!("user page form sent from another site; refused");
+    Box::new(
+        (
+            StatusCode::FORBIDDEN,
+            "this form was sent from another site; open the user page itself",
+        )
+            .into_response(),
+    )
+}
+
 /// A form's session and CSRF check: 403 when the token is not this session's.
 fn checked_form(
     ctx: &Ctx,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(Session, std::collections::HashMap<String, String>), Box<Response>> {
+    if cross_site(headers) {
+        return Err(cross_site_refused());
+    }
     let session = signed_in(ctx, headers)?;
     let f = form(body);
     if !csrf_ok(&session, f.get("csrf").map(String::as_str)) {
@@ -98,7 +121,10 @@ async fn signin_form(Extension(ctx): Extension<Ctx>, headers: HeaderMap) -> Resp
 
 /// The PIN arrives in the body only, is checked by the phone's own check and goes nowhere
 /// else: not into the page, the log or the audit trail.
-async fn signin(Extension(ctx): Extension<Ctx>, body: Bytes) -> Response {
+async fn signin(Extension(ctx): Extension<Ctx>, headers: HeaderMap, body: Bytes) -> Response {
+    if cross_site(&headers) {
+        return *cross_site_refused();
+    }
     let app = &ctx.app;
     let f = form(&body);
     let typed: String = f
@@ -329,5 +355,24 @@ async fn logout(Extension(ctx): Extension<Ctx>, headers: HeaderMap, body: Bytes)
             )
                 .into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_same_origin_or_user_typed_forms_pass_the_fetch_metadata_check() {
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert("sec-fetch-site", http::HeaderValue::from_static(v));
+            h
+        };
+        assert!(!cross_site(&HeaderMap::new()));
+        assert!(!cross_site(&with("same-origin")));
+        assert!(!cross_site(&with("none")));
+        assert!(cross_site(&with("cross-site")));
+        assert!(cross_site(&with("same-site")));
     }
 }
