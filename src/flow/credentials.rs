@@ -236,3 +236,46 @@ impl Flow {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_phone_and_the_user_page_share_the_extension_and_source_subjects() {
+        let ip: IpAddr = "10.0.0.7".parse().unwrap();
+        let mac: Mac = "00085d30a6ce".parse().unwrap();
+        let claim = |channel| Claim {
+            extension: "1001",
+            secret: "x",
+            source_ip: ip,
+            channel,
+        };
+        let phone = claim(Channel::Phone {
+            mac,
+            network: "internal",
+        })
+        .subjects();
+        let page = claim(Channel::UserPage).subjects();
+        assert_eq!(
+            phone,
+            [
+                Subject::extension_from("1001", ip),
+                Subject::Extension("1001".into()),
+                Subject::handset_from(mac, ip),
+                Subject::source(ip),
+            ]
+        );
+        // The page has no handset; the rest is the phone's, so guesses add up.
+        assert_eq!(
+            page,
+            [
+                Subject::extension_from("1001", ip),
+                Subject::Extension("1001".into()),
+                Subject::source(ip),
+            ]
+        );
+        // The source is last: a success forgives everything but it.
+        assert!(matches!(page.last(), Some(Subject::Source(_))));
+    }
+}
