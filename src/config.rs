@@ -86,6 +86,8 @@ pub struct Config {
     pub phones: PhonesConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub users: UsersConfig,
     /// `[reload]`: how reload requests are sent (SIP NOTIFY from hotdesk, or the PBX over
     /// AMI), and the per-vendor keys of earlier releases (now `[vendors.<id>] reload`).
     #[serde(default)]
@@ -126,7 +128,7 @@ pub struct ServerConfig {
     pub h2_idle_timeout: Span,
     /// Any connection is closed this long after it was opened (after its current request).
     pub max_connection_age: Span,
-    /// Sources outside `[phones] allow`, `[admin] allow` and `trusted_proxies` whose
+    /// Sources outside `[phones] allow`, `[admin] allow`, `[users] allow` and `trusted_proxies` whose
     /// connections are still accepted, e.g. a monitor that only calls /healthz. Connections
     /// from any other source are closed at accept, unanswered.
     pub healthz_allow: Vec<IpNet>,
@@ -674,6 +676,22 @@ impl Default for PhonesConfig {
         Self {
             allow: private_ranges(),
         }
+    }
+}
+
+/// Who may use the user page (`/me`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsersConfig {
+    /// `[phones] allow` when absent: users sit where their phones are, and an upgrade must
+    /// not admit sources that a narrowed `[phones] allow` keeps out.
+    pub allow: Option<Vec<IpNet>>,
+}
+
+impl Config {
+    /// Sources that may use the user page.
+    pub fn users_allow(&self) -> &[IpNet] {
+        self.users.allow.as_deref().unwrap_or(&self.phones.allow)
     }
 }
 

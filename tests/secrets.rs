@@ -58,6 +58,31 @@ async fn secrets_stay_out_of_logs_urls_and_responses() {
             seen(&phone.go(n).await);
         }
     }
+    // The user page: PIN, user password, admin password (refused there), a wrong PIN.
+    let local = std::net::Ipv4Addr::LOCALHOST.into();
+    let mut pages = 0;
+    for (ext, pin) in [
+        ("1001", "73915"),
+        ("1003", USER_PASSWORD),
+        ("1002", ADMIN_PASSWORD),
+        ("1004", "00000"),
+    ] {
+        let body = format!("extension={ext}&pin={pin}");
+        let r =
+            support::form_request_from(local, addr, "POST", "/me/signin", None, Some(&body)).await;
+        responses.push(format!("{:?} {}", r.headers, r.text()));
+        if let Some(cookie) = r.header("set-cookie").and_then(|c| c.split(';').next()) {
+            let page = support::form_request_from(local, addr, "GET", "/me", Some(cookie), None);
+            let page = page.await;
+            assert_eq!(page.status, 200);
+            responses.push(page.text());
+            pages += 1;
+        }
+    }
+    assert_eq!(
+        pages, 2,
+        "the PIN and the user password sign in; the others do not"
+    );
     // The admin API with its key; provisioning with the SIP secret.
     let auth = format!("Bearer {API_KEY}");
     for path in ["/api/v1/logins", "/api/v1/audit", "/api/v1/outbox"] {

@@ -5,6 +5,7 @@
 //! server-side (the one-time apply token). The PIN only ever arrives in the phone's own
 //! request and is checked on the spot, so no link skips the PIN step.
 
+pub mod credentials;
 pub mod expiry;
 pub mod screens;
 pub mod signing;
@@ -14,14 +15,15 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::auth::lockouts::{Failure, Refusal};
+use crate::auth::lockouts::Refusal;
 use crate::auth::{Attempt, Hasher, Limits, Lockouts, Offer, Subject, Verifier};
 use crate::config::{Config, Policy};
 use crate::directory::{Directory, valid_extension};
 use crate::metrics::{LoginFailure, Metrics};
 use crate::phone::{Handset, Mac};
 use crate::screen::{Action, Link, Screen};
-use crate::store::{AuditEvent, BookError, Change, EventKind, LockoutRow, Login, LoginBook};
+use crate::store::{BookError, Change, EventKind, LockoutRow, Login, LoginBook};
+pub use credentials::{AuthFailure, Authenticated, Channel, Claim};
 
 /// The phone-facing steps, one per URL path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,103 +255,36 @@ impl Flow {
     ) -> Screen {
         let h = req.handset;
         let ip = req.source_ip.to_canonical().to_string();
-        let now = Instant::now();
-        // The attempt is counted before any slow work; a guess that is never resolved
-        // (the task ends early) still counts as a failure.
-        let subjects = [
-            Subject::extension_from(ext, req.source_ip),
-            Subject::Extension(ext.to_owned()),
-            Subject::handset_from(h.mac, req.source_ip),
-            Subject::source(req.source_ip),
-        ];
-        let mut attempt = match self.lockouts.begin(&subjects, now) {
+        let claim = Claim {
+            extension: ext,
+            secret: pin,
+            source_ip: req.source_ip,
+            channel: Channel::Phone {
+                mac: h.mac,
+                network: net,
+                vendor: h.vendor.as_str(),
+            },
+        };
+        let Authenticated {
+            user,
+            tier,
+            forgiven,
+        } = match self.authenticate(&claim).await {
             Ok(a) => a,
-            Err(Refusal::Locked(wait)) => {
-                tracing::info!(mac = %h.mac, extension = ext, "login refused: locked out");
-                self.count_failure(h, LoginFailure::LockedOut);
-                return screens::locked_out(wait);
+            Err(AuthFailure::Wrong { tries_left }) => {
+                return screens::wrong_credentials(tries_left, retry);
             }
-            Err(Refusal::Busy) => {
-                tracing::info!(mac = %h.mac, extension = ext, "login refused: as many attempts running as may still fail");
-                self.count_failure(h, LoginFailure::Busy);
+            Err(AuthFailure::Locked(wait)) => return screens::locked_out(wait),
+            Err(AuthFailure::InFlight) => {
                 return screens::try_later(
                     "Other attempts for this login are still being checked.",
                 );
             }
-        };
-        // One deadline for everything the directory does in this request.
-        let deadline = tokio::time::Instant::now() + self.config.directory.deadline.0;
-        let user = if valid_extension(ext) {
-            match self.directory.lookup(ext).await {
-                Ok(user) => user,
-                Err(e) => {
-                    tracing::warn!(error = %e, extension = ext, "directory lookup failed");
-                    self.count_failure(h, LoginFailure::DirectoryUnavailable);
-                    attempt.abandon();
-                    return screens::try_later("The user directory cannot be reached.");
-                }
-            }
-        } else {
-            None
-        };
-        // The shared passwords are tried only within their own budgets. The admin password
-        // is offered whether or not the extension exists, so both cost the same.
-        let offer = Offer {
-            user_password: self.verifier.would_try_user_password(user.as_deref())
-                && self
-                    .lockouts
-                    .join(&mut attempt, &[Subject::UserPassword], now)
-                    .is_ok(),
-            admin_password: self.verifier.has_admin_password()
-                && self
-                    .lockouts
-                    .join(
-                        &mut attempt,
-                        &[Subject::admin_from(req.source_ip), Subject::AdminPassword],
-                        now,
-                    )
-                    .is_ok(),
-        };
-        let mut user = user;
-        let mut tier = match self.verifier.verify(user.as_deref(), pin, offer).await {
-            Ok(t) => t,
-            Err(busy) => {
-                self.count_failure(h, LoginFailure::Busy);
-                return self.busy(attempt, busy);
+            Err(AuthFailure::Busy) => return screens::try_later("hotdesk is busy."),
+            Err(AuthFailure::DirectoryUnavailable) => {
+                return screens::try_later("The user directory cannot be reached.");
             }
         };
-        if tier.is_none() && valid_extension(ext) {
-            // The PIN may have just changed at the PBX: look once more past the cache, within
-            // what is left of the deadline. Known and unknown extensions both look again.
-            if let Ok(Ok(fresh)) =
-                tokio::time::timeout_at(deadline, self.directory.refetch(ext)).await
-                && fresh != user
-            {
-                tier = match self.verifier.verify(fresh.as_deref(), pin, offer).await {
-                    Ok(t) => t,
-                    Err(busy) => {
-                        self.count_failure(h, LoginFailure::Busy);
-                        return self.busy(attempt, busy);
-                    }
-                };
-                user = fresh;
-            }
-        }
-        // For the admin's counts only: the phone is told the same either way.
-        let reason = match user {
-            Some(_) => LoginFailure::WrongPin,
-            None => LoginFailure::UnknownExtension,
-        };
-        let (Some(tier), Some(user)) = (tier, user) else {
-            self.count_failure(h, reason);
-            return self.failed(req, ext, net, attempt.fail(), retry).await;
-        };
-        // Success forgives the extension and the phone, not the address or the shared budgets.
-        let forgiven: Vec<String> = attempt
-            .succeed(&subjects[..3])
-            .iter()
-            .map(ToString::to_string)
-            .collect();
         if user.sip_password.is_empty() {
             tracing::warn!(extension = %user.extension, "login refused: the directory has no SIP secret for this user");
             self.count_failure(h, LoginFailure::NoSipSecret);
@@ -438,59 +373,6 @@ impl Flow {
             return Err(screens::replace_refused());
         }
         Ok(())
-    }
-
-    /// Records a failed attempt (audit and lockout histories in one commit) and answers.
-    async fn failed(
-        &self,
-        req: &PhoneRequest<'_>,
-        ext: &str,
-        net: &str,
-        failure: Failure,
-        retry: Link,
-    ) -> Screen {
-        let h = req.handset;
-        tracing::info!(mac = %h.mac, extension = ext, tries_left = failure.left, "login failed");
-        let source_ip = req.source_ip.to_canonical().to_string();
-        let mut event = AuditEvent::new(
-            if failure.left == 0 {
-                EventKind::LockedOut
-            } else {
-                EventKind::LoginFailed
-            },
-            "wrong extension or PIN",
-        );
-        event.mac = Some(h.mac);
-        event.extension = Some(ext.chars().take(32).collect());
-        event.network = Some(net.to_owned());
-        event.source_ip = Some(source_ip.clone());
-        let mut events = vec![event];
-        for s in failure.newly_locked.iter().filter(|s| s.is_shared()) {
-            tracing::error!(subject = %s, "a shared password's failure budget is used up; it is not accepted until the lockout ends (clear it with the admin API)");
-            let mut e =
-                AuditEvent::new(EventKind::LockedOut, format!("{s}: failure budget used up"));
-            e.source_ip = Some(source_ip.clone());
-            events.push(e);
-        }
-        let change = Change {
-            events,
-            lockouts: failure.saved,
-            ..Change::default()
-        };
-        if let Err(e) = self.book.record(change).await {
-            tracing::error!(error = %e, "failed attempt not recorded");
-        }
-        // What the user sees depends on their own subjects, not the shared budgets.
-        let own = [
-            Subject::extension_from(ext, req.source_ip),
-            Subject::Extension(ext.to_owned()),
-            Subject::handset_from(h.mac, req.source_ip),
-            Subject::source(req.source_ip),
-        ];
-        match self.lockouts.check(&own, Instant::now()) {
-            Err(wait) => screens::locked_out(wait),
-            Ok(()) => screens::wrong_credentials(failure.left, retry),
-        }
     }
 
     /// A login ends from the phone only from the address it began from, or, with

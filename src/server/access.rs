@@ -67,6 +67,7 @@ impl Admission {
         let lists = [
             &config.phones.allow,
             &config.admin.allow,
+            config.users_allow(),
             &config.server.trusted_proxies,
             &config.server.healthz_allow,
         ];
@@ -265,6 +266,10 @@ mod tests {
         let d = Admission::new(&config("", "").unwrap());
         assert!(d.admits(ip("127.0.0.2")) && d.admits(ip("::1")) && d.admits(ip("192.168.1.5")));
         assert!(!d.admits(ip("203.0.113.5")));
+        // `[users] allow` follows `[phones] allow` unless set; set, its sources are admitted.
+        assert_eq!(c.users_allow(), c.phones.allow.as_slice());
+        let u = config("", "[users]\nallow = [\"203.0.113.0/24\"]\n").unwrap();
+        assert!(Admission::new(&u).admits(ip("203.0.113.5")));
     }
 
     #[test]

@@ -76,6 +76,7 @@ fn router() -> Router {
         .route("/readyz", get(ready))
         .merge(phone)
         .merge(admin)
+        .merge(super::web::me::routes().layer(middleware::from_fn(users_group)))
         .fallback(not_found)
         .layer(middleware::from_fn(record_route))
 }
@@ -150,6 +151,11 @@ async fn admin_group(req: Request, next: Next) -> Response {
     group(req, next, "admin", |c| &c.admin.allow).await
 }
 
+/// The user page: `[users] allow`.
+async fn users_group(req: Request, next: Next) -> Response {
+    group(req, next, "user page", Config::users_allow).await
+}
+
 async fn group(
     req: Request,
     next: Next,
@@ -193,11 +199,15 @@ pub fn handle(
     secure: bool,
     req: http::Request<Incoming>,
 ) -> impl std::future::Future<Output = Result<Response, Infallible>> + Send {
-    let eager = req.method() == Method::GET
-        && matches!(
+    let eager = match *req.method() {
+        Method::GET => matches!(
             req.uri().path(),
             "/app/login" | "/app/logout" | "/app/apply"
-        );
+        ),
+        // The user page's guesses and logouts, likewise.
+        Method::POST => matches!(req.uri().path(), "/me/signin" | "/me/logout"),
+        _ => false,
+    };
     let work = answer(app, peer, secure, req);
     let task = if eager {
         Ok(tokio::spawn(work))

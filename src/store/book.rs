@@ -279,7 +279,7 @@ impl LoginBook {
         source_ip: &str,
         detail: &str,
     ) -> Result<Vec<Arc<Login>>, BookError> {
-        self.end(mac, None, kind, source_ip, detail).await
+        self.end(mac, None, None, kind, source_ip, detail).await
     }
 
     /// Ends one identity's login; `None` when that identity had none.
@@ -292,7 +292,31 @@ impl LoginBook {
         detail: &str,
     ) -> Result<Option<Arc<Login>>, BookError> {
         Ok(self
-            .end(mac, Some(identity), kind, source_ip, detail)
+            .end(mac, Some(identity), None, kind, source_ip, detail)
+            .await?
+            .pop())
+    }
+
+    /// Ends one identity's login only if `extension` holds it (checked under the writer
+    /// lock, so a login that replaced it meanwhile stays); `None` otherwise.
+    pub async fn logout_own(
+        &self,
+        mac: Mac,
+        identity: u8,
+        extension: &str,
+        kind: EventKind,
+        source_ip: &str,
+        detail: &str,
+    ) -> Result<Option<Arc<Login>>, BookError> {
+        Ok(self
+            .end(
+                mac,
+                Some(identity),
+                Some(extension),
+                kind,
+                source_ip,
+                detail,
+            )
             .await?
             .pop())
     }
@@ -301,6 +325,7 @@ impl LoginBook {
         &self,
         mac: Mac,
         identity: Option<u8>,
+        extension: Option<&str>,
         kind: EventKind,
         source_ip: &str,
         detail: &str,
@@ -310,6 +335,7 @@ impl LoginBook {
             .identities(&mac)
             .into_iter()
             .filter(|l| identity.is_none_or(|i| i == l.identity))
+            .filter(|l| extension.is_none_or(|e| e == l.extension))
             .collect();
         if ending.is_empty() {
             return Ok(ending);
@@ -366,6 +392,18 @@ impl LoginBook {
 
     pub async fn audit(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
         self.blocking(move |s| s.audit(limit)).await
+    }
+
+    /// One extension's recent events of these kinds, newest first.
+    pub async fn audit_of(
+        &self,
+        extension: &str,
+        kinds: &'static [EventKind],
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let extension = extension.to_owned();
+        self.blocking(move |s| s.audit_of(&extension, kinds, limit))
+            .await
     }
 
     /// Commits and then updates memory in one blocking call: once started, both happen even
@@ -623,5 +661,55 @@ mod tests {
         let all = b.all();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].extension, "1001");
+    }
+
+    #[tokio::test]
+    async fn logout_own_ends_only_the_named_extensions_login() {
+        let (_dir, b) = book();
+        let m = mac("000000000001");
+        b.login(
+            login("000000000001", "1002"),
+            Policy::Exclusive,
+            4,
+            1,
+            "",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+        // 1001 does not hold the identity: nothing ends, nothing is written.
+        let none = b
+            .logout_own(
+                m,
+                0,
+                "1001",
+                EventKind::Logout,
+                "10.0.0.9",
+                "user page (1001)",
+            )
+            .await
+            .unwrap();
+        assert!(none.is_none());
+        assert_eq!(b.identities(&m).len(), 1);
+        assert!(
+            b.audit(10)
+                .await
+                .unwrap()
+                .iter()
+                .all(|e| e.kind != EventKind::Logout)
+        );
+        let ended = b
+            .logout_own(
+                m,
+                0,
+                "1002",
+                EventKind::Logout,
+                "10.0.0.9",
+                "user page (1002)",
+            )
+            .await
+            .unwrap();
+        assert_eq!(ended.unwrap().extension, "1002");
+        assert!(b.identities(&m).is_empty());
     }
 }

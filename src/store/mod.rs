@@ -71,6 +71,8 @@ pub enum EventKind {
     /// Someone signed in to the console (or failed to).
     ConsoleSignIn,
     ConsoleSignInFailed,
+    /// A user signed in to their own page (`/me`).
+    UserPageSignIn,
 }
 
 impl EventKind {
@@ -89,11 +91,12 @@ impl EventKind {
             EventKind::AutoLogout => "auto-logout",
             EventKind::ConsoleSignIn => "console-sign-in",
             EventKind::ConsoleSignInFailed => "console-sign-in-failed",
+            EventKind::UserPageSignIn => "user-page-sign-in",
         }
     }
 
     /// Every kind, for filters.
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::Login,
         EventKind::Logout,
         EventKind::Takeover,
@@ -107,6 +110,7 @@ impl EventKind {
         EventKind::AutoLogout,
         EventKind::ConsoleSignIn,
         EventKind::ConsoleSignInFailed,
+        EventKind::UserPageSignIn,
     ];
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -254,6 +258,13 @@ pub trait Store: Send + Sync + 'static {
     fn commit(&self, change: &Change) -> Result<(), StoreError>;
     /// Newest first.
     fn audit(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
+    /// One extension's events of these kinds, newest first (the user page).
+    fn audit_of(
+        &self,
+        extension: &str,
+        kinds: &[EventKind],
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
     /// Undelivered write-backs, oldest first.
     fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
     fn outbox_done(&self, id: i64) -> Result<(), StoreError>;

@@ -89,6 +89,8 @@ const MIGRATIONS: &[&str] = &[
      );",
     // The last reload request (SIP NOTIFY) sent to each phone, for the admin API.
     "CREATE TABLE reloads (mac TEXT PRIMARY KEY, at TEXT NOT NULL, result TEXT NOT NULL);",
+    // The user page reads one extension's recent events.
+    "CREATE INDEX audit_extension ON audit(extension, id);",
 ];
 
 pub struct SqliteStore {
@@ -438,21 +440,51 @@ impl Store for SqliteStore {
             )
             .map_err(db)?;
         let rows = stmt
-            .query_map(params![limit as i64], |r| {
-                Ok(AuditEvent {
-                    id: r.get(0)?,
-                    at: parse_ts(&r.get::<_, String>(1)?),
-                    kind: EventKind::parse(&r.get::<_, String>(2)?).unwrap_or(EventKind::Logout),
-                    mac: r.get::<_, Option<String>>(3)?.and_then(|m| m.parse().ok()),
-                    extension: r.get(4)?,
-                    network: r.get(5)?,
-                    source_ip: r.get(6)?,
-                    detail: r.get(7)?,
-                })
-            })
+            .query_map(params![limit as i64], audit_row)
             .map_err(db)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db)
     }
+
+    fn audit_of(
+        &self,
+        extension: &str,
+        kinds: &[EventKind],
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        if kinds.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Placeholders only in the text; every value is bound.
+        let marks: Vec<String> = (0..kinds.len()).map(|i| format!("?{}", i + 3)).collect();
+        let sql = format!(
+            "SELECT id, at, kind, mac, extension, network, source_ip, detail
+             FROM audit WHERE extension = ?1 AND kind IN ({})
+             ORDER BY id DESC LIMIT ?2",
+            marks.join(", ")
+        );
+        let mut values: Vec<rusqlite::types::Value> =
+            vec![extension.to_owned().into(), (limit as i64).into()];
+        values.extend(kinds.iter().map(|k| k.as_str().to_owned().into()));
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&sql).map_err(db)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(values), audit_row)
+            .map_err(db)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    }
+}
+
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEvent> {
+    Ok(AuditEvent {
+        id: r.get(0)?,
+        at: parse_ts(&r.get::<_, String>(1)?),
+        kind: EventKind::parse(&r.get::<_, String>(2)?).unwrap_or(EventKind::Logout),
+        mac: r.get::<_, Option<String>>(3)?.and_then(|m| m.parse().ok()),
+        extension: r.get(4)?,
+        network: r.get(5)?,
+        source_ip: r.get(6)?,
+        detail: r.get(7)?,
+    })
 }
 
 impl SqliteStore {
@@ -684,6 +716,48 @@ mod tests {
         assert_eq!(audit.len(), 2);
         assert_eq!(audit[0].kind, EventKind::Logout, "newest first");
         assert_eq!(audit[1].mac, Some("00085d000001".parse().unwrap()));
+    }
+
+    #[test]
+    fn audit_of_one_extension_is_its_own_kinds_newest_first_and_limited() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("a.sqlite")).unwrap();
+        let a = login("00085d000001", "1001");
+        let b = login("00085d000002", "1002");
+        let mut events = Vec::new();
+        for i in 0..5 {
+            events.push(AuditEvent::new(EventKind::Login, format!("a{i}")).about(&a));
+            events.push(AuditEvent::new(EventKind::Login, "b").about(&b));
+            events.push(AuditEvent::new(EventKind::LoginFailed, "f").about(&a));
+        }
+        // A hostile extension is a value, never SQL.
+        let mut evil = AuditEvent::new(EventKind::Login, "x");
+        evil.extension = Some("1001' OR '1'='1".into());
+        events.push(evil);
+        s.commit(&Change {
+            events,
+            ..Change::default()
+        })
+        .unwrap();
+        let got = s.audit_of("1001", &[EventKind::Login], 3).unwrap();
+        let details: Vec<&str> = got.iter().map(|e| e.detail.as_str()).collect();
+        assert_eq!(details, ["a4", "a3", "a2"]);
+        let both = s
+            .audit_of("1001", &[EventKind::Login, EventKind::LoginFailed], 100)
+            .unwrap();
+        assert_eq!(both.len(), 10);
+        assert!(
+            s.audit_of("1001' OR '1'='1", &[EventKind::Login], 10)
+                .unwrap()
+                .len()
+                == 1
+        );
+        assert!(s.audit_of("1001", &[], 10).unwrap().is_empty());
+        assert!(
+            s.audit_of("9999", &[EventKind::Login], 10)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

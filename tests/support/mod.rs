@@ -384,3 +384,34 @@ pub async fn start_edited(edit: impl Fn(String) -> String) -> std::net::SocketAd
     tokio::spawn(hotdesk::run(config, listener, std::future::pending()));
     addr
 }
+
+/// A browser-like request from the loopback address `source`: an optional cookie
+/// (`name=value`) and an optional form body (`application/x-www-form-urlencoded`).
+pub async fn form_request_from(
+    source: std::net::IpAddr,
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    form: Option<&str>,
+) -> Response {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(c) = cookie {
+        req.push_str(&format!("Cookie: {c}\r\n"));
+    }
+    match form {
+        Some(body) => req.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )),
+        None => req.push_str("\r\n"),
+    }
+    let mut s = connect_from(source, addr).await;
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    parse_response(&raw)
+}

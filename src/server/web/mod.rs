@@ -4,6 +4,7 @@
 //! token in every state-changing form.
 
 pub mod console;
+pub mod me;
 pub mod session;
 
 use std::sync::LazyLock;
@@ -42,6 +43,8 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("desk_rows.html", include_str!("templates/desk_rows.html")),
         ("lockouts.html", include_str!("templates/lockouts.html")),
         ("phones.html", include_str!("templates/phones.html")),
+        ("me_signin.html", include_str!("templates/me_signin.html")),
+        ("me.html", include_str!("templates/me.html")),
     ] {
         env.add_template(name, source)
             .expect("the built-in templates parse (checked by a unit test)");
