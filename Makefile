@@ -1,7 +1,7 @@
 # The two commands that matter: `make run` and `make test`.
 CONFIG ?= fixtures/hotdesk.toml
 
-.PHONY: run build test lint fmt bench fuzz clean
+.PHONY: run build test lint fmt bench fuzz clean dist
 
 # Seconds each fuzz target runs for `make fuzz`.
 FUZZ_SECONDS ?= 60
@@ -22,6 +22,20 @@ test:
 	else \
 		cargo test --locked --no-fail-fast; \
 	fi
+
+# A stripped, static (musl) release binary and its sha256 in dist/. Needs the musl target
+# (`rustup target add x86_64-unknown-linux-musl`) and musl-gcc (Debian: musl-tools) for the
+# C parts (ring, the bundled SQLite). DIST_TARGET=x86_64-unknown-linux-gnu builds for glibc.
+DIST_TARGET ?= x86_64-unknown-linux-musl
+VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+DIST_BIN = dist/hotdesk-$(VERSION)-$(DIST_TARGET)
+
+dist:
+	cargo build --locked --profile dist --target $(DIST_TARGET) --bin hotdesk
+	mkdir -p dist
+	cp "$${CARGO_TARGET_DIR:-target}/$(DIST_TARGET)/dist/hotdesk" $(DIST_BIN)
+	cd dist && sha256sum $(notdir $(DIST_BIN)) > $(notdir $(DIST_BIN)).sha256
+	@ls -l $(DIST_BIN) && cat $(DIST_BIN).sha256
 
 lint:
 	cargo fmt --all -- --check
