@@ -1,7 +1,7 @@
 # The two commands that matter: `make run` and `make test`.
 CONFIG ?= fixtures/hotdesk.toml
 
-.PHONY: run build test browser-deps screenshot lint fmt bench fuzz clean
+.PHONY: run build test browser-deps screenshot lint fmt bench fuzz clean dist
 
 # Seconds each fuzz target runs for `make fuzz`.
 FUZZ_SECONDS ?= 60
@@ -46,6 +46,20 @@ screenshot: browser-deps
 	cp "$(SCREENSHOTS)/readme-console.png" docs/console.png
 	@if command -v optipng >/dev/null 2>&1; then optipng -quiet -o2 docs/console.png; fi
 	@ls -l docs/console.png
+
+# A stripped, static (musl) release binary and its sha256 in dist/. Needs the musl target
+# (`rustup target add x86_64-unknown-linux-musl`) and musl-gcc (Debian: musl-tools) for the
+# C parts (ring, the bundled SQLite). DIST_TARGET=x86_64-unknown-linux-gnu builds for glibc.
+DIST_TARGET ?= x86_64-unknown-linux-musl
+VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+DIST_BIN = dist/hotdesk-$(VERSION)-$(DIST_TARGET)
+
+dist:
+	cargo build --locked --profile dist --target $(DIST_TARGET) --bin hotdesk
+	mkdir -p dist
+	cp "$${CARGO_TARGET_DIR:-target}/$(DIST_TARGET)/dist/hotdesk" $(DIST_BIN)
+	cd dist && sha256sum $(notdir $(DIST_BIN)) > $(notdir $(DIST_BIN)).sha256
+	@ls -l $(DIST_BIN) && cat $(DIST_BIN).sha256
 
 lint:
 	cargo fmt --all -- --check

@@ -66,7 +66,7 @@ pub fn parse_span(text: &str) -> Result<Duration, String> {
 }
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Address the plain-HTTP listener binds.
@@ -112,7 +112,7 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// A connection that has not sent a full request head in this time is closed.
@@ -190,7 +190,7 @@ pub enum DirectoryKind {
     Wazo,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectoryConfig {
     #[serde(default)]
@@ -236,7 +236,7 @@ pub struct DirectoryConfig {
 }
 
 /// A FreePBX API application (Admin > API > Applications, type "Machine-to-Machine").
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FreepbxConfig {
     pub client_id: String,
@@ -247,7 +247,7 @@ pub struct FreepbxConfig {
 }
 
 /// A Wazo service user (wazo-auth) whose policy grants the confd read ACLs hotdesk needs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WazoConfig {
     pub username: String,
@@ -281,7 +281,7 @@ pub enum UpstreamAuth {
     None,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamHttp {
     /// Base URL of the contract, e.g. `https://pbx.example.com/hotdesk/v1`.
@@ -314,7 +314,7 @@ pub struct UpstreamHttp {
     pub insecure_skip_verify: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProvisionConfig {
     /// Folder of `<brand>/<name>.<cfg|xml>.j2` templates (brand: aastra, yealink, htek, snom).
@@ -356,7 +356,7 @@ impl Default for ProvisionConfig {
 /// `config activate` and `iresetn`; the lines that set the Hot Desk Base user and the
 /// hot-desking key come from here, copied from a real device's `config show` (see
 /// vendor-xml/innovaphone/README.md). `{password}` in a line is replaced by `password`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InnovaphoneConfig {
     #[serde(default)]
@@ -365,7 +365,7 @@ pub struct InnovaphoneConfig {
 }
 
 /// The registration a logged-out phone gets, e.g. an emergency-only extension.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BaseProfile {
     pub extension: String,
@@ -388,7 +388,7 @@ pub enum WritebackKind {
     Webhook,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WritebackConfig {
     #[serde(default)]
@@ -431,6 +431,12 @@ impl Config {
         for key in self.reload.legacy_keys() {
             out.push(format!(
                 "[reload] {key} is the old spelling; write [vendors.{key}] reload = … instead (the old one is read for now)"
+            ));
+        }
+        if self.admin.legacy_api_keys > 0 {
+            out.push(format!(
+                "[admin] api_keys is the first release's spelling and holds plaintext keys; they work for now (as legacy-1…legacy-{}), but make a key per client with `hotdesk new-api-key` and list it as [[admin.keys]] name/hash instead",
+                self.admin.legacy_api_keys
             ));
         }
         if let Some(p) = &self.login.user_password
@@ -495,7 +501,7 @@ fn default_breaker_cooldown() -> Span {
     Span(Duration::from_secs(30))
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// SQLite file for logins and the audit trail; created on first start.
@@ -509,7 +515,7 @@ fn default_probe() -> Span {
     Span(Duration::from_secs(10))
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkConfig {
     /// What the phone shows for this choice.
@@ -530,7 +536,7 @@ pub enum Policy {
     Concurrent,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoginConfig {
     /// Accepted only for users without a voicemail PIN.
@@ -599,7 +605,7 @@ impl Default for LoginConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Keys for the admin API (`Authorization: Bearer <key>`), stored hashed.
@@ -618,6 +624,14 @@ pub struct AdminConfig {
     /// ... and this long after sign-in, whatever happens.
     #[serde(default = "default_session_max")]
     pub session_max: Span,
+    /// The first release's plaintext `api_keys = ["..."]`: hashed into `keys` (named
+    /// `legacy-1`, `legacy-2`, …) as the file is loaded, then emptied, so no plaintext key
+    /// stays in memory. Counted in `legacy_api_keys` for the warning.
+    #[serde(default, rename = "api_keys")]
+    plaintext_api_keys: Vec<Secret>,
+    /// How many keys came from `api_keys`.
+    #[serde(skip)]
+    pub legacy_api_keys: usize,
 }
 
 fn default_session_idle() -> Span {
@@ -636,12 +650,14 @@ impl Default for AdminConfig {
             accounts: Vec::new(),
             session_idle: default_session_idle(),
             session_max: default_session_max(),
+            plaintext_api_keys: Vec::new(),
+            legacy_api_keys: 0,
         }
     }
 }
 
 /// A named console account: `hotdesk hash-password` makes the hash.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminAccount {
     pub name: String,
@@ -649,8 +665,30 @@ pub struct AdminAccount {
     pub password_hash: String,
 }
 
+impl AdminConfig {
+    /// Moves the first release's `api_keys` into `keys`, hashed as `[[admin.keys]]` holds them.
+    fn absorb_legacy_keys(&mut self) -> Result<(), String> {
+        let plain = std::mem::take(&mut self.plaintext_api_keys);
+        for (i, key) in plain.iter().enumerate() {
+            // The first release refused shorter keys; a config it accepted still loads.
+            if key.expose().len() < 16 {
+                return Err(format!(
+                    "[admin] api_keys[{i}] is shorter than 16 characters; make a long random key with `hotdesk new-api-key`"
+                ));
+            }
+            self.keys.push(ApiKey {
+                name: format!("legacy-{}", i + 1),
+                hash: crate::auth::hash_api_key(key.expose()),
+                from: Vec::new(),
+            });
+        }
+        self.legacy_api_keys += plain.len();
+        Ok(())
+    }
+}
+
 /// One admin API key: a name for the logs, its hash, and optionally where it may be used from.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKey {
     pub name: String,
@@ -662,7 +700,7 @@ pub struct ApiKey {
 }
 
 /// Who may use the phone-facing routes (`/app`, `/provision`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PhonesConfig {
     /// Private, link-local and loopback ranges by default; phones on the internet must be
@@ -680,7 +718,7 @@ impl Default for PhonesConfig {
 }
 
 /// Who may use the user page (`/me`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsersConfig {
     /// `[phones] allow` when absent: users sit where their phones are, and an upgrade must
@@ -719,7 +757,7 @@ fn private_ranges() -> Vec<IpNet> {
 }
 
 /// `[vendors.<id>]`: what an admin sets for one vendor's phones.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VendorSettings {
     /// How the phone loads its new configuration after a login or logout; the vendor's
@@ -751,7 +789,7 @@ pub enum ReloadMethod {
     None,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     pub listen: SocketAddr,
@@ -772,7 +810,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     #[serde(default)]
@@ -791,10 +829,17 @@ impl Config {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
+        config
+            .admin
+            .absorb_legacy_keys()
+            .map_err(|message| ConfigError::Invalid {
+                path: path.to_owned(),
+                message,
+            })?;
         config.validate().map_err(|message| ConfigError::Invalid {
             path: path.to_owned(),
             message,
@@ -1022,6 +1067,28 @@ sip_server = "10.0.0.5"
         assert!(w.contains("user_password is shorter"), "{w}");
         assert!(w.contains("demo key"), "{w}");
         assert!(w.contains("admin_password_hash is the demo one"), "{w}");
+    }
+
+    #[test]
+    fn first_release_api_keys_are_hashed_and_warned_about() {
+        let key = "0123456789abcdef-first-release";
+        let text =
+            format!("{MINIMAL}[admin]\napi_keys = [\"{key}\", \"another-long-legacy-key\"]\n");
+        let c = Config::parse(&text, Path::new("x.toml")).unwrap();
+        assert_eq!(c.admin.keys.len(), 2);
+        assert_eq!(c.admin.keys[0].name, "legacy-1");
+        assert_eq!(c.admin.keys[1].name, "legacy-2");
+        assert_eq!(c.admin.keys[0].hash, crate::auth::hash_api_key(key));
+        assert!(c.admin.plaintext_api_keys.is_empty());
+        assert!(!format!("{c:?}").contains(key));
+        let w = c.warnings().join("\n");
+        assert!(w.contains("[[admin.keys]]"), "{w}");
+        assert!(w.contains("hotdesk new-api-key"), "{w}");
+        let short = format!("{MINIMAL}[admin]\napi_keys = [\"short\"]\n");
+        let err = Config::parse(&short, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("api_keys[0]"), "{err}");
     }
 
     #[test]

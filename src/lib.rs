@@ -25,6 +25,7 @@ pub mod reload;
 pub mod screen;
 pub mod secret;
 pub mod server;
+pub mod sighup;
 pub mod store;
 pub mod upstream;
 pub mod vendor;
@@ -45,7 +46,8 @@ pub struct App {
     pub config: Arc<Config>,
     pub flow: Flow,
     pub directory: Arc<CachedDirectory>,
-    pub provisioner: provision::Provisioner,
+    /// Templates and the settings they render from; replaced by [`App::reload`].
+    pub provisioner: provision::live::LiveProvisioner,
     pub clock: Arc<dyn clock::Clock>,
     /// Signs generated links; `None` when `[server] sign_links = false`.
     pub signer: Option<flow::signing::Signer>,
@@ -62,6 +64,13 @@ pub struct App {
     pub seen: server::seen::PhonesSeen,
     /// This server's Prometheus metrics (one registry per app, never process-global).
     pub metrics: Arc<metrics::Metrics>,
+    /// The running settings: the start-up config with what SIGHUP reloads replaced.
+    /// (`config` stays the start-up one for everything that needs a restart.)
+    live: arc_swap::ArcSwap<Config>,
+    /// The TLS certificate holder, once the TLS listener runs.
+    tls_certs: std::sync::OnceLock<Arc<server::tls::Certificates>>,
+    /// One reload at a time.
+    reloading: std::sync::Mutex<()>,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -78,6 +87,19 @@ pub enum StartError {
     Tls(String),
     #[error("[vendors.{0}]: no such vendor; known: {1}")]
     UnknownVendor(String, String),
+}
+
+/// `[vendors.<id>]` must name a vendor of the registry.
+fn check_vendors(config: &Config) -> Result<(), StartError> {
+    if let Some(name) = config
+        .vendors
+        .keys()
+        .find(|k| vendor::by_name(k).is_none_or(|f| f.id() != k.as_str()))
+    {
+        let known: Vec<&str> = vendor::all().iter().map(|f| f.id()).collect();
+        return Err(StartError::UnknownVendor(name.clone(), known.join(", ")));
+    }
+    Ok(())
 }
 
 /// A user of the embedded directory naming a template that exists for no brand is a
@@ -122,14 +144,7 @@ impl App {
         clock: Arc<dyn clock::Clock>,
     ) -> Result<Arc<Self>, StartError> {
         let config = Arc::new(config);
-        if let Some(name) = config
-            .vendors
-            .keys()
-            .find(|k| vendor::by_name(k).is_none_or(|f| f.id() != k.as_str()))
-        {
-            let known: Vec<&str> = vendor::all().iter().map(|f| f.id()).collect();
-            return Err(StartError::UnknownVendor(name.clone(), known.join(", ")));
-        }
+        check_vendors(&config)?;
         for warning in config.warnings() {
             tracing::warn!("{warning}");
         }
@@ -219,15 +234,19 @@ impl App {
             fetch_guard,
             credentials,
             digest,
+            live: arc_swap::ArcSwap::new(config.clone()),
+            provisioner: provision::live::LiveProvisioner::new(provisioner, config.clone()),
             config,
             flow,
             directory,
-            provisioner,
             clock,
             refusals: server::access::RefusalLog::new(),
             web,
             seen: server::seen::PhonesSeen::default(),
             metrics,
+            tls_certs: std::sync::OnceLock::new(),
+            reloading: std::sync::Mutex::new(()),
+
             signer,
             tasks: std::sync::Mutex::new(tasks),
         }))
@@ -298,9 +317,10 @@ pub async fn run_app_on(
     let tls = match (&app.config.tls, tls_listener) {
         (Some(t), Some(l)) => {
             let first = server::tls::load(&t.cert, &t.key).map_err(StartError::Tls)?;
-            let certs = server::tls::Certificates::new(first);
+            let certs = server::tls::Certificates::new(first, t.cert.clone(), t.key.clone());
             let cfg = server::tls::server_config(certs.clone()).map_err(StartError::Tls)?;
-            let watch = server::tls::watch(certs, t.cert.clone(), t.key.clone(), t.reload_check.0);
+            let _ = app.tls_certs.set(certs.clone());
+            let watch = server::tls::watch(certs, t.reload_check.0);
             app.tasks
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())

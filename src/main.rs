@@ -1,16 +1,40 @@
-//! The `hotdesk` command line: serve, check-config, hash-password.
+//! The `hotdesk` command line: serve, check-config, hash-password, new-api-key.
 
 use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use sd_notify::NotifyState;
 use tracing_subscriber::EnvFilter;
 
 use hotdesk::config::{Config, LogFormat};
 
+/// What `--help` says after the commands: where the config lives and what signals do.
+const AFTER_HELP: &str = "\
+Config file:
+  TOML, every key documented in fixtures/hotdesk.toml. A packaged install keeps it in
+  /etc/hotdesk/hotdesk.toml (the systemd unit and the container image pass that path).
+
+Signals (serve):
+  SIGHUP   reload the config file: the directory, TLS certificate files, provisioning
+           templates, [networks], [base] and the [login] lockout limits are applied; any
+           other changed setting is logged as needing a restart. A config with a problem
+           changes nothing and every problem is logged.
+  SIGTERM  stop accepting, let requests in flight finish ([server] shutdown_grace), exit.
+  SIGINT   as SIGTERM.
+
+Under systemd (Type=notify) the server reports READY=1 once it listens, RELOADING=1
+around a reload and STOPPING=1 on shutdown.";
+
 #[derive(Parser)]
-#[command(version, about = "Hot-desk server for shared desk phones")]
+#[command(
+    version,
+    about = "Hot-desk server for shared desk phones",
+    long_about = "Hot-desk server for shared desk phones: vendor-native XML login and logout \
+screens, credentials from a cached directory, logins kept in SQLite.",
+    after_help = AFTER_HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -18,27 +42,31 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start the server.
+    /// Start the server: listen, open the store and the directory, serve phones and admins.
     Serve {
-        #[arg(long, short)]
+        /// The config file (TOML), e.g. /etc/hotdesk/hotdesk.toml.
+        #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
-        /// Log format; overrides [log] format in the config.
+        /// Log format; overrides [log] format in the config. Text has colours only when
+        /// standard output is a terminal.
         #[arg(long, value_parser = ["text", "json"])]
         log_format: Option<String>,
     },
     /// Check a config file (and the directory it names) and explain every problem.
     CheckConfig {
-        #[arg(long, short)]
+        /// The config file (TOML) to check.
+        #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
         /// Also contact the directory's PBX as a login would: fetch a token and, with
         /// --extension, look one extension up (secrets are never printed).
         #[arg(long)]
         online: bool,
         /// The extension --online looks up.
-        #[arg(long, requires = "online")]
+        #[arg(long, requires = "online", value_name = "EXTENSION")]
         extension: Option<String>,
     },
-    /// Read a password from standard input and print its argon2id PHC string.
+    /// Read a password from standard input and print its argon2id PHC string, for
+    /// [login] admin_password_hash.
     HashPassword,
     /// Make a random admin API key; prints the key (give it to the client) and the
     /// `[[admin.keys]]` lines for the config (which hold only its hash).
@@ -158,10 +186,75 @@ fn serve(path: PathBuf, log_format: Option<String>) -> anyhow::Result<()> {
             println!("hotdesk TLS on https://{}", t.local_addr()?);
         }
         let app = hotdesk::App::open_with(config, clock).map_err(|e| anyhow::anyhow!("{e}"))?;
-        hotdesk::run_app_on(app, listener, tls, shutdown_signal())
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))
+        let reloads = tokio::spawn(reload_on_hangup(app.clone(), path));
+        // Listeners bound, store and directory open: systemd may start what depends on us.
+        notify(&[NotifyState::Ready]);
+        let served = hotdesk::run_app_on(app, listener, tls, async {
+            shutdown_signal().await;
+            notify(&[NotifyState::Stopping]);
+        })
+        .await;
+        reloads.abort();
+        served.map_err(|e| anyhow::anyhow!("{e}"))
     })
+}
+
+/// Tells systemd (Type=notify) where the server is; nothing when NOTIFY_SOCKET is unset.
+fn notify(state: &[NotifyState]) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+/// Re-reads the config file on every SIGHUP and applies what can change without a restart.
+async fn reload_on_hangup(app: std::sync::Arc<hotdesk::App>, path: PathBuf) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install the SIGHUP handler; reloads need a restart");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        // systemd wants the monotonic time with RELOADING=1 (Type=notify-reload checks it).
+        match NotifyState::monotonic_usec_now() {
+            Ok(now) => notify(&[NotifyState::Reloading, now]),
+            Err(_) => notify(&[NotifyState::Reloading]),
+        }
+        tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
+        let (app, file) = (app.clone(), path.clone());
+        let outcome = tokio::task::spawn_blocking(move || {
+            let config = Config::load(&file).map_err(|e| vec![e.to_string()])?;
+            for warning in config.warnings() {
+                tracing::warn!("{warning}");
+            }
+            app.reload(config).map_err(|refused| refused.0)
+        })
+        .await;
+        match outcome {
+            Ok(Ok(report)) => {
+                tracing::info!(applied = %report.applied.join(", "), "config reloaded");
+                for setting in &report.needs_restart {
+                    tracing::warn!(setting = %setting, "changed, but needs a restart: not applied");
+                }
+            }
+            Ok(Err(problems)) => {
+                for problem in &problems {
+                    tracing::error!(problem = %problem, "config not reloaded");
+                }
+                tracing::error!(
+                    problems = problems.len(),
+                    "config not reloaded; the running settings stay"
+                );
+            }
+            Err(e) => tracing::error!(error = %e, "config reload task failed"),
+        }
+        notify(&[NotifyState::Ready]);
+    }
 }
 
 async fn shutdown_signal() {

@@ -130,7 +130,7 @@ impl FromStr for Subject {
 }
 
 /// How many failures within the window lock each kind of subject.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// An extension from one source, and a phone from one source.
     pub pair: u32,
@@ -214,7 +214,8 @@ pub enum Refusal {
 }
 
 pub struct Lockouts {
-    limits: Limits,
+    /// Swapped whole by a SIGHUP reload; each call reads one snapshot.
+    limits: arc_swap::ArcSwap<Limits>,
     records: Mutex<HashMap<Subject, Record>>,
     /// Where lockouts started are counted, when the server keeps metrics.
     metrics: Option<Arc<Metrics>>,
@@ -232,7 +233,7 @@ pub struct Failure {
 impl Lockouts {
     pub fn new(limits: Limits) -> Arc<Self> {
         Arc::new(Self {
-            limits,
+            limits: arc_swap::ArcSwap::from_pointee(limits),
             records: Mutex::new(HashMap::new()),
             metrics: None,
         })
@@ -241,14 +242,20 @@ impl Lockouts {
     /// As [`Lockouts::new`], counting each lockout that starts in `metrics`.
     pub fn counted(limits: Limits, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
-            limits,
+            limits: arc_swap::ArcSwap::from_pointee(limits),
             records: Mutex::new(HashMap::new()),
             metrics: Some(metrics),
         })
     }
 
     pub fn limits(&self) -> Limits {
-        self.limits
+        **self.limits.load()
+    }
+
+    /// New limits for the attempts that start from now on; the failures on record stay and
+    /// count against them (a lowered limit can lock a subject at its next failure).
+    pub fn set_limits(&self, limits: Limits) {
+        self.limits.store(Arc::new(limits));
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Subject, Record>> {
@@ -286,9 +293,10 @@ impl Lockouts {
         subjects: &[Subject],
         now: Instant,
     ) -> Result<(), Refusal> {
+        let limits = self.limits();
         let mut map = self.lock();
         if map.len() >= MAX_SUBJECTS {
-            let window = self.limits.window;
+            let window = limits.window;
             map.retain(|_, r| {
                 r.in_flight > 0
                     || r.locked_until.is_some_and(|u| u > now)
@@ -299,10 +307,10 @@ impl Lockouts {
         let mut busy = false;
         for s in subjects {
             let Some(r) = map.get_mut(s) else { continue };
-            r.forget_old(now, self.limits.window);
+            r.forget_old(now, limits.window);
             match r.locked_until {
                 Some(until) if until > now => wait = wait.max(Some(until - now)),
-                _ => busy |= r.times.len() as u32 + r.in_flight >= self.limits.max_for(s),
+                _ => busy |= r.times.len() as u32 + r.in_flight >= limits.max_for(s),
             }
         }
         if let Some(w) = wait {
@@ -321,13 +329,14 @@ impl Lockouts {
 
     /// Ends one attempt's reservation; with `failed`, records the failure.
     fn resolve(&self, subjects: &[Subject], failed: bool, now: Instant) -> Failure {
+        let limits = self.limits();
         let mut map = self.lock();
         let mut out = Failure {
             left: u32::MAX,
             ..Failure::default()
         };
         for s in subjects {
-            let max = self.limits.max_for(s);
+            let max = limits.max_for(s);
             let r = map.entry(s.clone()).or_insert_with(|| Record::new(now));
             r.in_flight = r.in_flight.saturating_sub(1);
             if !failed {
@@ -337,12 +346,12 @@ impl Lockouts {
                 r.strikes = 0;
             }
             r.last = now;
-            r.forget_old(now, self.limits.window);
+            r.forget_old(now, limits.window);
             r.times.push_back(now);
             if r.times.len() as u32 >= max {
                 r.strikes += 1;
                 let factor = 2u32.saturating_pow(r.strikes - 1);
-                let lock = self.limits.window.saturating_mul(factor).min(LONGEST_LOCK);
+                let lock = limits.window.saturating_mul(factor).min(LONGEST_LOCK);
                 r.locked_until = Some(now + lock);
                 r.times.clear();
                 if s.shown() {
@@ -358,7 +367,7 @@ impl Lockouts {
             out.saved.push(save(s, r, now));
         }
         if out.left == u32::MAX {
-            out.left = self.limits.pair;
+            out.left = limits.pair;
         }
         out
     }

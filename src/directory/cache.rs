@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use moka::Expiry;
 use moka::future::Cache;
 use tokio::sync::watch;
@@ -69,7 +70,11 @@ struct Loaded {
 }
 
 pub struct CachedDirectory {
-    backend: Arc<dyn Directory>,
+    /// Replaced whole by a SIGHUP reload (see [`CachedDirectory::replace_backend`]).
+    backend: ArcSwap<Arc<dyn Directory>>,
+    /// Bumped when the backend is replaced; ends the old backend's change watcher, so the
+    /// old backend (and its file polling) is dropped.
+    epoch: watch::Sender<u64>,
     policy: CachePolicy,
     cache: Cache<String, Entry>,
     inflight: Arc<Mutex<HashMap<String, watch::Receiver<Option<Fetched>>>>>,
@@ -102,7 +107,8 @@ impl CachedDirectory {
             .expire_after(Lifetimes(policy))
             .build();
         let me = Arc::new(Self {
-            backend,
+            backend: ArcSwap::from_pointee(backend.clone()),
+            epoch: watch::channel(0).0,
             policy,
             cache,
             inflight: Arc::new(Mutex::new(HashMap::new())),
@@ -110,16 +116,39 @@ impl CachedDirectory {
             adapter,
             loaded: Arc::default(),
         });
-        if let Some(mut changes) = me.backend.changes() {
-            let weak = Arc::downgrade(&me);
-            tokio::spawn(async move {
-                while changes.changed().await.is_ok() {
-                    let Some(me) = weak.upgrade() else { return };
-                    me.invalidate_all();
-                }
-            });
-        }
+        me.watch_changes(&backend);
         me
+    }
+
+    /// Empties the cache whenever `backend` reports a change (a file re-read), until the
+    /// backend is replaced.
+    fn watch_changes(self: &Arc<Self>, backend: &Arc<dyn Directory>) {
+        let Some(mut changes) = backend.changes() else {
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        let mut epoch = self.epoch.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = changes.changed() => {
+                        let (Ok(()), Some(me)) = (changed, weak.upgrade()) else { return };
+                        me.invalidate_all();
+                    }
+                    _ = epoch.changed() => return,
+                }
+            }
+        });
+    }
+
+    /// Serves every later lookup from `backend` and forgets what the old one answered.
+    /// (A fetch already running against the old backend may still land one entry; it
+    /// lives at most its TTL.)
+    pub fn replace_backend(self: &Arc<Self>, backend: Arc<dyn Directory>) {
+        self.backend.store(Arc::new(backend.clone()));
+        self.epoch.send_modify(|e| *e += 1);
+        self.invalidate_all();
+        self.watch_changes(&backend);
     }
 
     pub fn invalidate_all(&self) {
@@ -150,7 +179,7 @@ impl CachedDirectory {
         }
         let (tx, rx) = watch::channel(None);
         inflight.insert(ext.to_owned(), rx.clone());
-        let backend = self.backend.clone();
+        let backend = self.backend.load_full();
         let cache = self.cache.clone();
         let map = self.inflight.clone();
         let key = ext.to_owned();

@@ -118,7 +118,7 @@ impl Flow {
             }
         };
         // One deadline for everything the directory does in this request.
-        let deadline = tokio::time::Instant::now() + self.config.directory.deadline.0;
+        let deadline = tokio::time::Instant::now() + self.config.load().directory.deadline.0;
         let user = if valid_extension(ext) {
             match self.directory.lookup(ext).await {
                 Ok(user) => user,

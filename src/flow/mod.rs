@@ -68,8 +68,22 @@ const PENDING_TTL: Duration = Duration::from_secs(600);
 /// How long a live-push grant lasts: the phone fetches its pages right after the apply.
 const GRANT_TTL: Duration = Duration::from_secs(120);
 
+/// The lockout limits `[login]` sets.
+pub fn lockout_limits(config: &Config) -> Limits {
+    let login = &config.login;
+    Limits {
+        pair: login.max_failures,
+        extension: login.extension_max_failures,
+        source: login.max_failures_per_source,
+        admin_from: login.admin_max_failures,
+        shared: login.shared_max_failures,
+        window: login.lockout.0,
+    }
+}
+
 pub struct Flow {
-    config: Arc<Config>,
+    /// The running settings; a SIGHUP reload swaps in new networks (see [`Flow::set_config`]).
+    config: arc_swap::ArcSwap<Config>,
     clock: Arc<dyn crate::clock::Clock>,
     directory: Arc<dyn Directory>,
     verifier: Verifier,
@@ -92,15 +106,7 @@ impl Flow {
         metrics: Arc<Metrics>,
     ) -> Self {
         let login = &config.login;
-        let limits = Limits {
-            pair: login.max_failures,
-            extension: login.extension_max_failures,
-            source: login.max_failures_per_source,
-            admin_from: login.admin_max_failures,
-            shared: login.shared_max_failures,
-            window: login.lockout.0,
-        };
-        let lockouts = Lockouts::counted(limits, metrics.clone());
+        let lockouts = Lockouts::counted(lockout_limits(&config), metrics.clone());
         lockouts.restore(saved, Instant::now(), clock.now().unix_timestamp());
         Self {
             verifier: Verifier::new(
@@ -113,7 +119,7 @@ impl Flow {
             book,
             pending: Mutex::new(HashMap::new()),
             grants: Mutex::new(HashMap::new()),
-            config,
+            config: arc_swap::ArcSwap::new(config),
             clock,
             metrics,
         }
@@ -122,6 +128,13 @@ impl Flow {
     /// Counts a phone login that did not happen.
     fn count_failure(&self, h: &Handset, reason: LoginFailure) {
         self.metrics.login_failed(h.vendor.as_str(), reason);
+    }
+
+    /// Swaps in reloaded settings: later requests see its networks and lockout limits. The
+    /// caller passes the running config with only the reloadable parts replaced.
+    pub fn set_config(&self, config: Arc<Config>) {
+        self.lockouts.set_limits(lockout_limits(&config));
+        self.config.store(config);
     }
 
     pub fn lockouts(&self) -> &Arc<Lockouts> {
@@ -190,7 +203,8 @@ impl Flow {
 
     /// The network choice, skipped when only one network is configured.
     fn start_login(&self, req: &PhoneRequest<'_>) -> Screen {
-        let networks = &self.config.networks;
+        let config = self.config.load();
+        let networks = &config.networks;
         if networks.len() == 1 {
             let key = networks.keys().next().expect("validated non-empty");
             return self.ask_credentials(req.handset, key);
@@ -227,7 +241,8 @@ impl Flow {
         let Some(net) = req.param("net") else {
             return self.start_login(req);
         };
-        let Some(network) = self.config.networks.get(net) else {
+        let config = self.config.load_full();
+        let Some(network) = config.networks.get(net) else {
             return screens::unknown_network(self.link(h, "/app/login"));
         };
         let retry = self.link(h, "/app/login").with("net", net);
@@ -308,8 +323,8 @@ impl Flow {
             credential: tier.as_str().to_owned(),
             applied_at: None,
         };
-        let policy = self.config.login.policy;
-        let max = self.config.login.max_devices;
+        let policy = self.config.load().login.policy;
+        let max = self.config.load().login.max_devices;
         let identities = h.caps.identities;
         match self
             .book
@@ -383,7 +398,7 @@ impl Flow {
         leaving: &[Arc<Login>],
     ) -> Result<(), Screen> {
         let h = req.handset;
-        if !self.config.login.logout_requires_pin {
+        if !self.config.load().login.logout_requires_pin {
             let ip = req.source_ip.to_canonical().to_string();
             if leaving.iter().any(|l| l.source_ip != ip) {
                 tracing::warn!(mac = %h.mac, "logout refused: request from another address than the login");

@@ -6,6 +6,7 @@
 //! cannot add configuration lines.
 
 pub mod credentials;
+pub mod live;
 
 use std::collections::BTreeSet;
 use std::path::Path;

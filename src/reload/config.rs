@@ -32,7 +32,7 @@ use serde::Deserialize;
 use crate::secret::Secret;
 
 /// The whole `[reload]` section.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReloadConfig {
     /// Which mechanism sends the reload request; `none` leaves it to the PBX or the user.
@@ -105,7 +105,7 @@ pub enum ReloadVia {
 }
 
 /// `[reload.sip]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SipReloadConfig {
     /// UDP port of the phone's SIP stack; the address is the one the phone's HTTP request came from.
@@ -197,7 +197,7 @@ pub enum AmiAction {
 }
 
 /// `[reload.ami]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AmiReloadConfig {
     /// Asterisk manager host (name or address).

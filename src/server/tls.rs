@@ -1,5 +1,6 @@
 //! TLS with rustls on the ring provider: certificates from PEM files (PKCS#8, PKCS#1 or SEC1
-//! keys), swapped in on SIGHUP or when the files change, without touching open connections.
+//! keys), swapped in when the files change or on SIGHUP (`App::reload`, which may also name
+//! new files), without touching open connections.
 //! ALPN offers h2 and http/1.1.
 
 use std::path::{Path, PathBuf};
@@ -40,6 +41,8 @@ pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
 #[derive(Debug)]
 pub struct Certificates {
     current: RwLock<Arc<CertifiedKey>>,
+    /// The certificate and key files the current pair came from (polled for changes).
+    files: RwLock<(PathBuf, PathBuf)>,
 }
 
 impl ResolvesServerCert for Certificates {
@@ -54,14 +57,21 @@ impl ResolvesServerCert for Certificates {
 }
 
 impl Certificates {
-    pub fn new(first: CertifiedKey) -> Arc<Self> {
+    pub fn new(first: CertifiedKey, cert: PathBuf, key: PathBuf) -> Arc<Self> {
         Arc::new(Self {
             current: RwLock::new(Arc::new(first)),
+            files: RwLock::new((cert, key)),
         })
     }
 
-    fn replace(&self, next: CertifiedKey) {
+    /// Serves `next` (read from `cert` and `key`) to every later handshake.
+    pub fn replace(&self, next: CertifiedKey, cert: PathBuf, key: PathBuf) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        *self.files.write().unwrap_or_else(|e| e.into_inner()) = (cert, key);
+    }
+
+    pub fn files(&self) -> (PathBuf, PathBuf) {
+        self.files.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -82,38 +92,24 @@ fn stamp(p: &Path) -> Option<(SystemTime, u64)> {
     Some((m.modified().ok()?, m.len()))
 }
 
-/// Reloads the certificate when its files change (polled) or on SIGHUP. A broken pair is
+/// Reloads the certificate when its files change (polled every `poll`). A broken pair is
 /// logged and the current certificate stays. Runs until aborted.
-pub async fn watch(certs: Arc<Certificates>, cert: PathBuf, key: PathBuf, poll: Duration) {
-    #[cfg(unix)]
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut last = (stamp(&cert), stamp(&key));
+pub async fn watch(certs: Arc<Certificates>, poll: Duration) {
+    let files = certs.files();
+    let mut last = (files.clone(), stamp(&files.0), stamp(&files.1));
     let mut tick = tokio::time::interval(poll);
     loop {
-        #[cfg(unix)]
-        let signalled = async {
-            match hup.as_mut() {
-                Some(h) => {
-                    h.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let signalled = std::future::pending::<()>();
-        let forced = tokio::select! {
-            _ = tick.tick() => false,
-            () = signalled => true,
-        };
-        let now = (stamp(&cert), stamp(&key));
-        if !forced && now == last {
+        tick.tick().await;
+        let (cert, key) = certs.files();
+        let now = ((cert.clone(), key.clone()), stamp(&cert), stamp(&key));
+        if now == last {
             continue;
         }
         last = now;
         let (c, k) = (cert.clone(), key.clone());
         match tokio::task::spawn_blocking(move || load(&c, &k)).await {
             Ok(Ok(next)) => {
-                certs.replace(next);
+                certs.replace(next, cert.clone(), key);
                 tracing::info!(cert = %cert.display(), "TLS certificate reloaded");
             }
             Ok(Err(e)) => {
