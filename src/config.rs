@@ -108,6 +108,10 @@ pub struct Config {
     pub log: LogConfig,
     /// HTTPS beside plain HTTP; none when absent.
     pub tls: Option<TlsConfig>,
+    /// The text this was parsed from, for the console's masked view (a [`Secret`] so that
+    /// `Debug` never prints it).
+    #[serde(skip)]
+    pub source: Secret,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -501,10 +505,17 @@ pub struct StoreConfig {
     /// How often the store is checked (still the same file, writable) for `/readyz`.
     #[serde(default = "default_probe")]
     pub probe_interval: Span,
+    /// Audit events older than this are deleted in the background (checked hourly).
+    #[serde(default = "default_audit_retention")]
+    pub audit_retention: Span,
 }
 
 fn default_probe() -> Span {
     Span(Duration::from_secs(10))
+}
+
+fn default_audit_retention() -> Span {
+    Span(Duration::from_secs(400 * 86_400))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -770,10 +781,11 @@ impl Config {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
+        config.source = Secret::new(text);
         config.validate().map_err(|message| ConfigError::Invalid {
             path: path.to_owned(),
             message,
