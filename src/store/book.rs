@@ -666,4 +666,28 @@ mod tests {
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].extension, "1001");
     }
+
+    #[tokio::test]
+    async fn pruning_goes_through_every_batch_and_keeps_recent_events() {
+        let (_d, b) = book();
+        let cutoff = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let old = PRUNE_BATCH * 2 + 17;
+        let events: Vec<AuditEvent> = (0..old + 3)
+            .map(|i| {
+                let mut e = AuditEvent::new(EventKind::Login, "t");
+                e.at = if i < old {
+                    cutoff - time::Duration::days(1)
+                } else {
+                    cutoff + time::Duration::seconds(i as i64)
+                };
+                e
+            })
+            .collect();
+        b.note(events).await.unwrap();
+        assert_eq!(b.prune_audit(cutoff).await.unwrap(), old);
+        let left = b.audit(10).await.unwrap();
+        assert_eq!(left.len(), 3);
+        assert!(left.iter().all(|e| e.at > cutoff));
+        assert_eq!(b.prune_audit(cutoff).await.unwrap(), 0);
+    }
 }
