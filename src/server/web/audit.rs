@@ -3,7 +3,7 @@
 
 use axum::Router;
 use axum::extract::{Extension, RawQuery};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderMap, StatusCode};
 use minijinja::context;
@@ -224,8 +224,6 @@ async fn csv(
         }
     }
 }
-
-use axum::response::IntoResponse;
 
 /// RFC 4180: CRLF line ends, a header line, fields with `"`, `,`, CR or LF quoted.
 fn to_csv(events: &[AuditEvent]) -> String {

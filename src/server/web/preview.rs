@@ -465,7 +465,7 @@ async fn page(
         None => vendor::all()[0],
         Some(v) => match vendor::by_name(v) {
             Some(f) => f,
-            None => return error(&ctx, &session, StatusCode::BAD_REQUEST, "No such vendor."),
+            None => return error(&session, StatusCode::BAD_REQUEST, "No such vendor."),
         },
     };
     let model = q
@@ -477,13 +477,13 @@ async fn page(
         Some(m) if vendor::valid_model(&m) => m,
         Some(_) => {
             let msg = "A model is letters, digits, - and _ (at most 32).";
-            return error(&ctx, &session, StatusCode::BAD_REQUEST, msg);
+            return error(&session, StatusCode::BAD_REQUEST, msg);
         }
         None => match known.clone().next() {
             Some(k) => k.model.clone(),
             None => {
                 let msg = "No model of this vendor is in the User-Agent corpus: type one.";
-                return error(&ctx, &session, StatusCode::BAD_REQUEST, msg);
+                return error(&session, StatusCode::BAD_REQUEST, msg);
             }
         },
     };
@@ -500,7 +500,7 @@ async fn page(
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
     {
         let msg = "A firmware version is letters, digits, dots and dashes.";
-        return error(&ctx, &session, StatusCode::BAD_REQUEST, msg);
+        return error(&session, StatusCode::BAD_REQUEST, msg);
     }
     let h = handset(family, &model, &firmware);
     let reload = reload_for(&ctx.app, h.vendor);
@@ -542,7 +542,7 @@ async fn page(
     )
 }
 
-fn error(_ctx: &Ctx, session: &super::session::Session, status: StatusCode, msg: &str) -> Response {
+fn error(session: &super::session::Session, status: StatusCode, msg: &str) -> Response {
     let vendors: Vec<&str> = vendor::all().iter().map(|f| f.id()).collect();
     render(
         status,
