@@ -362,3 +362,43 @@ async fn the_config_page_masks_every_secret_of_the_test_config() {
     assert!(text.contains("base.extension"));
     assert!(text.matches("(masked)").count() >= 4, "{text}");
 }
+
+#[tokio::test]
+async fn audit_events_past_retention_are_pruned_at_start_and_recent_ones_kept() {
+    use hotdesk::store::{AuditEvent, Change, EventKind, SqliteStore, Store};
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("directory.toml"), support::DIRECTORY).unwrap();
+    {
+        let store = SqliteStore::open(&tmp.path().join("state/hotdesk.sqlite")).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let event = |days: i64, detail: &str| {
+            let mut e = AuditEvent::new(EventKind::Login, detail);
+            e.at = now - time::Duration::days(days);
+            e
+        };
+        let change = Change {
+            events: vec![
+                event(401, "older than 400 days"),
+                event(399, "within 400 days"),
+            ],
+            ..Change::default()
+        };
+        store.commit(&change).unwrap();
+    }
+    // The default `[store] audit_retention` is 400 days; the first sweep runs at start.
+    let server = Server::start_in(tmp.path().to_owned(), None, String::new()).await;
+    let mut details = Vec::new();
+    for _ in 0..100 {
+        details = server
+            .audit()
+            .await
+            .iter()
+            .map(|e| e["detail"].as_str().unwrap().to_owned())
+            .collect();
+        if !details.iter().any(|d| d == "older than 400 days") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(details, ["within 400 days"]);
+}
