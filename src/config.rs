@@ -110,6 +110,10 @@ pub struct Config {
     pub log: LogConfig,
     /// HTTPS beside plain HTTP; none when absent.
     pub tls: Option<TlsConfig>,
+    /// The text this was parsed from, for the console's masked view (a [`Secret`] so that
+    /// `Debug` never prints it).
+    #[serde(skip)]
+    pub source: Secret,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -509,10 +513,17 @@ pub struct StoreConfig {
     /// How often the store is checked (still the same file, writable) for `/readyz`.
     #[serde(default = "default_probe")]
     pub probe_interval: Span,
+    /// Audit events older than this are deleted in the background (checked hourly).
+    #[serde(default = "default_audit_retention")]
+    pub audit_retention: Span,
 }
 
 fn default_probe() -> Span {
     Span(Duration::from_secs(10))
+}
+
+fn default_audit_retention() -> Span {
+    Span(Duration::from_secs(400 * 86_400))
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -840,6 +851,7 @@ impl Config {
                 path: path.to_owned(),
                 message,
             })?;
+        config.source = Secret::new(text);
         config.validate().map_err(|message| ConfigError::Invalid {
             path: path.to_owned(),
             message,

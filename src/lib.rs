@@ -206,6 +206,11 @@ impl App {
             book.clone(),
             config.store.probe_interval.0,
         )));
+        tasks.push(tokio::spawn(audit_retention(
+            book.clone(),
+            clock.clone(),
+            config.store.audit_retention.0,
+        )));
         let flow = Flow::new(
             config.clone(),
             directory.clone(),
@@ -274,6 +279,24 @@ async fn store_probe(book: Arc<LoginBook>, interval: Duration) {
         tick.tick().await;
         // The outcome is kept by the store for `health`; it logs the changes itself.
         let _ = book.probe().await;
+    }
+}
+
+/// Deletes audit events older than `keep`, at start and then hourly (`[store] audit_retention`).
+async fn audit_retention(book: Arc<LoginBook>, clock: Arc<dyn clock::Clock>, keep: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let cutoff = clock.now() - keep;
+        match book.prune_audit(cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                deleted = n,
+                "audit events past [store] audit_retention deleted"
+            ),
+            Err(e) => tracing::warn!(error = %e, "audit retention: events not deleted"),
+        }
     }
 }
 

@@ -539,7 +539,7 @@ fn link_base<'a>(app: &'a App, secure: bool, headers: &http::HeaderMap) -> &'a s
 }
 
 /// What the phone's apply does under `method`, so its success screen says it honestly.
-fn effect_of(method: ReloadMethod, caps: &phone::Caps) -> screens::ApplyEffect {
+pub(super) fn effect_of(method: ReloadMethod, caps: &phone::Caps) -> screens::ApplyEffect {
     use screens::ApplyEffect::{Later, Live, Restart};
     match method {
         ReloadMethod::Push if caps.dynamic_sip => Live,

@@ -8,9 +8,12 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
 
 use super::{
-    AuditEvent, Change, EventKind, Login, NewOutboxItem, OutboxItem, OutboxStatus, Store,
-    StoreError, WriteMethod,
+    AuditEvent, AuditFilter, Change, EventKind, Login, NewOutboxItem, OutboxEntry, OutboxItem,
+    OutboxStatus, Store, StoreError, WriteMethod,
 };
+
+/// Audit events deleted per statement: each batch holds the write lock only briefly.
+const PRUNE_BATCH: usize = 1000;
 use crate::config::Policy;
 use crate::phone::Mac;
 
@@ -406,6 +409,31 @@ impl LoginBook {
             .await
     }
 
+    /// The events `filter` selects, newest first, at most `limit`.
+    pub async fn audit_query(
+        &self,
+        filter: AuditFilter,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        self.blocking(move |s| s.audit_query(&filter, limit)).await
+    }
+
+    /// Deletes every audit event from before `cutoff`, a batch per store call so logins
+    /// never wait long behind it; returns how many went.
+    pub async fn prune_audit(&self, cutoff: time::OffsetDateTime) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = self
+                .blocking(move |s| s.audit_prune(cutoff, PRUNE_BATCH))
+                .await?;
+            total += n;
+            if n < PRUNE_BATCH {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
     /// Commits and then updates memory in one blocking call: once started, both happen even
     /// if the caller stops waiting.
     async fn commit(&self, change: Change) -> Result<(), StoreError> {
@@ -462,6 +490,20 @@ impl LoginBook {
 
     pub async fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
         self.blocking(|s| s.outbox_status()).await
+    }
+
+    pub async fn outbox_entries(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.blocking(move |s| s.outbox_entries(limit)).await
+    }
+
+    /// Makes dead write-backs pending again (all of them when `ids` is empty) and wakes the
+    /// outbox worker; returns how many.
+    pub async fn outbox_retry(&self, ids: Vec<i64>) -> Result<usize, StoreError> {
+        let n = self.blocking(move |s| s.outbox_retry(&ids)).await?;
+        if n > 0 {
+            self.outbox_ready.notify_one();
+        }
+        Ok(n)
     }
 }
 
@@ -711,5 +753,29 @@ mod tests {
             .unwrap();
         assert_eq!(ended.unwrap().extension, "1002");
         assert!(b.identities(&m).is_empty());
+    }
+
+    #[tokio::test]
+    async fn pruning_goes_through_every_batch_and_keeps_recent_events() {
+        let (_d, b) = book();
+        let cutoff = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let old = PRUNE_BATCH * 2 + 17;
+        let events: Vec<AuditEvent> = (0..old + 3)
+            .map(|i| {
+                let mut e = AuditEvent::new(EventKind::Login, "t");
+                e.at = if i < old {
+                    cutoff - time::Duration::days(1)
+                } else {
+                    cutoff + time::Duration::seconds(i as i64)
+                };
+                e
+            })
+            .collect();
+        b.note(events).await.unwrap();
+        assert_eq!(b.prune_audit(cutoff).await.unwrap(), old);
+        let left = b.audit(10).await.unwrap();
+        assert_eq!(left.len(), 3);
+        assert!(left.iter().all(|e| e.at > cutoff));
+        assert_eq!(b.prune_audit(cutoff).await.unwrap(), 0);
     }
 }

@@ -73,6 +73,8 @@ pub enum EventKind {
     ConsoleSignInFailed,
     /// A user signed in to their own page (`/me`).
     UserPageSignIn,
+    /// An admin made dead PBX write-backs pending again.
+    OutboxRetried,
 }
 
 impl EventKind {
@@ -92,11 +94,12 @@ impl EventKind {
             EventKind::ConsoleSignIn => "console-sign-in",
             EventKind::ConsoleSignInFailed => "console-sign-in-failed",
             EventKind::UserPageSignIn => "user-page-sign-in",
+            EventKind::OutboxRetried => "outbox-retried",
         }
     }
 
     /// Every kind, for filters.
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::Login,
         EventKind::Logout,
         EventKind::Takeover,
@@ -111,6 +114,7 @@ impl EventKind {
         EventKind::ConsoleSignIn,
         EventKind::ConsoleSignInFailed,
         EventKind::UserPageSignIn,
+        EventKind::OutboxRetried,
     ];
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -243,6 +247,29 @@ pub struct OutboxStatus {
     pub last_error: Option<String>,
 }
 
+/// Which audit events to read (every field optional), newest first, a page at a time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// From this time on (inclusive).
+    pub from: Option<OffsetDateTime>,
+    /// Before this time (exclusive).
+    pub to: Option<OffsetDateTime>,
+    pub extension: Option<String>,
+    pub mac: Option<Mac>,
+    pub kind: Option<EventKind>,
+    /// Only events older than this id (the next page).
+    pub before_id: Option<i64>,
+}
+
+/// A write-back as the console shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub item: OutboxItem,
+    pub created: OffsetDateTime,
+    pub last_error: Option<String>,
+    pub dead: bool,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store: {0}")]
@@ -265,12 +292,25 @@ pub trait Store: Send + Sync + 'static {
         kinds: &[EventKind],
         limit: usize,
     ) -> Result<Vec<AuditEvent>, StoreError>;
+    /// The events `filter` selects, newest first, at most `limit`.
+    fn audit_query(
+        &self,
+        filter: &AuditFilter,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Deletes up to `batch` events from before `before`; returns how many went.
+    fn audit_prune(&self, before: OffsetDateTime, batch: usize) -> Result<usize, StoreError>;
     /// Undelivered write-backs, oldest first.
     fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
     fn outbox_done(&self, id: i64) -> Result<(), StoreError>;
     /// Counts a failed attempt; `dead` when the PBX refused it for good.
     fn outbox_failed(&self, id: i64, error: &str, dead: bool) -> Result<(), StoreError>;
     fn outbox_status(&self) -> Result<OutboxStatus, StoreError>;
+    /// Pending and dead write-backs for the console, oldest first, at most `limit`.
+    fn outbox_entries(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// Makes dead write-backs pending again (every dead one when `ids` is empty); returns
+    /// how many.
+    fn outbox_retry(&self, ids: &[i64]) -> Result<usize, StoreError>;
     fn load_lockouts(&self) -> Result<Vec<LockoutRow>, StoreError>;
     fn load_credentials(&self) -> Result<Vec<PhoneCredential>, StoreError>;
     fn load_reloads(&self) -> Result<Vec<ReloadSent>, StoreError>;

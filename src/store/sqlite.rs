@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{
-    AuditEvent, Change, EventKind, LockoutRow, Login, OutboxItem, OutboxStatus, PhoneCredential,
-    ReloadSent, Store, StoreError, WriteMethod,
+    AuditEvent, AuditFilter, Change, EventKind, LockoutRow, Login, OutboxEntry, OutboxItem,
+    OutboxStatus, PhoneCredential, ReloadSent, Store, StoreError, WriteMethod,
 };
 
 /// Schema steps; step N brings `user_version` from N to N+1. Append, never edit.
@@ -91,6 +91,12 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE reloads (mac TEXT PRIMARY KEY, at TEXT NOT NULL, result TEXT NOT NULL);",
     // The user page reads one extension's recent events.
     "CREATE INDEX audit_extension ON audit(extension, id);",
+    // The console filters the audit trail by time, extension, MAC and kind; retention
+    // deletes by time.
+    "CREATE INDEX audit_at ON audit(at);
+     CREATE INDEX IF NOT EXISTS audit_extension ON audit(extension, id);
+     CREATE INDEX audit_mac ON audit(mac, id);
+     CREATE INDEX audit_kind ON audit(kind, id);",
 ];
 
 pub struct SqliteStore {
@@ -128,6 +134,34 @@ fn ts(t: OffsetDateTime) -> String {
 
 fn parse_ts(s: &str) -> OffsetDateTime {
     OffsetDateTime::parse(s, &Rfc3339).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// A time bound compared with stored [`ts`] text: UTC, whole seconds, with a zero fraction,
+/// so that `…:00Z` and `…:00.5Z` both sort on the right side of it ('.' < digits < 'Z').
+fn bound_ts(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000000000Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEvent> {
+    Ok(AuditEvent {
+        id: r.get(0)?,
+        at: parse_ts(&r.get::<_, String>(1)?),
+        kind: EventKind::parse(&r.get::<_, String>(2)?).unwrap_or(EventKind::Logout),
+        mac: r.get::<_, Option<String>>(3)?.and_then(|m| m.parse().ok()),
+        extension: r.get(4)?,
+        network: r.get(5)?,
+        source_ip: r.get(6)?,
+        detail: r.get(7)?,
+    })
 }
 
 impl SqliteStore {
@@ -432,17 +466,118 @@ impl Store for SqliteStore {
     }
 
     fn audit(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        self.audit_query(&AuditFilter::default(), limit)
+    }
+
+    fn audit_query(
+        &self,
+        filter: &AuditFilter,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        use rusqlite::types::Value;
+        // Only placeholders go into the text; every value is bound.
+        let mut clauses: Vec<&str> = Vec::new();
+        let mut values: Vec<Value> = Vec::new();
+        let mut add = |clause: &'static str, value: Value| {
+            clauses.push(clause);
+            values.push(value);
+        };
+        if let Some(t) = filter.from {
+            add("at >= ?", Value::Text(bound_ts(t)));
+        }
+        if let Some(t) = filter.to {
+            add("at < ?", Value::Text(bound_ts(t)));
+        }
+        if let Some(e) = &filter.extension {
+            add("extension = ?", Value::Text(e.clone()));
+        }
+        if let Some(m) = filter.mac {
+            add("mac = ?", Value::Text(m.to_string()));
+        }
+        if let Some(k) = filter.kind {
+            add("kind = ?", Value::Text(k.as_str().to_owned()));
+        }
+        if let Some(id) = filter.before_id {
+            add("id < ?", Value::Integer(id));
+        }
+        let mut sql = String::from(
+            "SELECT id, at, kind, mac, extension, network, source_ip, detail FROM audit",
+        );
+        if !clauses.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&clauses.join(" AND "));
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT id, at, kind, mac, extension, network, source_ip, detail
-                 FROM audit ORDER BY id DESC LIMIT ?1",
-            )
-            .map_err(db)?;
+        let mut stmt = conn.prepare(&sql).map_err(db)?;
         let rows = stmt
-            .query_map(params![limit as i64], audit_row)
+            .query_map(rusqlite::params_from_iter(values), audit_row)
             .map_err(db)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db)
+    }
+
+    fn audit_prune(&self, before: OffsetDateTime, batch: usize) -> Result<usize, StoreError> {
+        let result = self.same_file().and_then(|()| {
+            self.conn()
+                .execute(
+                    "DELETE FROM audit WHERE id IN
+                     (SELECT id FROM audit WHERE at < ?1 ORDER BY at LIMIT ?2)",
+                    params![bound_ts(before), i64::try_from(batch).unwrap_or(i64::MAX)],
+                )
+                .map_err(db)
+        });
+        self.noted(result)
+    }
+
+    fn outbox_entries(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let sql = format!(
+            "SELECT id, mac, method, body, attempts, created, last_error, dead FROM outbox
+             ORDER BY id LIMIT {}",
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        );
+        self.query_all(&sql, |r| {
+            let (mac, method): (String, String) = (r.get(1)?, r.get(2)?);
+            let (Ok(mac), Some(method)) = (mac.parse(), WriteMethod::parse(&method)) else {
+                return Ok(None);
+            };
+            Ok(Some(OutboxEntry {
+                item: OutboxItem {
+                    id: r.get(0)?,
+                    mac,
+                    method,
+                    body: r.get(3)?,
+                    attempts: r.get::<_, i64>(4)? as u32,
+                },
+                created: parse_ts(&r.get::<_, String>(5)?),
+                last_error: r.get(6)?,
+                dead: r.get::<_, i64>(7)? != 0,
+            }))
+        })
+    }
+
+    fn outbox_retry(&self, ids: &[i64]) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db)?;
+        let mut n = 0;
+        if ids.is_empty() {
+            n += tx
+                .execute(
+                    "UPDATE outbox SET dead = 0, attempts = 0 WHERE dead = 1",
+                    [],
+                )
+                .map_err(db)?;
+        }
+        for id in ids {
+            n += tx
+                .execute(
+                    "UPDATE outbox SET dead = 0, attempts = 0 WHERE dead = 1 AND id = ?1",
+                    params![id],
+                )
+                .map_err(db)?;
+        }
+        tx.commit().map_err(db)?;
+        Ok(n)
     }
 
     fn audit_of(
@@ -472,19 +607,6 @@ impl Store for SqliteStore {
             .map_err(db)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db)
     }
-}
-
-fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEvent> {
-    Ok(AuditEvent {
-        id: r.get(0)?,
-        at: parse_ts(&r.get::<_, String>(1)?),
-        kind: EventKind::parse(&r.get::<_, String>(2)?).unwrap_or(EventKind::Logout),
-        mac: r.get::<_, Option<String>>(3)?.and_then(|m| m.parse().ok()),
-        extension: r.get(4)?,
-        network: r.get(5)?,
-        source_ip: r.get(6)?,
-        detail: r.get(7)?,
-    })
 }
 
 impl SqliteStore {
@@ -793,5 +915,156 @@ mod tests {
         assert_eq!(s.outbox_pending(10).unwrap()[0].attempts, 1);
         s.outbox_done(pending[0].id).unwrap();
         assert_eq!(s.outbox_status().unwrap().pending, 0);
+    }
+
+    fn event_at(kind: EventKind, mac: &str, ext: &str, unix: i64) -> AuditEvent {
+        let mut e = AuditEvent::new(kind, "t");
+        e.mac = Some(mac.parse().unwrap());
+        e.extension = Some(ext.into());
+        e.at = OffsetDateTime::from_unix_timestamp(unix).unwrap();
+        e
+    }
+
+    #[test]
+    fn audit_filters_combine_and_page_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("a.sqlite")).unwrap();
+        let t0 = 1_700_000_000;
+        let mut half = event_at(EventKind::Logout, "00085d000001", "1001", t0 + 100);
+        // A stored time with a fraction sorts right against a whole-second bound.
+        half.at += time::Duration::milliseconds(500);
+        s.commit(&Change {
+            events: vec![
+                event_at(EventKind::Login, "00085d000001", "1001", t0),
+                half,
+                event_at(EventKind::Login, "00085d000002", "1002", t0 + 200),
+                event_at(
+                    EventKind::LoginFailed,
+                    "00085d000002",
+                    "1001'; DROP TABLE audit; --",
+                    t0 + 300,
+                ),
+            ],
+            ..Change::default()
+        })
+        .unwrap();
+        let at = |u: i64| Some(OffsetDateTime::from_unix_timestamp(u).unwrap());
+        let ids = |f: AuditFilter, limit| -> Vec<i64> {
+            s.audit_query(&f, limit)
+                .unwrap()
+                .iter()
+                .map(|e| e.id)
+                .collect()
+        };
+        assert_eq!(ids(AuditFilter::default(), 10), [4, 3, 2, 1]);
+        let ext = AuditFilter {
+            extension: Some("1001".into()),
+            ..AuditFilter::default()
+        };
+        assert_eq!(ids(ext.clone(), 10), [2, 1]);
+        assert_eq!(
+            ids(
+                AuditFilter {
+                    before_id: Some(2),
+                    ..ext
+                },
+                10
+            ),
+            [1]
+        );
+        let mac = AuditFilter {
+            mac: Some("00085d000002".parse().unwrap()),
+            kind: Some(EventKind::Login),
+            ..AuditFilter::default()
+        };
+        assert_eq!(ids(mac, 10), [3]);
+        // [from, to): the event at exactly `to` is out, the one 0.5 s after `from` in.
+        let range = AuditFilter {
+            from: at(t0 + 100),
+            to: at(t0 + 200),
+            ..AuditFilter::default()
+        };
+        assert_eq!(ids(range, 10), [2]);
+        assert_eq!(ids(AuditFilter::default(), 2), [4, 3]);
+        let hostile = AuditFilter {
+            extension: Some("1001'; DROP TABLE audit; --".into()),
+            ..AuditFilter::default()
+        };
+        assert_eq!(ids(hostile, 10), [4]);
+        assert_eq!(s.audit(10).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn pruning_deletes_old_events_in_batches_and_keeps_recent_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("p.sqlite")).unwrap();
+        let cutoff = 1_700_000_000;
+        let events: Vec<_> = (0..7)
+            .map(|i| {
+                event_at(
+                    EventKind::Login,
+                    "00085d000001",
+                    "1001",
+                    cutoff - 10 + i * 3,
+                )
+            })
+            .collect();
+        s.commit(&Change {
+            events,
+            ..Change::default()
+        })
+        .unwrap();
+        let before = OffsetDateTime::from_unix_timestamp(cutoff).unwrap();
+        // Times -10, -7, -4, -1 are old; 2, 5, 8 stay.
+        assert_eq!(s.audit_prune(before, 3).unwrap(), 3);
+        assert_eq!(s.audit_prune(before, 3).unwrap(), 1);
+        assert_eq!(s.audit_prune(before, 3).unwrap(), 0);
+        let left: Vec<i64> = s
+            .audit(10)
+            .unwrap()
+            .iter()
+            .map(|e| e.at.unix_timestamp())
+            .collect();
+        assert_eq!(left, [cutoff + 8, cutoff + 5, cutoff + 2]);
+    }
+
+    #[test]
+    fn dead_write_backs_can_be_retried_one_or_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("r.sqlite")).unwrap();
+        let item = |m: &str| crate::store::NewOutboxItem {
+            mac: m.parse().unwrap(),
+            method: WriteMethod::Put,
+            body: "{}".into(),
+        };
+        s.commit(&Change {
+            outbox: vec![
+                item("00085d000001"),
+                item("00085d000002"),
+                item("00085d000003"),
+            ],
+            ..Change::default()
+        })
+        .unwrap();
+        for id in [1, 2] {
+            s.outbox_failed(id, "PBX answered 422", true).unwrap();
+        }
+        let entries = s.outbox_entries(10).unwrap();
+        assert_eq!(
+            entries
+                .iter()
+                .map(|e| (e.item.id, e.dead))
+                .collect::<Vec<_>>(),
+            [(1, true), (2, true), (3, false)]
+        );
+        assert_eq!(entries[0].last_error.as_deref(), Some("PBX answered 422"));
+        // A pending row is not "retried"; a dead one is.
+        assert_eq!(s.outbox_retry(&[3]).unwrap(), 0);
+        assert_eq!(s.outbox_retry(&[2]).unwrap(), 1);
+        assert_eq!(s.outbox_status().unwrap().dead, 1);
+        assert_eq!(s.outbox_retry(&[]).unwrap(), 1);
+        let st = s.outbox_status().unwrap();
+        assert_eq!((st.pending, st.dead), (3, 0));
+        assert_eq!(s.outbox_pending(10).unwrap()[0].attempts, 0);
     }
 }

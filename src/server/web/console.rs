@@ -39,6 +39,10 @@ pub fn routes() -> Router {
         .route("/admin/logout", post(force_logout))
         .route("/admin/lockouts", get(lockouts).post(clear_lockout))
         .route("/admin/phones", get(phones))
+        .merge(super::audit::routes())
+        .merge(super::outbox::routes())
+        .merge(super::preview::routes())
+        .merge(super::settings::routes())
         .route(
             "/admin/static/console.css",
             get(|| async {
@@ -61,7 +65,7 @@ pub fn routes() -> Router {
 }
 
 /// The console session the request carries, else a redirect to the sign-in page.
-fn signed_in(ctx: &Ctx, headers: &HeaderMap) -> Result<Session, Box<Response>> {
+pub(super) fn signed_in(ctx: &Ctx, headers: &HeaderMap) -> Result<Session, Box<Response>> {
     ctx.app
         .web
         .admin
@@ -70,7 +74,7 @@ fn signed_in(ctx: &Ctx, headers: &HeaderMap) -> Result<Session, Box<Response>> {
 }
 
 /// A form's session and CSRF check: 403 when the token is not this session's.
-fn checked_form(
+pub(super) fn checked_form(
     ctx: &Ctx,
     headers: &HeaderMap,
     body: &[u8],
@@ -90,7 +94,7 @@ fn checked_form(
     Ok((session, f))
 }
 
-fn rfc3339(t: time::OffsetDateTime) -> String {
+pub(super) fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
@@ -99,7 +103,7 @@ fn shown(text: &str) -> String {
     text.chars().take(64).flat_map(char::escape_debug).collect()
 }
 
-async fn audit(app: &App, kind: EventKind, ctx: &Ctx, detail: String, mac: Option<Mac>) {
+pub(super) async fn audit(app: &App, kind: EventKind, ctx: &Ctx, detail: String, mac: Option<Mac>) {
     let mut ev = AuditEvent::new(kind, detail);
     ev.source_ip = Some(ctx.client.ip().to_canonical().to_string());
     ev.mac = mac;

@@ -3,9 +3,13 @@
 //! file (the Content-Security-Policy allows no inline script), sessions in cookies, a CSRF
 //! token in every state-changing form.
 
+pub mod audit;
 pub mod console;
 pub mod me;
+pub mod outbox;
+pub mod preview;
 pub mod session;
+pub mod settings;
 
 use std::sync::LazyLock;
 
@@ -45,6 +49,10 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("phones.html", include_str!("templates/phones.html")),
         ("me_signin.html", include_str!("templates/me_signin.html")),
         ("me.html", include_str!("templates/me.html")),
+        ("audit.html", include_str!("templates/audit.html")),
+        ("outbox.html", include_str!("templates/outbox.html")),
+        ("preview.html", include_str!("templates/preview.html")),
+        ("config.html", include_str!("templates/config.html")),
     ] {
         env.add_template(name, source)
             .expect("the built-in templates parse (checked by a unit test)");
@@ -116,6 +124,18 @@ pub fn see_other(to: &'static str, cookie: Option<HeaderValue>) -> Response {
         resp.headers_mut().insert(header::SET_COOKIE, c);
     }
     harden(&mut resp);
+    resp
+}
+
+/// A file to save (`Content-Disposition: attachment`), never cached.
+pub fn download(content_type: &'static str, file_name: &'static str, body: String) -> Response {
+    let mut resp = Response::new(axum::body::Body::new(Full::new(Bytes::from(body))));
+    harden(&mut resp);
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
     resp
 }
 

@@ -1,0 +1,404 @@
+//! The console's audit, outbox, preview and configuration pages over real sockets, signed in
+//! as a browser would be: real content, the CSV export and its filters, CSRF on the retry.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::phone::*;
+use support::upstream::Upstream;
+use support::{ADMIN_PASSWORD, Response, Server, http_directory, parse_response, request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn post_form(addr: std::net::SocketAddr, path: &str, cookie: &str, body: &str) -> Response {
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    parse_response(&raw)
+}
+
+/// Signs in as `admin`; returns the `name=value` cookie pair.
+async fn sign_in(addr: std::net::SocketAddr) -> String {
+    let req_body = format!("name=admin&password={ADMIN_PASSWORD}");
+    let req = format!(
+        "POST /admin/signin HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{req_body}",
+        req_body.len()
+    );
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let r = parse_response(&raw);
+    assert_eq!(r.status, 303, "{}", r.text());
+    let cookie = r.header("set-cookie").expect("a session cookie");
+    assert!(cookie.starts_with("hotdesk_admin="));
+    cookie.split(';').next().unwrap().to_string()
+}
+
+async fn get(addr: std::net::SocketAddr, path: &str, cookie: &str) -> Response {
+    request(addr, "GET", path, &[("Cookie", cookie)]).await
+}
+
+fn csrf(page: &str) -> String {
+    let at = page
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token");
+    let rest = &page[at + "name=\"csrf\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
+
+/// `YYYY-MM-DD` of today plus `days` (UTC, as the audit trail keeps time).
+fn day(days: i64) -> String {
+    let d = (time::OffsetDateTime::now_utc() + time::Duration::days(days)).date();
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+#[tokio::test]
+async fn every_page_needs_a_session() {
+    let server = Server::start("").await;
+    for path in [
+        "/admin/audit",
+        "/admin/audit.csv",
+        "/admin/outbox",
+        "/admin/preview",
+        "/admin/config",
+    ] {
+        let r = request(server.addr, "GET", path, &[]).await;
+        assert_eq!(r.status, 303, "{path}");
+        assert_eq!(r.header("location"), Some("/admin/signin"), "{path}");
+    }
+    let r = post_form(
+        server.addr,
+        "/admin/outbox/retry",
+        "hotdesk_admin=forged",
+        "all=1",
+    )
+    .await;
+    assert_eq!(r.status, 303);
+}
+
+#[tokio::test]
+async fn a_phones_login_is_in_the_audit_page_and_csv_with_their_filters() {
+    let server = Server::start("").await;
+    let addr = server.addr;
+    let phone = Phone::new(addr, AASTRA_6737I);
+    assert_eq!(
+        phone.login("Internal", "1001", "73915").await.title(),
+        "Logged in"
+    );
+    // A failed attempt whose extension a spreadsheet would read as a formula.
+    phone.go("/app/login?net=internal&ext=%2B4930&pin=0").await;
+    let cookie = sign_in(addr).await;
+
+    let page = get(addr, "/admin/audit?extension=1001&kind=login", &cookie).await;
+    assert_eq!(page.status, 200);
+    let text = page.text();
+    assert!(
+        text.contains("00085d30a6ce") && text.contains("<td>login</td>"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("<td>login-failed</td>"),
+        "the kind filter: {text}"
+    );
+    assert!(text.contains("<option value=\"login\" selected>"), "{text}");
+    let other = get(addr, "/admin/audit?extension=1002", &cookie)
+        .await
+        .text();
+    assert!(other.contains("No events match.") && !other.contains("00085d30a6ce"));
+    // The time range: nothing from tomorrow on, everything before it.
+    let future = get(addr, &format!("/admin/audit?from={}", day(1)), &cookie).await;
+    assert!(future.text().contains("No events match."));
+    let past = get(
+        addr,
+        &format!("/admin/audit?to={}&mac=00-08-5D-30-A6-CE", day(0)),
+        &cookie,
+    )
+    .await;
+    assert!(past.text().contains("00085d30a6ce"), "{}", past.text());
+    let range = format!("/admin/audit?from={}T00:00&to={}T00:00", day(0), day(1));
+    assert!(
+        get(addr, &range, &cookie)
+            .await
+            .text()
+            .contains("00085d30a6ce")
+    );
+    // Bad filters are a clear 400, not an empty page.
+    for bad in ["mac=zz", "kind=nope", "from=yesterday"] {
+        let r = get(addr, &format!("/admin/audit?{bad}"), &cookie).await;
+        assert_eq!(r.status, 400, "{bad}");
+        assert!(r.text().contains("role=\"alert\""), "{bad}");
+    }
+
+    let csv = get(addr, "/admin/audit.csv?extension=1001&kind=login", &cookie).await;
+    assert_eq!(csv.status, 200);
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    assert_eq!(
+        csv.header("content-disposition"),
+        Some("attachment; filename=\"hotdesk-audit.csv\"")
+    );
+    let text = csv.text();
+    let lines: Vec<&str> = text.split_terminator("\r\n").collect();
+    assert_eq!(lines[0], "id,at,kind,mac,extension,network,source,detail");
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[1].contains(",login,00085d30a6ce,1001,internal,127.0.0.1,"),
+        "{text}"
+    );
+
+    let failed = get(addr, "/admin/audit.csv?kind=login-failed", &cookie)
+        .await
+        .text();
+    assert!(failed.contains(",'+4930,"), "{failed}");
+    assert!(!failed.contains(",+4930,"), "{failed}");
+    // The same selection as the page, so the page links to it.
+    assert!(
+        get(addr, "/admin/audit?kind=login-failed", &cookie)
+            .await
+            .text()
+            .contains("href=\"/admin/audit.csv?kind=login-failed\"")
+    );
+}
+
+async fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn outbox(server: &Server) -> serde_json::Value {
+    let r = server.admin("GET", "/api/v1/outbox").await;
+    assert_eq!(r.status, 200);
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+#[tokio::test]
+async fn retry_moves_a_dead_write_back_back_to_the_queue() {
+    let up = Upstream::start().await;
+    up.user("1001", "Ada Lovelace", Some("73915"));
+    up.write_status(Some(422));
+    let writeback = format!(
+        "[writeback]\nkind = \"devices\"\nmax_backoff = \"1s\"\n[writeback.http]\nurl = \"http://{}/hotdesk/v1\"\nauth = \"none\"\nrequest_timeout = \"400ms\"\nbreaker_failures = 100\nbreaker_cooldown = \"1s\"\n",
+        up.addr
+    );
+    let server = Server::start_with(http_directory(&up.url()), &writeback).await;
+    let addr = server.addr;
+    Phone::new(addr, YEALINK_T46S)
+        .go("/app/login?net=internal&ext=1001&pin=73915")
+        .await;
+    wait_for(|| up.write_attempts() == 1, "the refused write-back").await;
+    let mut dead = 0;
+    for _ in 0..100 {
+        dead = outbox(&server).await["dead"].as_u64().unwrap();
+        if dead == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(dead, 1);
+
+    let cookie = sign_in(addr).await;
+    let page = get(addr, "/admin/outbox", &cookie).await;
+    assert_eq!(page.status, 200);
+    let text = page.text();
+    assert!(
+        text.contains(">dead<") && text.contains("805ec02f3c2e"),
+        "{text}"
+    );
+    assert!(text.contains("PBX answered 422"), "{text}");
+    let token = csrf(&text);
+    let id = {
+        let at = text.find("name=\"id\" value=\"").expect("a retry form");
+        let rest = &text[at + 17..];
+        rest[..rest.find('"').unwrap()].to_string()
+    };
+
+    // A forged form changes nothing.
+    let r = post_form(
+        addr,
+        "/admin/outbox/retry",
+        &cookie,
+        &format!("csrf=wrong&id={id}"),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let r = post_form(addr, "/admin/outbox/retry", &cookie, &format!("id={id}")).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(outbox(&server).await["dead"], 1);
+
+    up.write_status(None);
+    let r = post_form(
+        addr,
+        "/admin/outbox/retry",
+        &cookie,
+        &format!("csrf={token}&id={id}"),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(r.header("location"), Some("/admin/outbox"));
+    wait_for(
+        || up.writes().iter().any(|w| w.0 == "PUT"),
+        "the retried delivery",
+    )
+    .await;
+    let mut st = outbox(&server).await;
+    for _ in 0..100 {
+        if st["pending"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        st = outbox(&server).await;
+    }
+    assert_eq!(
+        (st["pending"].as_u64(), st["dead"].as_u64()),
+        (Some(0), Some(0)),
+        "{st}"
+    );
+    let audit = server.audit().await;
+    assert!(
+        audit.iter().any(|e| e["kind"] == "outbox-retried"
+            && e["detail"].as_str().unwrap().contains("console (admin)")),
+        "{audit:?}"
+    );
+    assert!(
+        get(addr, "/admin/outbox", &cookie)
+            .await
+            .text()
+            .contains("Nothing waiting")
+    );
+}
+
+#[tokio::test]
+async fn preview_shows_each_screen_next_to_its_xml() {
+    let server = Server::start("").await;
+    let addr = server.addr;
+    let cookie = sign_in(addr).await;
+
+    let page = get(addr, "/admin/preview?vendor=yealink&model=T46S", &cookie).await;
+    assert_eq!(page.status, 200);
+    let t46s = page.text();
+    // The entry menu with the config's networks, drawn and as XML (escaped).
+    assert!(t46s.contains("&lt;YealinkIPPhoneTextMenu"), "{t46s}");
+    assert!(t46s.contains("<li class=\"sel\""), "{t46s}");
+    // The T46S takes extension and PIN on one form; its Submit is softkey 1.
+    assert!(
+        t46s.contains("&lt;YealinkIPPhoneInputScreen type=&quot;string&quot;"),
+        "{t46s}"
+    );
+    assert!(t46s.contains("1: Submit"), "{t46s}");
+    assert!(t46s.contains("Welcome, Sam Example."), "{t46s}");
+    // minijinja escapes `/` too.
+    assert!(
+        t46s.contains("&lt;Title&gt;Login locked&lt;&#x2f;Title&gt;"),
+        "{t46s}"
+    );
+    assert!(
+        !t46s.contains("<YealinkIPPhone"),
+        "XML is shown escaped only"
+    );
+
+    let page = get(addr, "/admin/preview?vendor=aastra&model=6737i", &cookie).await;
+    let aastra = page.text();
+    assert!(aastra.contains("&lt;AastraIPPhoneTextMenu"), "{aastra}");
+    assert!(aastra.contains("&lt;AastraIPPhoneExecute"), "{aastra}");
+    assert!(aastra.contains("Command: ClearCallersList"), "{aastra}");
+    assert!(
+        aastra.contains("6: Exit") || aastra.contains("6: Cancel"),
+        "{aastra}"
+    );
+
+    // A two-line Yealink asks one field at a time.
+    let t21p = get(addr, "/admin/preview?vendor=yealink&model=T21P_E2", &cookie)
+        .await
+        .text();
+    assert!(t21p.contains("Ask for the PIN") && !t21p.contains("Extension and PIN"));
+
+    for bad in ["vendor=nokia", "vendor=snom&model=%3Cscript%3E"] {
+        let r = get(addr, &format!("/admin/preview?{bad}"), &cookie).await;
+        assert_eq!(r.status, 400, "{bad}");
+        assert!(!r.text().contains("<script>"));
+    }
+}
+
+#[tokio::test]
+async fn the_config_page_masks_every_secret_of_the_test_config() {
+    let base = "[base]\nextension = \"9999\"\nsecret = \"base-sip-secret-777\"\nlabel = \"Emergency\"\nnetwork = \"internal\"\n";
+    let server = Server::start(base).await;
+    let cookie = sign_in(server.addr).await;
+    let page = get(server.addr, "/admin/config", &cookie).await;
+    assert_eq!(page.status, 200);
+    let text = page.text();
+    let config = std::fs::read_to_string(server.dir.join("directory.toml")).unwrap();
+    assert!(!config.is_empty());
+    for secret in [
+        support::admin_hash_for_tests().to_string(),
+        hotdesk::auth::hash_api_key(support::API_KEY),
+        support::API_KEY.to_string(),
+        support::USER_PASSWORD.to_string(),
+        ADMIN_PASSWORD.to_string(),
+        "base-sip-secret-777".to_string(),
+        "argon2".to_string(),
+    ] {
+        assert!(!text.contains(&secret), "{secret} is on the config page");
+    }
+    // What is not secret is there.
+    assert!(text.contains("networks.internal.sip_server"), "{text}");
+    assert!(text.contains("10.0.0.5"));
+    assert!(text.contains("admin.keys[0].name"));
+    assert!(text.contains("base.extension"));
+    assert!(text.matches("(masked)").count() >= 4, "{text}");
+}
+
+#[tokio::test]
+async fn audit_events_past_retention_are_pruned_at_start_and_recent_ones_kept() {
+    use hotdesk::store::{AuditEvent, Change, EventKind, SqliteStore, Store};
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("directory.toml"), support::DIRECTORY).unwrap();
+    {
+        let store = SqliteStore::open(&tmp.path().join("state/hotdesk.sqlite")).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let event = |days: i64, detail: &str| {
+            let mut e = AuditEvent::new(EventKind::Login, detail);
+            e.at = now - time::Duration::days(days);
+            e
+        };
+        let change = Change {
+            events: vec![
+                event(401, "older than 400 days"),
+                event(399, "within 400 days"),
+            ],
+            ..Change::default()
+        };
+        store.commit(&change).unwrap();
+    }
+    // The default `[store] audit_retention` is 400 days; the first sweep runs at start.
+    let server = Server::start_in(tmp.path().to_owned(), None, String::new()).await;
+    let mut details = Vec::new();
+    for _ in 0..100 {
+        details = server
+            .audit()
+            .await
+            .iter()
+            .map(|e| e["detail"].as_str().unwrap().to_owned())
+            .collect();
+        if !details.iter().any(|d| d == "older than 400 days") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(details, ["within 400 days"]);
+}
