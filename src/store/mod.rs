@@ -4,10 +4,12 @@
 
 mod book;
 mod sqlite;
+mod users;
 
 pub use book::{BookError, LoginBook, LoginOutcome};
 
 pub use sqlite::SqliteStore;
+pub use users::{StoredUser, UserWrite};
 
 use time::OffsetDateTime;
 
@@ -71,6 +73,8 @@ pub enum EventKind {
     /// Someone signed in to the console (or failed to).
     ConsoleSignIn,
     ConsoleSignInFailed,
+    /// A user of the embedded directory was created, changed, imported or deleted.
+    UserChanged,
 }
 
 impl EventKind {
@@ -89,11 +93,12 @@ impl EventKind {
             EventKind::AutoLogout => "auto-logout",
             EventKind::ConsoleSignIn => "console-sign-in",
             EventKind::ConsoleSignInFailed => "console-sign-in-failed",
+            EventKind::UserChanged => "user-changed",
         }
     }
 
     /// Every kind, for filters.
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::Login,
         EventKind::Logout,
         EventKind::Takeover,
@@ -107,6 +112,7 @@ impl EventKind {
         EventKind::AutoLogout,
         EventKind::ConsoleSignIn,
         EventKind::ConsoleSignInFailed,
+        EventKind::UserChanged,
     ];
 
     pub fn parse(s: &str) -> Option<Self> {
