@@ -231,6 +231,7 @@ mod tests {
                         sip_password: crate::secret::Secret::new("s"),
                         sip_username: None,
                         template: None,
+                        pin_hash: None,
                     })
                 }))
             })
