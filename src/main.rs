@@ -204,7 +204,7 @@ mod users {
     use hotdesk::directory::embedded::{import, open_key};
     use hotdesk::store::SqliteStore;
 
-    fn open(config: &PathBuf) -> anyhow::Result<(Config, SqliteStore)> {
+    fn open(config: &std::path::Path) -> anyhow::Result<(Config, SqliteStore)> {
         let config = Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
         if config.directory.kind != DirectoryKind::Embedded {
             bail!("[directory] kind must be \"embedded\" to import or export users");

@@ -50,15 +50,21 @@ struct SipSecretBody {
 }
 
 /// Parses a JSON body; the error never quotes a value (it could be a PIN).
-fn parse<T: serde::de::DeserializeOwned + Default>(body: &[u8], expected: &str) -> Result<T, Resp> {
+fn parse<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+    expected: &str,
+) -> Result<T, Box<Resp>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
     parse_required(body, expected)
 }
 
-fn parse_required<T: serde::de::DeserializeOwned>(body: &[u8], expected: &str) -> Result<T, Resp> {
-    serde_json::from_slice(body).map_err(|e| {
+fn parse_required<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    expected: &str,
+) -> Result<T, Box<Resp>> {
+    serde_json::from_slice(body).map_err(|e| -> Box<Resp> {
         let text = e.to_string();
         let shown = if text.starts_with("unknown field") || text.starts_with("missing field") {
             text
@@ -69,10 +75,10 @@ fn parse_required<T: serde::de::DeserializeOwned>(body: &[u8], expected: &str) -
                 e.column()
             )
         };
-        respond::json_error(
+        Box::new(respond::json_error(
             StatusCode::BAD_REQUEST,
             &format!("{shown}; expected {expected}"),
-        )
+        ))
     })
 }
 
@@ -97,7 +103,7 @@ fn once(body: serde_json::Value) -> Resp {
     respond::json(StatusCode::OK, &body)
 }
 
-fn check_template(app: &App, template: Option<&str>) -> Result<(), Resp> {
+fn check_template(app: &App, template: Option<&str>) -> Result<(), Box<Resp>> {
     let Some(t) = template.filter(|t| !t.is_empty()) else {
         return Ok(());
     };
@@ -105,14 +111,14 @@ fn check_template(app: &App, template: Option<&str>) -> Result<(), Resp> {
     if known.contains(t) {
         return Ok(());
     }
-    Err(respond::json_error(
+    Err(Box::new(respond::json_error(
         StatusCode::BAD_REQUEST,
         &format!(
             "template `{}` exists for no brand (known: {})",
             t.escape_debug(),
             known.into_iter().collect::<Vec<_>>().join(", ")
         ),
-    ))
+    )))
 }
 
 pub(super) async fn handle(
@@ -184,10 +190,10 @@ async fn create(app: &App, users: &Embedded, body: &[u8], actor: &str) -> Resp {
     const EXPECTED: &str = "{\"extension\", \"name\", optional \"template\", \"email\", \"enabled\", \"pin\", \"sip_secret\"}";
     let b: CreateBody = match parse_required(body, EXPECTED) {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     if let Err(resp) = check_template(app, b.template.as_deref()) {
-        return resp;
+        return *resp;
     }
     if let Some(pin) = &b.pin
         && let Err(weak) = secrets::check_pin(pin, &b.extension)
@@ -230,10 +236,10 @@ async fn patch(
     const EXPECTED: &str = "{\"name\", \"template\", \"email\", \"enabled\"} (any of them)";
     let b: PatchBody = match parse_required(body, EXPECTED) {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     if let Err(resp) = check_template(app, b.template.as_deref()) {
-        return resp;
+        return *resp;
     }
     let was_enabled = users.get(ext).map(|u| u.enabled);
     let patch = Patch {
@@ -291,7 +297,7 @@ async fn log_out_everywhere(app: &Arc<App>, ext: &str, ip: &str, detail: &str) -
 async fn set_pin(app: &App, users: &Embedded, ext: &str, body: &[u8], actor: &str) -> Resp {
     let b: PinBody = match parse(body, "{} to generate a PIN, or {\"pin\": \"...\"}") {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let (pin, how) = match b.pin {
         Some(pin) => match secrets::check_pin(&pin, ext) {
@@ -318,7 +324,7 @@ async fn set_pin(app: &App, users: &Embedded, ext: &str, body: &[u8], actor: &st
 async fn set_sip_secret(app: &App, users: &Embedded, ext: &str, body: &[u8], actor: &str) -> Resp {
     let b: SipSecretBody = match parse(body, "{} to generate one, or {\"sip_secret\": \"...\"}") {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let (secret, how) = match b.sip_secret {
         Some(s) => match secrets::check_sip_secret(&s) {
