@@ -192,6 +192,9 @@ pub enum DirectoryKind {
     Freepbx,
     /// Wazo Platform: a wazo-auth token, then wazo-confd.
     Wazo,
+    /// Users kept in hotdesk's own store (hashed PINs, encrypted SIP secrets), managed by
+    /// the admin API and `hotdesk import-users`.
+    Embedded,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -237,6 +240,16 @@ pub struct DirectoryConfig {
     /// How often files are checked for changes.
     #[serde(default = "default_poll")]
     pub poll_interval: Span,
+    /// `kind = "embedded"`: a directory file (TOML or CSV) imported once, when the store
+    /// has no users yet (demo and first start).
+    pub seed: Option<PathBuf>,
+    /// `kind = "embedded"`: digits of a PIN the admin API generates (6 to 12).
+    #[serde(default = "default_pin_length")]
+    pub pin_length: usize,
+}
+
+fn default_pin_length() -> usize {
+    6
 }
 
 /// A FreePBX API application (Admin > API > Applications, type "Machine-to-Machine").
@@ -1012,6 +1025,9 @@ impl Config {
                 }
             }
             _ => {}
+        }
+        if !(6..=12).contains(&d.pin_length) {
+            return Err("[directory] pin_length must be 6 to 12".into());
         }
         if d.deadline.0.is_zero() || d.fresh_ttl.0.is_zero() {
             return Err("[directory] fresh_ttl and deadline must be above zero".into());

@@ -46,6 +46,8 @@ pub struct App {
     pub config: Arc<Config>,
     pub flow: Flow,
     pub directory: Arc<CachedDirectory>,
+    /// The embedded directory, when `[directory] kind = "embedded"` (the admin API edits it).
+    pub users: Option<Arc<directory::embedded::Embedded>>,
     /// Templates and the settings they render from; replaced by [`App::reload`].
     pub provisioner: provision::live::LiveProvisioner,
     pub clock: Arc<dyn clock::Clock>,
@@ -127,6 +129,31 @@ fn check_user_templates(config: &Config, p: &provision::Provisioner) -> Result<(
     Ok(())
 }
 
+/// Opens the embedded directory in the store, first importing `[directory] seed` when the
+/// store has no users yet (so a fresh demo has its users).
+fn open_embedded(
+    config: &Config,
+    store: &Arc<SqliteStore>,
+    provisioner: &provision::Provisioner,
+) -> Result<Arc<directory::embedded::Embedded>, StartError> {
+    use directory::embedded::{Embedded, import, open_key};
+    let key = open_key(store, &config.store.path).map_err(StartError::Directory)?;
+    let (_, existing) = store.load_users()?;
+    if let (true, Some(seed)) = (existing.is_empty(), &config.directory.seed) {
+        let users = import::read(seed).map_err(StartError::Directory)?;
+        import::check_templates(&users, &provisioner.user_template_names())
+            .map_err(StartError::Templates)?;
+        for warning in import::warnings(&users) {
+            tracing::warn!("{warning}");
+        }
+        let actor = format!("seed ({})", seed.display());
+        let n = import::write(store, &key, &users, &actor).map_err(StartError::Directory)?;
+        tracing::info!(users = n, seed = %seed.display(), "embedded directory seeded");
+    }
+    Embedded::open(store.clone(), key, config.directory.poll_interval.0)
+        .map_err(StartError::Directory)
+}
+
 impl App {
     /// Opens the directory and the store with the system clock (UTC for time-of-day settings).
     /// Must run inside a tokio runtime (background work runs as tasks).
@@ -151,7 +178,20 @@ impl App {
         let provisioner = provision::Provisioner::new(config.provision.templates.as_deref())
             .map_err(StartError::Templates)?;
         check_user_templates(&config, &provisioner)?;
-        let backend = directory::open_backend(&config.directory).map_err(StartError::Directory)?;
+        let had_database = config.store.path.exists();
+        let key_file = config.store.path.with_file_name("url.key");
+        if !had_database && key_file.exists() {
+            tracing::error!(store = %config.store.path.display(), "the database is missing but url.key is there: this deployment lost its store, and every login it held; starting with none");
+        }
+        let store = Arc::new(SqliteStore::open(&config.store.path)?);
+        let users = match config.directory.kind {
+            config::DirectoryKind::Embedded => Some(open_embedded(&config, &store, &provisioner)?),
+            _ => None,
+        };
+        let backend: Arc<dyn directory::Directory> = match &users {
+            Some(u) => u.clone(),
+            None => directory::open_backend(&config.directory).map_err(StartError::Directory)?,
+        };
         let d = &config.directory;
         let policy = CachePolicy {
             fresh: d.fresh_ttl.0,
@@ -162,12 +202,6 @@ impl App {
         let metrics = Arc::new(metrics::Metrics::new());
         let adapter = CachedDirectory::adapter_label(d.kind);
         let directory = CachedDirectory::new(backend, policy, metrics.clone(), adapter);
-        let had_database = config.store.path.exists();
-        let key_file = config.store.path.with_file_name("url.key");
-        if !had_database && key_file.exists() {
-            tracing::error!(store = %config.store.path.display(), "the database is missing but url.key is there: this deployment lost its store, and every login it held; starting with none");
-        }
-        let store = Arc::new(SqliteStore::open(&config.store.path)?);
         let saved_lockouts = store.load_lockouts()?;
         let credentials = provision::credentials::Credentials::new(store.load_credentials()?);
         let writeback = config.writeback_http().cloned();
@@ -236,6 +270,7 @@ impl App {
         let digest = server::digest::DigestAuth::new(&config.provision.realm);
         let web = server::web::Web::new(&config);
         Ok(Arc::new(Self {
+            users,
             fetch_guard,
             credentials,
             digest,

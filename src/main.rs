@@ -75,6 +75,22 @@ enum Command {
         #[arg(long, default_value = "admin")]
         name: String,
     },
+    // --- embedded directory (docs/users.md) ---
+    /// Import users into the embedded directory from today's TOML directory file or a CSV
+    /// (extension,name,pin,sip_secret,template,email): all checked first, then all or nothing.
+    ImportUsers {
+        /// The server's config file (its [store] holds the embedded directory).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// A TOML directory file ([[user]] tables) or a CSV with a header line.
+        file: PathBuf,
+    },
+    /// Print the embedded directory's users as CSV, without PINs or SIP secrets.
+    ExportUsers {
+        /// The server's config file (its [store] holds the embedded directory).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -85,6 +101,8 @@ fn main() -> anyhow::Result<()> {
             online,
             extension,
         } => check(config, online, extension),
+        Command::ImportUsers { config, file } => users::import(config, file),
+        Command::ExportUsers { config } => users::export(config),
         Command::NewApiKey { name } => {
             let mut bytes = [0u8; 24];
             getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
@@ -270,4 +288,61 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// `import-users` / `export-users`: straight on the store, so they work with or without a
+/// running server (which picks the change up within `[directory] poll_interval`).
+mod users {
+    use std::path::PathBuf;
+
+    use anyhow::{Context, bail};
+    use hotdesk::config::{Config, DirectoryKind};
+    use hotdesk::directory::embedded::{import, open_key};
+    use hotdesk::store::SqliteStore;
+
+    fn open(config: &std::path::Path) -> anyhow::Result<(Config, SqliteStore)> {
+        let config = Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if config.directory.kind != DirectoryKind::Embedded {
+            bail!("[directory] kind must be \"embedded\" to import or export users");
+        }
+        let store = SqliteStore::open(&config.store.path)
+            .with_context(|| format!("store {}", config.store.path.display()))?;
+        Ok((config, store))
+    }
+
+    pub fn import(config: PathBuf, file: PathBuf) -> anyhow::Result<()> {
+        let (config, store) = open(&config)?;
+        let users = import::read(&file).map_err(anyhow::Error::msg)?;
+        let templates = hotdesk::provision::Provisioner::new(config.provision.templates.as_deref())
+            .map_err(anyhow::Error::msg)?;
+        import::check_templates(&users, &templates.user_template_names())
+            .map_err(anyhow::Error::msg)?;
+        let key = open_key(&store, &config.store.path).map_err(anyhow::Error::msg)?;
+        let actor = format!("import-users ({})", file.display());
+        let n = import::write(&store, &key, &users, &actor).map_err(anyhow::Error::msg)?;
+        for warning in import::warnings(&users) {
+            eprintln!("warning: {warning}");
+        }
+        println!("imported {n} user(s) from {}", file.display());
+        Ok(())
+    }
+
+    pub fn export(config: PathBuf) -> anyhow::Result<()> {
+        let (config, store) = open(&config)?;
+        let key = open_key(&store, &config.store.path).map_err(anyhow::Error::msg)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let csv = runtime.block_on(async {
+            let d = hotdesk::directory::embedded::Embedded::open(
+                std::sync::Arc::new(store),
+                key,
+                std::time::Duration::from_secs(3600),
+            )
+            .map_err(anyhow::Error::msg)?;
+            import::export_csv(&d.list()).map_err(anyhow::Error::msg)
+        })?;
+        print!("{csv}");
+        Ok(())
+    }
 }

@@ -45,10 +45,19 @@ impl App {
         }
         // Files are re-read on every reload; a remote directory only when its settings changed
         // (re-opening it would drop the cached entries that carry phones through an outage).
-        let reopen = matches!(
-            next.directory.kind,
-            DirectoryKind::File | DirectoryKind::VoicemailConf
-        ) || next.directory != running.directory;
+        // The embedded directory lives in the store: it is never re-opened, and switching to or
+        // from it needs a restart.
+        let embedded =
+            [next.directory.kind, running.directory.kind].contains(&DirectoryKind::Embedded);
+        if embedded && next.directory.kind != running.directory.kind {
+            problems
+                .push("directory: switching to or from kind = \"embedded\" needs a restart".into());
+        }
+        let reopen = !embedded
+            && (matches!(
+                next.directory.kind,
+                DirectoryKind::File | DirectoryKind::VoicemailConf
+            ) || next.directory != running.directory);
         let backend = if reopen {
             directory::open_backend(&next.directory)
                 .map_err(|e| problems.push(format!("directory: {e}")))

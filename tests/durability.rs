@@ -118,7 +118,7 @@ fn check_config_explains_errors() {
     // The same demo config switched to the voicemail.conf backend.
     let text = std::fs::read_to_string(&demo)
         .unwrap()
-        .replace("kind = \"file\"", "kind = \"voicemail-conf\"")
+        .replace("kind = \"embedded\"", "kind = \"voicemail-conf\"")
         .replace("# voicemail_conf = ", "voicemail_conf = ")
         .replace("# pjsip_conf = ", "pjsip_conf = ");
     let switched = tmp.path().join("vm.toml");

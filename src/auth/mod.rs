@@ -135,6 +135,9 @@ pub struct Verifier {
     admin_phc: Option<Arc<str>>,
     user_password: Option<Secret>,
     hasher: Hasher,
+    /// The directory keeps PINs hashed: every PIN check costs one argon2, for unknown
+    /// extensions and users without a PIN too, so timing does not tell who exists.
+    hashed_pins: bool,
 }
 
 impl Verifier {
@@ -143,12 +146,20 @@ impl Verifier {
             admin_phc: admin_phc.map(Arc::from),
             user_password: user_password.filter(|p| !p.is_empty()),
             hasher,
+            hashed_pins: false,
         }
+    }
+
+    /// For a directory whose PINs are argon2 hashes (`kind = "embedded"`).
+    pub fn with_hashed_pins(mut self, hashed: bool) -> Self {
+        self.hashed_pins = hashed;
+        self
     }
 
     /// Whether a check of `user` would try the shared user password.
     pub fn would_try_user_password(&self, user: Option<&User>) -> bool {
-        self.user_password.is_some() && user.is_some_and(|u| u.voicemail_pin.is_none())
+        self.user_password.is_some()
+            && user.is_some_and(|u| u.voicemail_pin.is_none() && u.pin_hash.is_none())
     }
 
     /// The admin password's PHC string (`[login] admin_password_hash`), if any.
@@ -177,9 +188,20 @@ impl Verifier {
         secret: &str,
         offer: Offer,
     ) -> Result<Option<Tier>, Busy> {
+        // A hashed PIN: one argon2, against a PHC that matches nothing when the user or their
+        // PIN is missing, so that costs the same.
+        let pin_hash = user.and_then(|u| u.pin_hash.clone());
+        if self.hashed_pins || pin_hash.is_some() {
+            let known = pin_hash.is_some();
+            let phc = pin_hash.unwrap_or_else(|| Arc::from(DUMMY_PHC));
+            if self.hasher.verify(phc, secret).await? && known {
+                return Ok(Some(Tier::VoicemailPin));
+            }
+        }
         // The cheap checks first; they accept exactly what the documented order accepts.
         let cheap = user.and_then(|u| match &u.voicemail_pin {
             Some(pin) => pin.matches(secret).then_some(Tier::VoicemailPin),
+            None if u.pin_hash.is_some() => None,
             None => self
                 .user_password
                 .as_ref()
@@ -213,6 +235,7 @@ mod tests {
             sip_password: Secret::new("sip-secret"),
             sip_username: None,
             template: None,
+            pin_hash: None,
         }
     }
 
@@ -247,6 +270,46 @@ mod tests {
         assert_eq!(
             v.verify(Some(&with_pin), "4711", none).await,
             Ok(Some(Tier::VoicemailPin))
+        );
+    }
+
+    #[tokio::test]
+    async fn hashed_pins_keep_the_order_and_cost_one_check_for_everyone() {
+        let admin = hash_password("999000").unwrap();
+        let v = Verifier::new(Some(admin), Some(Secret::new("2468")), Hasher::new(1, 8))
+            .with_hashed_pins(true);
+        let mut hashed = user(None);
+        hashed.pin_hash = Some(Arc::from(hash_password("583920").unwrap()));
+        let without_pin = user(None);
+        assert!(!v.would_try_user_password(Some(&hashed)));
+        let cases = [
+            (Some(&hashed), "583920", Some(Tier::VoicemailPin)),
+            (Some(&hashed), "2468", None), // a user with a PIN never takes the user password
+            (Some(&hashed), "999000", Some(Tier::AdminPassword)),
+            (Some(&hashed), "583921", None),
+            (Some(&without_pin), "2468", Some(Tier::UserPassword)),
+            (None, "583920", None),
+        ];
+        for (u, secret, want) in cases {
+            assert_eq!(
+                v.verify(u, secret, Offer::ALL).await,
+                Ok(want),
+                "{secret:?}"
+            );
+        }
+        // Unknown extensions and known ones with a wrong PIN take comparable time: both run
+        // argon2 (a one-thread hasher runs them one after the other).
+        let t = std::time::Instant::now();
+        v.verify(None, "1", Offer::OWN_PIN_ONLY).await.unwrap();
+        let unknown = t.elapsed();
+        let t = std::time::Instant::now();
+        v.verify(Some(&hashed), "1", Offer::OWN_PIN_ONLY)
+            .await
+            .unwrap();
+        let known = t.elapsed();
+        assert!(
+            unknown * 3 > known && known * 3 > unknown,
+            "{unknown:?} vs {known:?}"
         );
     }
 

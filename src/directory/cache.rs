@@ -88,6 +88,7 @@ impl CachedDirectory {
     pub fn adapter_label(kind: DirectoryKind) -> &'static str {
         match kind {
             DirectoryKind::File => "file",
+            DirectoryKind::Embedded => "embedded",
             DirectoryKind::VoicemailConf => "voicemail_conf",
             DirectoryKind::Http => "http",
             DirectoryKind::Freepbx => "freepbx",
@@ -325,6 +326,7 @@ mod tests {
                         sip_password: crate::secret::Secret::new("s"),
                         sip_username: None,
                         template: None,
+                        pin_hash: None,
                     })
                 }))
             })

@@ -32,6 +32,14 @@ pub fn check_offline(config: &DirectoryConfig) -> Result<String, String> {
             }
             Ok(out)
         }
+        DirectoryKind::Embedded => Ok(match &config.seed {
+            Some(seed) => format!(
+                "embedded directory in the store; seed: {} user(s) in {} (imported while the store has none)",
+                super::embedded::import::read(seed)?.len(),
+                seed.display()
+            ),
+            None => "embedded directory in the store".into(),
+        }),
         DirectoryKind::Http | DirectoryKind::Freepbx | DirectoryKind::Wazo => {
             // Builds the client, so a bad ca_file is reported here and not at the first login.
             if let Some(http) = &config.http {
@@ -122,6 +130,7 @@ pub async fn check_online(
             let d = WazoDirectory::new(http, wazo)?;
             d.probe(extension).await.map_err(unavailable_reason)
         }
+        DirectoryKind::Embedded => check_offline(config),
         _ => {
             let Some(ext) = extension else {
                 return Ok(format!(

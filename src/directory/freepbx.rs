@@ -356,6 +356,7 @@ fn read_reply(extension: &str, reply: &Reply) -> Result<Option<Arc<User>>, Direc
         sip_password: e.user.and_then(|u| u.ext_password).unwrap_or_default(),
         sip_username: None,
         template: None,
+        pin_hash: None,
     })))
 }
 

@@ -81,6 +81,7 @@ impl HttpDirectory {
                 sip_password: r.sip_password,
                 sip_username: r.sip_username.filter(|u| !u.is_empty()),
                 template: r.template,
+                pin_hash: None,
             })
         }))
     }

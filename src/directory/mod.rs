@@ -5,6 +5,7 @@
 mod asterisk_conf;
 mod cache;
 mod check;
+pub mod embedded;
 pub mod file;
 mod freepbx;
 mod http;
@@ -47,6 +48,10 @@ pub struct User {
     /// Provisioning template for this user; the brand default when absent.
     #[serde(default)]
     pub template: Option<String>,
+    /// The PIN as an argon2 PHC string (the embedded directory keeps no clear PIN); checked
+    /// on the argon2 threads instead of `voicemail_pin`.
+    #[serde(skip)]
+    pub pin_hash: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -110,6 +115,8 @@ pub fn open_backend(config: &crate::config::DirectoryConfig) -> Result<Arc<dyn D
             let wazo = config.wazo.as_ref().ok_or("no [directory.wazo]")?;
             Ok(Arc::new(WazoDirectory::new(http, wazo)?))
         }
+        // It lives in the store: `App` opens it once the store is open.
+        DirectoryKind::Embedded => Err("the embedded directory is opened with the store".into()),
     }
 }
 

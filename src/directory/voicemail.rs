@@ -231,6 +231,7 @@ fn read_mailboxes(
                 sip_password: Secret::default(),
                 sip_username: None,
                 template: None,
+                pin_hash: None,
             };
             // The first context (and the first line) that defines a mailbox wins, as
             // `find_or_create` keeps the first.

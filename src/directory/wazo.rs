@@ -319,6 +319,7 @@ impl WazoDirectory {
             sip_password,
             sip_username,
             template: None,
+            pin_hash: None,
         })))
     }
 

@@ -113,7 +113,8 @@ impl Flow {
                 login.admin_password_hash.clone(),
                 login.user_password.clone(),
                 Hasher::new(login.argon2_threads, login.argon2_queue),
-            ),
+            )
+            .with_hashed_pins(config.directory.kind == crate::config::DirectoryKind::Embedded),
             lockouts,
             directory,
             book,

@@ -211,6 +211,9 @@ pub(super) async fn handle(app: &std::sync::Arc<App>, req: AdminRequest<'_>) -> 
             respond::json(StatusCode::OK, &views)
         }
         (&Method::DELETE, "/api/v1/lockouts") => clear_lockouts(app, query, peer, &detail).await,
+        (m, p) if p == "/api/v1/users" || p.starts_with("/api/v1/users/") => {
+            super::users_api::handle(app, m, p, body, peer, &detail).await
+        }
         (m, p) if p.starts_with("/api/v1/phones/") => {
             phone_credentials(app, m, p, peer, &detail).await
         }

@@ -18,6 +18,7 @@ mod respond;
 mod routes;
 pub mod seen;
 pub mod tls;
+mod users_api;
 pub mod web;
 
 pub use routes::parse_query;

@@ -68,6 +68,14 @@ fn router() -> Router {
         )
         .route("/api/v1/directory/invalidate", post(admin_api))
         .route("/metrics", get_only(metrics))
+        // The embedded directory's users (server/users_api.rs).
+        .route("/api/v1/users", get(admin_api).post(admin_api))
+        .route(
+            "/api/v1/users/{ext}",
+            get(admin_api).patch(admin_api).delete(admin_api),
+        )
+        .route("/api/v1/users/{ext}/pin", post(admin_api))
+        .route("/api/v1/users/{ext}/sip-secret", post(admin_api))
         .merge(super::web::console::routes())
         .layer(middleware::from_fn(admin_group));
     Router::new()

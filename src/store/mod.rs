@@ -4,10 +4,12 @@
 
 mod book;
 mod sqlite;
+mod users;
 
 pub use book::{BookError, LoginBook, LoginOutcome};
 
 pub use sqlite::SqliteStore;
+pub use users::{StoredUser, UserWrite};
 
 use time::OffsetDateTime;
 
@@ -75,6 +77,8 @@ pub enum EventKind {
     UserPageSignIn,
     /// An admin made dead PBX write-backs pending again.
     OutboxRetried,
+    /// A user of the embedded directory was created, changed, imported or deleted.
+    UserChanged,
 }
 
 impl EventKind {
@@ -95,11 +99,12 @@ impl EventKind {
             EventKind::ConsoleSignInFailed => "console-sign-in-failed",
             EventKind::UserPageSignIn => "user-page-sign-in",
             EventKind::OutboxRetried => "outbox-retried",
+            EventKind::UserChanged => "user-changed",
         }
     }
 
     /// Every kind, for filters.
-    pub const ALL: [EventKind; 15] = [
+    pub const ALL: [EventKind; 16] = [
         EventKind::Login,
         EventKind::Logout,
         EventKind::Takeover,
@@ -115,6 +120,7 @@ impl EventKind {
         EventKind::ConsoleSignInFailed,
         EventKind::UserPageSignIn,
         EventKind::OutboxRetried,
+        EventKind::UserChanged,
     ];
 
     pub fn parse(s: &str) -> Option<Self> {

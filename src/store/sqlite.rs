@@ -97,6 +97,21 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX IF NOT EXISTS audit_extension ON audit(extension, id);
      CREATE INDEX audit_mac ON audit(mac, id);
      CREATE INDEX audit_kind ON audit(kind, id);",
+    // The embedded directory (`[directory] kind = "embedded"`): PINs as argon2 PHC strings,
+    // SIP secrets sealed with users.key; `users_generation` tells other processes' writes.
+    "CREATE TABLE users (
+        extension  TEXT PRIMARY KEY,
+        name       TEXT NOT NULL,
+        pin_hash   TEXT,
+        sip_secret BLOB,
+        template   TEXT,
+        enabled    INTEGER NOT NULL DEFAULT 1,
+        email      TEXT,
+        created    TEXT NOT NULL,
+        updated    TEXT NOT NULL
+     );
+     CREATE TABLE users_generation (id INTEGER PRIMARY KEY CHECK (id = 1), generation INTEGER NOT NULL);
+     INSERT INTO users_generation (id, generation) VALUES (1, 0);",
 ];
 
 pub struct SqliteStore {
@@ -124,15 +139,15 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|_| (0, 0))
 }
 
-fn db(e: impl std::fmt::Display) -> StoreError {
+pub(super) fn db(e: impl std::fmt::Display) -> StoreError {
     StoreError::Db(e.to_string())
 }
 
-fn ts(t: OffsetDateTime) -> String {
+pub(super) fn ts(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-fn parse_ts(s: &str) -> OffsetDateTime {
+pub(super) fn parse_ts(s: &str) -> OffsetDateTime {
     OffsetDateTime::parse(s, &Rfc3339).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
@@ -212,7 +227,7 @@ impl SqliteStore {
     }
 
     /// The database file is still the one this connection writes to.
-    fn same_file(&self) -> Result<(), StoreError> {
+    pub(super) fn same_file(&self) -> Result<(), StoreError> {
         match file_id(&self.path) {
             Some(id) if Some(id) == self.file_id => Ok(()),
             Some(_) => Err(StoreError::Db(format!(
@@ -227,7 +242,7 @@ impl SqliteStore {
     }
 
     /// Records a write's outcome for `health`.
-    fn noted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    pub(super) fn noted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         match &result {
             Ok(_) => self.set_broken(None),
             Err(StoreError::Db(e)) => self.set_broken(Some(e.clone())),
@@ -251,7 +266,7 @@ impl SqliteStore {
         Ok(out)
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -661,20 +676,7 @@ impl SqliteStore {
             .map_err(db)?;
         }
         for e in &change.events {
-            tx.execute(
-                "INSERT INTO audit (at, kind, mac, extension, network, source_ip, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    ts(e.at),
-                    e.kind.as_str(),
-                    e.mac.map(|m| m.to_string()),
-                    e.extension,
-                    e.network,
-                    e.source_ip,
-                    e.detail
-                ],
-            )
-            .map_err(db)?;
+            insert_event(&tx, e)?;
         }
         for l in &change.lockouts {
             let failures: Vec<String> = l.failures.iter().map(i64::to_string).collect();
@@ -724,6 +726,28 @@ impl SqliteStore {
         }
         tx.commit().map_err(db)
     }
+}
+
+/// One audit row, inside the caller's transaction.
+pub(super) fn insert_event(
+    tx: &rusqlite::Transaction<'_>,
+    e: &AuditEvent,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO audit (at, kind, mac, extension, network, source_ip, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            ts(e.at),
+            e.kind.as_str(),
+            e.mac.map(|m| m.to_string()),
+            e.extension,
+            e.network,
+            e.source_ip,
+            e.detail
+        ],
+    )
+    .map(|_| ())
+    .map_err(db)
 }
 
 impl SqliteStore {
