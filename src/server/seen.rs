@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::RwLock;
 
 use time::OffsetDateTime;
 
@@ -23,18 +23,33 @@ pub struct Seen {
     pub at: OffsetDateTime,
 }
 
+/// A contact within this long of the last one noted, from the same place and firmware, is
+/// not written: the hot path takes only the shared lock.
+const RESOLUTION: time::Duration = time::Duration::seconds(10);
+
 #[derive(Default)]
 pub struct PhonesSeen {
-    map: Mutex<HashMap<Mac, Seen>>,
+    map: RwLock<HashMap<Mac, Seen>>,
 }
 
 impl PhonesSeen {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Mac, Seen>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Mac, Seen>> {
+        self.map.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Notes a request from `handset` at `address`. Cheap when nothing changed but the time.
     pub fn saw(&self, handset: &Handset, address: IpAddr, at: OffsetDateTime) {
+        {
+            let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+            if map.get(&handset.mac).is_some_and(|s| {
+                at - s.at < RESOLUTION
+                    && s.address == address
+                    && s.firmware == handset.firmware
+                    && s.model == handset.model
+            }) {
+                return;
+            }
+        }
         let mut map = self.lock();
         if let Some(s) = map.get_mut(&handset.mac) {
             s.at = at;
@@ -66,7 +81,8 @@ impl PhonesSeen {
 
     /// Every phone, most recent contact first.
     pub fn all(&self) -> Vec<Seen> {
-        let mut v: Vec<Seen> = self.lock().values().cloned().collect();
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<Seen> = map.values().cloned().collect();
         v.sort_by(|a, b| b.at.cmp(&a.at).then(a.mac.cmp(&b.mac)));
         v
     }
