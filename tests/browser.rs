@@ -380,3 +380,103 @@ async fn console_screenshot_for_the_readme() {
     assert_eq!(rows.len(), 3);
     browser.screenshot("console").await;
 }
+
+/// The kind of every row of the audit table, in order.
+async fn audit_kinds(browser: &Browser) -> Vec<String> {
+    browser
+        .texts("main tbody tr:not(.empty) td:nth-child(2)")
+        .await
+}
+
+/// A phone's wrong PIN and its login are both in the audit trail; the form's kind filter
+/// narrows the table to the failure, and its CSV link answers with the same selection.
+#[tokio::test]
+async fn the_audit_page_lists_a_login_and_a_failure_and_filters_by_kind() {
+    let server = Server::start("").await;
+    let phone = Phone::new(server.addr, YEALINK_T46S);
+    assert_eq!(
+        phone.login("External", "1001", "13579").await.title(),
+        "Login failed"
+    );
+    assert_eq!(
+        phone.login("External", "1001", "73915").await.title(),
+        "Logged in"
+    );
+
+    let browser = Browser::start("audit").await;
+    browser.sign_in(&server).await;
+    browser
+        .wait_for("nav a[href='/admin/audit']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_for("nav a[aria-current=page][href='/admin/audit']")
+        .await;
+    let rows = browser.texts("main tbody tr").await;
+    let phone_rows: Vec<&String> = rows.iter().filter(|r| r.contains("805ec02f3c2e")).collect();
+    assert_eq!(phone_rows.len(), 2, "{rows:#?}");
+    let kinds = audit_kinds(&browser).await;
+    for kind in ["login", "login-failed", "console-sign-in"] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
+    }
+    assert!(
+        !browser.text().await.contains("73915"),
+        "no PIN on the page"
+    );
+    browser.screenshot("all").await;
+
+    browser
+        .wait_for("select#kind")
+        .await
+        .select_by_value("login-failed")
+        .await
+        .unwrap();
+    browser
+        .wait_for("form[action='/admin/audit'] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_until("location.search.includes('kind=login-failed')")
+        .await;
+    browser
+        .wait_for("select#kind option[value='login-failed'][selected]")
+        .await;
+    let kinds = audit_kinds(&browser).await;
+    assert_eq!(kinds, ["login-failed"], "{}", browser.text().await);
+    let row = browser.texts("main tbody tr").await.remove(0);
+    for expected in ["1001", "805ec02f3c2e", "external"] {
+        assert!(row.contains(expected), "{expected:?} in {row:?}");
+    }
+    browser.screenshot("failures").await;
+
+    // The CSV link carries the same filter; fetched as the page's own script would.
+    let href = browser
+        .wait_for("a[download]")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .expect("the CSV link");
+    assert!(href.starts_with("/admin/audit.csv?"), "{href}");
+    assert!(href.contains("kind=login-failed"), "{href}");
+    let answer = browser
+        .js(
+            "return fetch(document.querySelector('a[download]').href, {credentials: 'same-origin'})
+               .then(r => r.text().then(body => [r.status, r.headers.get('content-type'), body]))",
+        )
+        .await;
+    assert_eq!(answer[0], 200, "{answer}");
+    assert_eq!(answer[1], "text/csv; charset=utf-8");
+    let csv = answer[2].as_str().unwrap();
+    let lines: Vec<&str> = csv.split_terminator("\r\n").collect();
+    assert_eq!(lines[0], "id,at,kind,mac,extension,network,source,detail");
+    assert_eq!(lines.len(), 2, "only the failure: {csv}");
+    assert!(
+        lines[1].contains(",login-failed,805ec02f3c2e,1001,external,"),
+        "{csv}"
+    );
+}

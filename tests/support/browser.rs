@@ -147,6 +147,17 @@ impl Browser {
         }
     }
 
+    /// The visible text of every element matching `css`, in document order.
+    pub async fn texts(&self, css: &str) -> Vec<String> {
+        let css = serde_json::to_string(css).unwrap();
+        let found = self
+            .js(&format!(
+                "return [...document.querySelectorAll({css})].map(e => e.innerText)"
+            ))
+            .await;
+        serde_json::from_value(found).unwrap()
+    }
+
     /// The page's visible text (for assertions and failure messages).
     pub async fn text(&self) -> String {
         match self.client.find(Locator::Css("body")).await {
