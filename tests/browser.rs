@@ -11,6 +11,7 @@ use browser::Browser;
 use fantoccini::key::Key;
 use support::Server;
 use support::phone::{AASTRA_6737I, Phone, SNOM_D785, View, YEALINK_T46S};
+use support::upstream::Upstream;
 
 /// Signs in through the form; the session cookie is `HttpOnly` and `SameSite=Strict`, and the
 /// page's script cannot read it.
@@ -478,5 +479,85 @@ async fn the_audit_page_lists_a_login_and_a_failure_and_filters_by_kind() {
     assert!(
         lines[1].contains(",login-failed,805ec02f3c2e,1001,external,"),
         "{csv}"
+    );
+}
+
+/// The outbox page: empty while every write-back is delivered; a write-back the PBX refused
+/// shows as dead, and its Retry button delivers it once the PBX takes it.
+#[tokio::test]
+async fn the_outbox_page_shows_a_dead_write_back_and_retries_it() {
+    let up = Upstream::start().await;
+    up.user("1001", "Ada Lovelace", Some("73915"));
+    let writeback = format!(
+        "[writeback]\nkind = \"devices\"\nmax_backoff = \"1s\"\n[writeback.http]\nurl = \"http://{}/hotdesk/v1\"\nauth = \"none\"\nrequest_timeout = \"400ms\"\nbreaker_failures = 100\nbreaker_cooldown = \"1s\"\n",
+        up.addr
+    );
+    let server = Server::start_with(support::http_directory(&up.url()), &writeback).await;
+    let browser = Browser::start("outbox").await;
+    browser.sign_in(&server).await;
+    browser.open(&server, "/admin/outbox").await;
+    browser
+        .wait_for("nav a[aria-current=page][href='/admin/outbox']")
+        .await;
+    let text = browser.text().await;
+    assert!(
+        text.contains("Nothing waiting: every write-back was delivered."),
+        "{text}"
+    );
+    assert!(
+        text.contains("/hotdesk/v1"),
+        "the write-back target: {text}"
+    );
+    browser.screenshot("empty").await;
+
+    up.write_status(Some(422));
+    let View::Message { title, .. } = Phone::new(server.addr, YEALINK_T46S)
+        .login("Internal", "1001", "73915")
+        .await
+    else {
+        panic!("expected the login result")
+    };
+    assert_eq!(title, "Logged in");
+    browser
+        .open_until(
+            &server,
+            "/admin/outbox",
+            "document.querySelector('main tbody span.error')?.textContent === 'dead'",
+        )
+        .await;
+    let row = browser.texts("main tbody tr").await.remove(0);
+    for expected in ["dead", "805ec02f3c2e", "PBX answered 422"] {
+        assert!(row.contains(expected), "{expected:?} in {row:?}");
+    }
+    browser.screenshot("dead").await;
+
+    up.write_status(None);
+    browser
+        .wait_for("button[aria-label^='Retry write-back']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .open_until(
+            &server,
+            "/admin/outbox",
+            "document.querySelector('tr.empty')",
+        )
+        .await;
+    assert!(
+        up.writes().iter().any(|w| w.0 == "PUT"),
+        "{:?}",
+        up.writes()
+    );
+    browser.screenshot("retried").await;
+    let audit = server.audit().await;
+    assert!(
+        audit.iter().any(|e| e["kind"] == "outbox-retried"
+            && e["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("console (admin)")),
+        "{audit:?}"
     );
 }
