@@ -561,3 +561,86 @@ async fn the_outbox_page_shows_a_dead_write_back_and_retries_it() {
         "{audit:?}"
     );
 }
+
+/// The preview form: choosing Yealink T46S draws that phone's screens next to the XML it
+/// gets, shown as text.
+#[tokio::test]
+async fn the_preview_page_draws_a_chosen_models_screens_beside_its_xml() {
+    let server = Server::start("").await;
+    let browser = Browser::start("preview").await;
+    browser.sign_in(&server).await;
+    browser.open(&server, "/admin/preview").await;
+    browser
+        .wait_for("nav a[aria-current=page][href='/admin/preview']")
+        .await;
+    browser.wait_for("section.screen pre").await;
+    // Another vendor is the default, so Yealink's XML appears only through the form.
+    assert_ne!(
+        browser
+            .js("return document.querySelector('select#vendor').value")
+            .await,
+        "yealink"
+    );
+    browser.screenshot("default").await;
+
+    browser
+        .wait_for("select#vendor")
+        .await
+        .select_by_value("yealink")
+        .await
+        .unwrap();
+    let model = browser.wait_for("input#model").await;
+    model.clear().await.unwrap();
+    model.send_keys("T46S").await.unwrap();
+    browser
+        .wait_for("form[action='/admin/preview'] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_until(
+            "location.search.includes('vendor=yealink') && location.search.includes('model=T46S')",
+        )
+        .await;
+    browser.wait_for("section.screen").await;
+    let phone = browser.texts("dl.kv dd").await.remove(0);
+    assert!(phone.starts_with("yealink T46S"), "{phone}");
+
+    let xml = browser.texts("section.screen pre").await;
+    assert!(xml.len() >= 3, "{xml:?}");
+    assert!(
+        xml.iter().all(|x| x.contains("<YealinkIPPhone")),
+        "{xml:#?}"
+    );
+    assert!(
+        xml.iter()
+            .any(|x| x.contains("<YealinkIPPhoneInputScreen type=\"string\"")),
+        "{xml:#?}"
+    );
+    // The XML is text in the page, never elements.
+    assert_eq!(
+        browser
+            .js("return document.querySelectorAll('pre *').length + document.getElementsByTagName('YealinkIPPhoneTextMenu').length")
+            .await,
+        0
+    );
+    // The drawings: the network menu with a selected item, and the T46S's one-form login
+    // whose Submit is softkey 1.
+    let drawn = browser.texts("section.screen .display").await;
+    assert_eq!(drawn.len(), xml.len());
+    assert!(
+        drawn
+            .iter()
+            .any(|d| d.contains("External") && d.contains("Internal")),
+        "{drawn:#?}"
+    );
+    assert_eq!(
+        browser
+            .js("return document.querySelectorAll('.display li.sel').length > 0")
+            .await,
+        true
+    );
+    assert!(drawn.iter().any(|d| d.contains("1: Submit")), "{drawn:#?}");
+    browser.screenshot("yealink-t46s").await;
+}
