@@ -644,3 +644,38 @@ async fn the_preview_page_draws_a_chosen_models_screens_beside_its_xml() {
     assert!(drawn.iter().any(|d| d.contains("1: Submit")), "{drawn:#?}");
     browser.screenshot("yealink-t46s").await;
 }
+
+/// The configuration page shows the file's settings and none of its secrets.
+#[tokio::test]
+async fn the_config_page_shows_settings_with_secrets_masked() {
+    let server = Server::start("").await;
+    let browser = Browser::start("config").await;
+    browser.sign_in(&server).await;
+    browser.open(&server, "/admin/config").await;
+    browser
+        .wait_for("nav a[aria-current=page][href='/admin/config']")
+        .await;
+    let rows = browser.texts("main tbody tr").await;
+    let row = |key: &str| {
+        rows.iter()
+            .find(|r| r.split('\t').next() == Some(key))
+            .unwrap_or_else(|| panic!("no {key} in {rows:#?}"))
+            .clone()
+    };
+    assert!(row("directory.poll_interval").contains("50ms"));
+    assert!(row("directory.file").contains("directory.toml"));
+    assert!(row("networks.external.sip_server").contains("pbx.example.com"));
+    assert!(row("login.admin_password_hash").contains("(masked)"));
+    assert!(row("admin.keys[0].hash").contains("(masked)"));
+    let html = browser.client.source().await.unwrap();
+    for secret in [
+        support::admin_hash_for_tests(),
+        support::API_KEY,
+        &hotdesk::auth::hash_api_key(support::API_KEY),
+        support::USER_PASSWORD,
+        support::ADMIN_PASSWORD,
+    ] {
+        assert!(!html.contains(secret), "{secret} is on the config page");
+    }
+    browser.screenshot("masked").await;
+}
