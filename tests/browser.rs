@@ -1,7 +1,8 @@
-//! The admin console in a real browser: headless Chromium through WebDriver, against the real
-//! server. Each test signs in through the form and saves a screenshot of every page it sees
-//! under `target/screenshots/` for review. A new page's test is one function: start a server,
-//! `Browser::start`, `sign_in`, open the page, assert, screenshot.
+//! The admin console and the user page in a real browser: headless Chromium through WebDriver,
+//! against the real server. Each test signs in through the form and saves a screenshot of every
+//! page it sees under `target/screenshots/` for review; every page has a test. A new page's
+//! test is one function: start a server, `Browser::start`, `sign_in`, open the page, assert,
+//! screenshot.
 
 #[path = "support/browser.rs"]
 mod browser;
@@ -678,4 +679,98 @@ async fn the_config_page_shows_settings_with_secrets_masked() {
         assert!(!html.contains(secret), "{secret} is on the config page");
     }
     browser.screenshot("masked").await;
+}
+
+/// The user page in the browser: a user signs in with extension and PIN, sees the desk a
+/// phone logged them in at, logs it out, and the phone is back at the network choice.
+#[tokio::test]
+async fn a_user_logs_out_their_desk_from_the_user_page() {
+    let server = Server::start("").await;
+    let phone = Phone::new(server.addr, YEALINK_T46S);
+    assert_eq!(
+        phone.login("External", "1001", "73915").await.title(),
+        "Logged in"
+    );
+
+    let browser = Browser::start("me").await;
+    browser.open(&server, "/me").await;
+    browser.wait_for("form[action='/me/signin']").await;
+    assert_eq!(browser.path().await, "/me/signin");
+    browser.screenshot("signin").await;
+    browser
+        .wait_for("input#extension")
+        .await
+        .send_keys("1001")
+        .await
+        .unwrap();
+    browser
+        .wait_for("input#pin")
+        .await
+        .send_keys("73915")
+        .await
+        .unwrap();
+    browser
+        .wait_for("form[action='/me/signin'] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let logout = "button[aria-label='Log out desk 805ec02f3c2e']";
+    browser.wait_for(logout).await;
+    assert_eq!(browser.path().await, "/me");
+    let desk = browser
+        .texts("main > div.table:first-of-type tbody tr")
+        .await;
+    assert_eq!(desk.len(), 1, "{desk:?}");
+    for expected in ["805ec02f3c2e", "External", "Log out this desk"] {
+        assert!(desk[0].contains(expected), "{expected:?} in {desk:?}");
+    }
+    // The recent logins, from the audit trail.
+    let history = browser
+        .texts("main > div.table:nth-of-type(2) tbody tr")
+        .await;
+    assert!(
+        history
+            .iter()
+            .any(|r| r.contains("805ec02f3c2e") && r.contains("voicemail-pin")),
+        "{history:?}"
+    );
+    assert!(
+        !browser.text().await.contains("73915"),
+        "no PIN on the page"
+    );
+    browser.screenshot("desk").await;
+
+    let cookie = browser
+        .client
+        .get_named_cookie("hotdesk_me")
+        .await
+        .expect("the user page's session cookie");
+    assert_eq!(cookie.http_only(), Some(true), "{cookie:?}");
+    assert!(
+        cookie.same_site().is_some_and(|s| s.is_strict()),
+        "{cookie:?}"
+    );
+    assert_eq!(cookie.path(), Some("/me"), "{cookie:?}");
+    assert_eq!(browser.js("return document.cookie").await, "");
+
+    browser.wait_for(logout).await.click().await.unwrap();
+    browser.wait_gone(logout).await;
+    browser.wait_for("tr.empty").await;
+    assert!(
+        browser
+            .text()
+            .await
+            .contains("You are not logged in at any desk."),
+        "{}",
+        browser.text().await
+    );
+    browser.screenshot("logged-out").await;
+    assert!(server.logins().await.is_empty());
+
+    let View::Menu { items, .. } = phone.open().await else {
+        panic!("expected the network menu")
+    };
+    let labels: Vec<&str> = items.iter().map(|(l, _)| l.as_str()).collect();
+    assert!(labels.contains(&"External"), "{labels:?}");
 }
