@@ -1,7 +1,8 @@
-//! The admin console in a real browser: headless Chromium through WebDriver, against the real
-//! server. Each test signs in through the form and saves a screenshot of every page it sees
-//! under `target/screenshots/` for review. A new page's test is one function: start a server,
-//! `Browser::start`, `sign_in`, open the page, assert, screenshot.
+//! The admin console and the user page in a real browser: headless Chromium through WebDriver,
+//! against the real server. Each test signs in through the form and saves a screenshot of every
+//! page it sees under `target/screenshots/` for review; every page has a test. A new page's
+//! test is one function: start a server, `Browser::start`, `sign_in`, open the page, assert,
+//! screenshot.
 
 #[path = "support/browser.rs"]
 mod browser;
@@ -11,6 +12,7 @@ use browser::Browser;
 use fantoccini::key::Key;
 use support::Server;
 use support::phone::{AASTRA_6737I, Phone, SNOM_D785, View, YEALINK_T46S};
+use support::upstream::Upstream;
 
 /// Signs in through the form; the session cookie is `HttpOnly` and `SameSite=Strict`, and the
 /// page's script cannot read it.
@@ -379,4 +381,396 @@ async fn console_screenshot_for_the_readme() {
         .unwrap();
     assert_eq!(rows.len(), 3);
     browser.screenshot("console").await;
+}
+
+/// The kind of every row of the audit table, in order.
+async fn audit_kinds(browser: &Browser) -> Vec<String> {
+    browser
+        .texts("main tbody tr:not(.empty) td:nth-child(2)")
+        .await
+}
+
+/// A phone's wrong PIN and its login are both in the audit trail; the form's kind filter
+/// narrows the table to the failure, and its CSV link answers with the same selection.
+#[tokio::test]
+async fn the_audit_page_lists_a_login_and_a_failure_and_filters_by_kind() {
+    let server = Server::start("").await;
+    let phone = Phone::new(server.addr, YEALINK_T46S);
+    assert_eq!(
+        phone.login("External", "1001", "13579").await.title(),
+        "Login failed"
+    );
+    assert_eq!(
+        phone.login("External", "1001", "73915").await.title(),
+        "Logged in"
+    );
+
+    let browser = Browser::start("audit").await;
+    browser.sign_in(&server).await;
+    browser
+        .wait_for("nav a[href='/admin/audit']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_for("nav a[aria-current=page][href='/admin/audit']")
+        .await;
+    let rows = browser.texts("main tbody tr").await;
+    let phone_rows: Vec<&String> = rows.iter().filter(|r| r.contains("805ec02f3c2e")).collect();
+    assert_eq!(phone_rows.len(), 2, "{rows:#?}");
+    let kinds = audit_kinds(&browser).await;
+    for kind in ["login", "login-failed", "console-sign-in"] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
+    }
+    assert!(
+        !browser.text().await.contains("73915"),
+        "no PIN on the page"
+    );
+    browser.screenshot("all").await;
+
+    browser
+        .wait_for("select#kind")
+        .await
+        .select_by_value("login-failed")
+        .await
+        .unwrap();
+    browser
+        .wait_for("form[action='/admin/audit'] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_until("location.search.includes('kind=login-failed')")
+        .await;
+    browser
+        .wait_for("select#kind option[value='login-failed'][selected]")
+        .await;
+    let kinds = audit_kinds(&browser).await;
+    assert_eq!(kinds, ["login-failed"], "{}", browser.text().await);
+    let row = browser.texts("main tbody tr").await.remove(0);
+    for expected in ["1001", "805ec02f3c2e", "external"] {
+        assert!(row.contains(expected), "{expected:?} in {row:?}");
+    }
+    browser.screenshot("failures").await;
+
+    // The CSV link carries the same filter; fetched as the page's own script would.
+    let href = browser
+        .wait_for("a[download]")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .expect("the CSV link");
+    assert!(href.starts_with("/admin/audit.csv?"), "{href}");
+    assert!(href.contains("kind=login-failed"), "{href}");
+    let answer = browser
+        .js(
+            "return fetch(document.querySelector('a[download]').href, {credentials: 'same-origin'})
+               .then(r => r.text().then(body => [r.status, r.headers.get('content-type'), body]))",
+        )
+        .await;
+    assert_eq!(answer[0], 200, "{answer}");
+    assert_eq!(answer[1], "text/csv; charset=utf-8");
+    let csv = answer[2].as_str().unwrap();
+    let lines: Vec<&str> = csv.split_terminator("\r\n").collect();
+    assert_eq!(lines[0], "id,at,kind,mac,extension,network,source,detail");
+    assert_eq!(lines.len(), 2, "only the failure: {csv}");
+    assert!(
+        lines[1].contains(",login-failed,805ec02f3c2e,1001,external,"),
+        "{csv}"
+    );
+}
+
+/// The outbox page: empty while every write-back is delivered; a write-back the PBX refused
+/// shows as dead, and its Retry button delivers it once the PBX takes it.
+#[tokio::test]
+async fn the_outbox_page_shows_a_dead_write_back_and_retries_it() {
+    let up = Upstream::start().await;
+    up.user("1001", "Ada Lovelace", Some("73915"));
+    let writeback = format!(
+        "[writeback]\nkind = \"devices\"\nmax_backoff = \"1s\"\n[writeback.http]\nurl = \"http://{}/hotdesk/v1\"\nauth = \"none\"\nrequest_timeout = \"400ms\"\nbreaker_failures = 100\nbreaker_cooldown = \"1s\"\n",
+        up.addr
+    );
+    let server = Server::start_with(support::http_directory(&up.url()), &writeback).await;
+    let browser = Browser::start("outbox").await;
+    browser.sign_in(&server).await;
+    browser.open(&server, "/admin/outbox").await;
+    browser
+        .wait_for("nav a[aria-current=page][href='/admin/outbox']")
+        .await;
+    let text = browser.text().await;
+    assert!(
+        text.contains("Nothing waiting: every write-back was delivered."),
+        "{text}"
+    );
+    assert!(
+        text.contains("/hotdesk/v1"),
+        "the write-back target: {text}"
+    );
+    browser.screenshot("empty").await;
+
+    up.write_status(Some(422));
+    let View::Message { title, .. } = Phone::new(server.addr, YEALINK_T46S)
+        .login("Internal", "1001", "73915")
+        .await
+    else {
+        panic!("expected the login result")
+    };
+    assert_eq!(title, "Logged in");
+    browser
+        .open_until(
+            &server,
+            "/admin/outbox",
+            "document.querySelector('main tbody span.error')?.textContent === 'dead'",
+        )
+        .await;
+    let row = browser.texts("main tbody tr").await.remove(0);
+    for expected in ["dead", "805ec02f3c2e", "PBX answered 422"] {
+        assert!(row.contains(expected), "{expected:?} in {row:?}");
+    }
+    browser.screenshot("dead").await;
+
+    up.write_status(None);
+    browser
+        .wait_for("button[aria-label^='Retry write-back']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .open_until(
+            &server,
+            "/admin/outbox",
+            "document.querySelector('tr.empty')",
+        )
+        .await;
+    assert!(
+        up.writes().iter().any(|w| w.0 == "PUT"),
+        "{:?}",
+        up.writes()
+    );
+    browser.screenshot("retried").await;
+    let audit = server.audit().await;
+    assert!(
+        audit.iter().any(|e| e["kind"] == "outbox-retried"
+            && e["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("console (admin)")),
+        "{audit:?}"
+    );
+}
+
+/// The preview form: choosing Yealink T46S draws that phone's screens next to the XML it
+/// gets, shown as text.
+#[tokio::test]
+async fn the_preview_page_draws_a_chosen_models_screens_beside_its_xml() {
+    let server = Server::start("").await;
+    let browser = Browser::start("preview").await;
+    browser.sign_in(&server).await;
+    browser.open(&server, "/admin/preview").await;
+    browser
+        .wait_for("nav a[aria-current=page][href='/admin/preview']")
+        .await;
+    browser.wait_for("section.screen pre").await;
+    // Another vendor is the default, so Yealink's XML appears only through the form.
+    assert_ne!(
+        browser
+            .js("return document.querySelector('select#vendor').value")
+            .await,
+        "yealink"
+    );
+    browser.screenshot("default").await;
+
+    browser
+        .wait_for("select#vendor")
+        .await
+        .select_by_value("yealink")
+        .await
+        .unwrap();
+    let model = browser.wait_for("input#model").await;
+    model.clear().await.unwrap();
+    model.send_keys("T46S").await.unwrap();
+    browser
+        .wait_for("form[action='/admin/preview'] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_until(
+            "location.search.includes('vendor=yealink') && location.search.includes('model=T46S')",
+        )
+        .await;
+    browser.wait_for("section.screen").await;
+    let phone = browser.texts("dl.kv dd").await.remove(0);
+    assert!(phone.starts_with("yealink T46S"), "{phone}");
+
+    let xml = browser.texts("section.screen pre").await;
+    assert!(xml.len() >= 3, "{xml:?}");
+    assert!(
+        xml.iter().all(|x| x.contains("<YealinkIPPhone")),
+        "{xml:#?}"
+    );
+    assert!(
+        xml.iter()
+            .any(|x| x.contains("<YealinkIPPhoneInputScreen type=\"string\"")),
+        "{xml:#?}"
+    );
+    // The XML is text in the page, never elements.
+    assert_eq!(
+        browser
+            .js("return document.querySelectorAll('pre *').length + document.getElementsByTagName('YealinkIPPhoneTextMenu').length")
+            .await,
+        0
+    );
+    // The drawings: the network menu with a selected item, and the T46S's one-form login
+    // whose Submit is softkey 1.
+    let drawn = browser.texts("section.screen .display").await;
+    assert_eq!(drawn.len(), xml.len());
+    assert!(
+        drawn
+            .iter()
+            .any(|d| d.contains("External") && d.contains("Internal")),
+        "{drawn:#?}"
+    );
+    assert_eq!(
+        browser
+            .js("return document.querySelectorAll('.display li.sel').length > 0")
+            .await,
+        true
+    );
+    assert!(drawn.iter().any(|d| d.contains("1: Submit")), "{drawn:#?}");
+    browser.screenshot("yealink-t46s").await;
+}
+
+/// The configuration page shows the file's settings and none of its secrets.
+#[tokio::test]
+async fn the_config_page_shows_settings_with_secrets_masked() {
+    let server = Server::start("").await;
+    let browser = Browser::start("config").await;
+    browser.sign_in(&server).await;
+    browser.open(&server, "/admin/config").await;
+    browser
+        .wait_for("nav a[aria-current=page][href='/admin/config']")
+        .await;
+    let rows = browser.texts("main tbody tr").await;
+    let row = |key: &str| {
+        rows.iter()
+            .find(|r| r.split('\t').next() == Some(key))
+            .unwrap_or_else(|| panic!("no {key} in {rows:#?}"))
+            .clone()
+    };
+    assert!(row("directory.poll_interval").contains("50ms"));
+    assert!(row("directory.file").contains("directory.toml"));
+    assert!(row("networks.external.sip_server").contains("pbx.example.com"));
+    assert!(row("login.admin_password_hash").contains("(masked)"));
+    assert!(row("admin.keys[0].hash").contains("(masked)"));
+    let html = browser.client.source().await.unwrap();
+    for secret in [
+        support::admin_hash_for_tests(),
+        support::API_KEY,
+        &hotdesk::auth::hash_api_key(support::API_KEY),
+        support::USER_PASSWORD,
+        support::ADMIN_PASSWORD,
+    ] {
+        assert!(!html.contains(secret), "{secret} is on the config page");
+    }
+    browser.screenshot("masked").await;
+}
+
+/// The user page in the browser: a user signs in with extension and PIN, sees the desk a
+/// phone logged them in at, logs it out, and the phone is back at the network choice.
+#[tokio::test]
+async fn a_user_logs_out_their_desk_from_the_user_page() {
+    let server = Server::start("").await;
+    let phone = Phone::new(server.addr, YEALINK_T46S);
+    assert_eq!(
+        phone.login("External", "1001", "73915").await.title(),
+        "Logged in"
+    );
+
+    let browser = Browser::start("me").await;
+    browser.open(&server, "/me").await;
+    browser.wait_for("form[action='/me/signin']").await;
+    assert_eq!(browser.path().await, "/me/signin");
+    browser.screenshot("signin").await;
+    browser
+        .wait_for("input#extension")
+        .await
+        .send_keys("1001")
+        .await
+        .unwrap();
+    browser
+        .wait_for("input#pin")
+        .await
+        .send_keys("73915")
+        .await
+        .unwrap();
+    browser
+        .wait_for("form[action='/me/signin'] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let logout = "button[aria-label='Log out desk 805ec02f3c2e']";
+    browser.wait_for(logout).await;
+    assert_eq!(browser.path().await, "/me");
+    let desk = browser
+        .texts("main > div.table:first-of-type tbody tr")
+        .await;
+    assert_eq!(desk.len(), 1, "{desk:?}");
+    for expected in ["805ec02f3c2e", "External", "Log out this desk"] {
+        assert!(desk[0].contains(expected), "{expected:?} in {desk:?}");
+    }
+    // The recent logins, from the audit trail.
+    let history = browser
+        .texts("main > div.table:nth-of-type(2) tbody tr")
+        .await;
+    assert!(
+        history
+            .iter()
+            .any(|r| r.contains("805ec02f3c2e") && r.contains("voicemail-pin")),
+        "{history:?}"
+    );
+    assert!(
+        !browser.text().await.contains("73915"),
+        "no PIN on the page"
+    );
+    browser.screenshot("desk").await;
+
+    let cookie = browser
+        .client
+        .get_named_cookie("hotdesk_me")
+        .await
+        .expect("the user page's session cookie");
+    assert_eq!(cookie.http_only(), Some(true), "{cookie:?}");
+    assert!(
+        cookie.same_site().is_some_and(|s| s.is_strict()),
+        "{cookie:?}"
+    );
+    assert_eq!(cookie.path(), Some("/me"), "{cookie:?}");
+    assert_eq!(browser.js("return document.cookie").await, "");
+
+    browser.wait_for(logout).await.click().await.unwrap();
+    browser.wait_gone(logout).await;
+    browser.wait_for("tr.empty").await;
+    assert!(
+        browser
+            .text()
+            .await
+            .contains("You are not logged in at any desk."),
+        "{}",
+        browser.text().await
+    );
+    browser.screenshot("logged-out").await;
+    assert!(server.logins().await.is_empty());
+
+    let View::Menu { items, .. } = phone.open().await else {
+        panic!("expected the network menu")
+    };
+    let labels: Vec<&str> = items.iter().map(|(l, _)| l.as_str()).collect();
+    assert!(labels.contains(&"External"), "{labels:?}");
 }

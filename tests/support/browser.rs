@@ -147,6 +147,36 @@ impl Browser {
         }
     }
 
+    /// Opens `path` again and again until the JavaScript expression `condition` is true in it
+    /// (within [`WAIT`]): for server-rendered pages that show a change only when reloaded.
+    pub async fn open_until(&self, server: &Server, path: &str, condition: &str) {
+        let until = tokio::time::Instant::now() + WAIT;
+        let script = format!("return Boolean({condition});");
+        loop {
+            self.open(server, path).await;
+            if let Ok(serde_json::Value::Bool(true)) = self.client.execute(&script, vec![]).await {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < until,
+                "{path} still not showing: {condition}\n{}",
+                self.text().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The visible text of every element matching `css`, in document order.
+    pub async fn texts(&self, css: &str) -> Vec<String> {
+        let css = serde_json::to_string(css).unwrap();
+        let found = self
+            .js(&format!(
+                "return [...document.querySelectorAll({css})].map(e => e.innerText)"
+            ))
+            .await;
+        serde_json::from_value(found).unwrap()
+    }
+
     /// The page's visible text (for assertions and failure messages).
     pub async fn text(&self) -> String {
         match self.client.find(Locator::Css("body")).await {
