@@ -6,31 +6,9 @@ mod support;
 use std::time::Duration;
 
 use support::phone::*;
-use support::{ADMIN_PASSWORD, Response, Server, parse_response, request, request_from};
+use support::{ADMIN_PASSWORD, Response, Server, post_form, request, request_from};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A form POST, as a browser sends it, with an optional cookie.
-async fn post_form(
-    addr: std::net::SocketAddr,
-    path: &str,
-    cookie: Option<&str>,
-    body: &str,
-) -> Response {
-    let cookie = cookie.map_or(String::new(), |c| format!("Cookie: {c}\r\n"));
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{cookie}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
-        .await
-        .expect("an answer in time")
-        .unwrap();
-    parse_response(&raw)
-}
 
 /// Signs in as `admin`; returns the `name=value` cookie pair.
 async fn sign_in(addr: std::net::SocketAddr) -> String {
@@ -59,13 +37,8 @@ async fn get(addr: std::net::SocketAddr, path: &str, cookie: &str) -> Response {
     request(addr, "GET", path, &[("Cookie", cookie)]).await
 }
 
-/// The CSRF token of the page's forms.
 fn csrf(page: &str) -> String {
-    let at = page
-        .find("name=\"csrf\" value=\"")
-        .expect("a form with a CSRF token");
-    let rest = &page[at + "name=\"csrf\" value=\"".len()..];
-    rest[..rest.find('"').unwrap()].to_string()
+    support::csrf_of(page)
 }
 
 #[tokio::test]

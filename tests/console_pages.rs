@@ -7,41 +7,14 @@ use std::time::{Duration, Instant};
 
 use support::phone::*;
 use support::upstream::Upstream;
-use support::{ADMIN_PASSWORD, Response, Server, http_directory, parse_response, request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use support::{ADMIN_PASSWORD, Response, Server, http_directory, request};
 
 async fn post_form(addr: std::net::SocketAddr, path: &str, cookie: &str, body: &str) -> Response {
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
-        .await
-        .expect("an answer in time")
-        .unwrap();
-    parse_response(&raw)
+    support::post_form(addr, path, Some(cookie), body).await
 }
 
-/// Signs in as `admin`; returns the `name=value` cookie pair.
 async fn sign_in(addr: std::net::SocketAddr) -> String {
-    let req_body = format!("name=admin&password={ADMIN_PASSWORD}");
-    let req = format!(
-        "POST /admin/signin HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{req_body}",
-        req_body.len()
-    );
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.unwrap();
-    let r = parse_response(&raw);
-    assert_eq!(r.status, 303, "{}", r.text());
-    let cookie = r.header("set-cookie").expect("a session cookie");
-    assert!(cookie.starts_with("hotdesk_admin="));
-    cookie.split(';').next().unwrap().to_string()
+    support::console_sign_in(addr).await
 }
 
 async fn get(addr: std::net::SocketAddr, path: &str, cookie: &str) -> Response {
@@ -49,11 +22,7 @@ async fn get(addr: std::net::SocketAddr, path: &str, cookie: &str) -> Response {
 }
 
 fn csrf(page: &str) -> String {
-    let at = page
-        .find("name=\"csrf\" value=\"")
-        .expect("a form with a CSRF token");
-    let rest = &page[at + "name=\"csrf\" value=\"".len()..];
-    rest[..rest.find('"').unwrap()].to_string()
+    support::csrf_of(page)
 }
 
 /// `YYYY-MM-DD` of today plus `days` (UTC, as the audit trail keeps time).

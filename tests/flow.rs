@@ -3,36 +3,8 @@
 mod support;
 
 use support::phone::*;
-use support::{ADMIN_PASSWORD, Server, USER_PASSWORD, request};
+use support::{ADMIN_PASSWORD, Server, USER_PASSWORD, answer_notify, request};
 use tokio::net::UdpSocket;
-
-/// Stands in for the phone's SIP stack: takes one NOTIFY, answers 200 OK with the request's
-/// Via, From, To, Call-ID and CSeq (RFC 3261 8.2.6), and returns the request's text.
-async fn answer_notify(sip: &UdpSocket) -> String {
-    let mut buf = vec![0u8; 4096];
-    let (n, from) =
-        tokio::time::timeout(std::time::Duration::from_secs(10), sip.recv_from(&mut buf))
-            .await
-            .expect("a NOTIFY within 10 s")
-            .unwrap();
-    let request = String::from_utf8_lossy(&buf[..n]).into_owned();
-    let copied: String = request
-        .lines()
-        .filter(|l| {
-            let name = l
-                .split(':')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            ["via", "from", "to", "call-id", "cseq"].contains(&name.as_str())
-        })
-        .map(|l| format!("{l}\r\n"))
-        .collect();
-    let ok = format!("SIP/2.0 200 OK\r\n{copied}Content-Length: 0\r\n\r\n");
-    sip.send_to(ok.as_bytes(), from).await.unwrap();
-    request
-}
 
 /// The provisioning file name each test phone asks for.
 fn file_of(vendor: &str, mac: &str) -> String {

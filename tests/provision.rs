@@ -755,34 +755,6 @@ async fn aastra_site_and_model_files_are_served_from_templates_or_empty() {
     }
 }
 
-/// Stands in for the phone's SIP stack: takes one NOTIFY, answers 200 OK with the request's
-/// Via, From, To, Call-ID and CSeq (RFC 3261 8.2.6), and returns the request's text.
-async fn answer_notify(sip: &tokio::net::UdpSocket) -> String {
-    let mut buf = vec![0u8; 4096];
-    let (n, from) =
-        tokio::time::timeout(std::time::Duration::from_secs(10), sip.recv_from(&mut buf))
-            .await
-            .expect("a NOTIFY within 10 s")
-            .unwrap();
-    let request = String::from_utf8_lossy(&buf[..n]).into_owned();
-    let copied: String = request
-        .lines()
-        .filter(|l| {
-            let name = l
-                .split(':')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            ["via", "from", "to", "call-id", "cseq"].contains(&name.as_str())
-        })
-        .map(|l| format!("{l}\r\n"))
-        .collect();
-    let ok = format!("SIP/2.0 200 OK\r\n{copied}Content-Length: 0\r\n\r\n");
-    sip.send_to(ok.as_bytes(), from).await.unwrap();
-    request
-}
-
 /// Logs `ext` in on a Snom (first user, or "Log in another user"), returns the apply's
 /// fragments.
 async fn snom_login(snom: &Phone, ext: &str, pin: &str) -> Vec<String> {
@@ -820,14 +792,14 @@ async fn snom_applies_by_check_sync_without_reboot_on_firmware_10_and_8() {
     let d785 = Phone::new(server.addr, SNOM_D785);
     assert!(snom_login(&d785, "1001", "73915").await.is_empty());
     assert!(
-        answer_notify(&sip)
+        support::answer_notify(&sip)
             .await
             .contains("Event: check-sync;reboot=false\r\n")
     );
     // A second user on the same phone: no reboot fragment, the same NOTIFY.
     assert!(snom_login(&d785, "1002", "86420").await.is_empty());
     assert!(
-        answer_notify(&sip)
+        support::answer_notify(&sip)
             .await
             .contains("Event: check-sync;reboot=false\r\n")
     );
@@ -842,7 +814,7 @@ async fn snom_applies_by_check_sync_without_reboot_on_firmware_10_and_8() {
             .is_empty()
     );
     assert!(
-        answer_notify(&sip)
+        support::answer_notify(&sip)
             .await
             .contains("Event: check-sync;reboot=false\r\n")
     );
@@ -865,7 +837,7 @@ async fn snom_applies_by_check_sync_without_reboot_on_firmware_10_and_8() {
         "no calllistclear or unregister on firmware 8: {commands:?}"
     );
     assert!(
-        answer_notify(&sip)
+        support::answer_notify(&sip)
             .await
             .contains("Event: check-sync;reboot=false\r\n")
     );
@@ -875,7 +847,11 @@ async fn snom_applies_by_check_sync_without_reboot_on_firmware_10_and_8() {
     let done = y.login("Internal", "1001", "73915").await;
     assert_eq!(done.title(), "Logged in", "{done:?}");
     assert!(matches!(y.ok(&done).await, View::Execute { .. }));
-    assert!(answer_notify(&sip).await.contains("Event: check-sync\r\n"));
+    assert!(
+        support::answer_notify(&sip)
+            .await
+            .contains("Event: check-sync\r\n")
+    );
 
     // Firmware 6.5 reads no XML settings: refused with the reason.
     let ancient =

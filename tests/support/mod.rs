@@ -415,3 +415,64 @@ pub async fn form_request_from(
         .unwrap();
     parse_response(&raw)
 }
+
+/// Stands in for the phone's SIP stack: takes one NOTIFY, answers 200 OK with the request's
+/// Via, From, To, Call-ID and CSeq (RFC 3261 8.2.6), and returns the request's text.
+pub async fn answer_notify(sip: &tokio::net::UdpSocket) -> String {
+    let mut buf = vec![0u8; 4096];
+    let (n, from) =
+        tokio::time::timeout(std::time::Duration::from_secs(10), sip.recv_from(&mut buf))
+            .await
+            .expect("a NOTIFY within 10 s")
+            .unwrap();
+    let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let copied: String = request
+        .lines()
+        .filter(|l| {
+            let name = l
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            ["via", "from", "to", "call-id", "cseq"].contains(&name.as_str())
+        })
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    let ok = format!("SIP/2.0 200 OK\r\n{copied}Content-Length: 0\r\n\r\n");
+    sip.send_to(ok.as_bytes(), from).await.unwrap();
+    request
+}
+
+/// A form POST from 127.0.0.1, as a browser sends it, with an optional cookie.
+pub async fn post_form(
+    addr: std::net::SocketAddr,
+    path: &str,
+    cookie: Option<&str>,
+    body: &str,
+) -> Response {
+    let local = std::net::Ipv4Addr::LOCALHOST.into();
+    form_request_from(local, addr, "POST", path, cookie, Some(body)).await
+}
+
+/// Signs in to the console as `admin`; returns the session cookie's `name=value`.
+pub async fn console_sign_in(addr: std::net::SocketAddr) -> String {
+    let body = format!("name=admin&password={ADMIN_PASSWORD}");
+    let r = post_form(addr, "/admin/signin", None, &body).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(r.header("location"), Some("/admin"));
+    let cookie = r
+        .header("set-cookie")
+        .expect("a session cookie")
+        .to_string();
+    assert!(cookie.starts_with("hotdesk_admin="), "{cookie}");
+    cookie.split(';').next().unwrap().to_string()
+}
+
+/// The CSRF token of a page's forms.
+pub fn csrf_of(page: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let at = page.find(marker).expect("a form with a CSRF token");
+    let rest = &page[at + marker.len()..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
