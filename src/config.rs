@@ -88,6 +88,9 @@ pub struct Config {
     pub admin: AdminConfig,
     #[serde(default)]
     pub users: UsersConfig,
+    /// Softphone activation links and one-time desk login codes.
+    #[serde(default)]
+    pub activation: ActivationConfig,
     /// `[reload]`: how reload requests are sent (SIP NOTIFY from hotdesk, or the PBX over
     /// AMI), and the per-vendor keys of earlier releases (now `[vendors.<id>] reload`).
     #[serde(default)]
@@ -741,6 +744,163 @@ impl Default for PhonesConfig {
     }
 }
 
+/// `[activation]`: softphones provisioned by a single-use link (Linphone remote
+/// provisioning), and one-time codes typed at a desk phone instead of extension and PIN.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActivationConfig {
+    /// How long an activation link stays usable.
+    pub link_ttl: Span,
+    /// Softphones one user may activate before an admin (or the user) frees a slot.
+    pub max_devices: usize,
+    /// Users may make links and codes for themselves on `/me`.
+    pub self_service: bool,
+    /// The network whose `sip_server` a softphone registers with (default: the first).
+    pub network: Option<String>,
+    /// The SIP domain of the identity `sip:<ext>@<domain>` (default: the server's host).
+    pub domain: Option<String>,
+    /// With a realm the softphone gets `ha1` (the digest hash for that realm) instead of the
+    /// password itself; it must be the realm the PBX challenges with (Asterisk: `asterisk`
+    /// unless `realm` is set in pjsip.conf / sip.conf).
+    pub realm: Option<String>,
+    pub ha1_algorithm: Ha1Algorithm,
+    /// `transport=` of the proxy address: "udp", "tcp" or "tls".
+    pub transport: String,
+    /// How long a one-time desk login code stays usable.
+    pub code_ttl: Span,
+    /// Email the link (never a password) when set.
+    pub smtp: Option<SmtpConfig>,
+}
+
+impl Default for ActivationConfig {
+    fn default() -> Self {
+        Self {
+            link_ttl: Span(Duration::from_secs(24 * 3600)),
+            max_devices: 4,
+            self_service: false,
+            network: None,
+            domain: None,
+            realm: None,
+            ha1_algorithm: Ha1Algorithm::Md5,
+            transport: "udp".into(),
+            code_ttl: Span(Duration::from_secs(600)),
+            smtp: None,
+        }
+    }
+}
+
+/// The digest algorithm of `ha1` (Linphone's `algorithm` entry).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum Ha1Algorithm {
+    #[default]
+    #[serde(rename = "MD5")]
+    Md5,
+    #[serde(rename = "SHA-256")]
+    Sha256,
+}
+
+/// `[activation.smtp]`: where activation emails go out.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    #[serde(default = "smtp_port")]
+    pub port: u16,
+    /// `"starttls"` (the default: refused if the server does not offer it), `"tls"`
+    /// (implicit TLS, port 465), or `"none"` (plain text: only to a loopback address).
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// The sender, e.g. `"hotdesk <hotdesk@example.com>"`.
+    pub from: String,
+    #[serde(default = "smtp_timeout")]
+    pub timeout: Span,
+}
+
+fn smtp_port() -> u16 {
+    587
+}
+
+fn smtp_timeout() -> Span {
+    Span(Duration::from_secs(15))
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    #[default]
+    Starttls,
+    Tls,
+    None,
+}
+
+impl Config {
+    /// The network softphones register through.
+    pub fn activation_network(&self) -> (&str, &NetworkConfig) {
+        self.activation
+            .network
+            .as_deref()
+            .and_then(|k| self.networks.get_key_value(k))
+            .or_else(|| self.networks.first())
+            .map(|(k, n)| (k.as_str(), n))
+            .expect("validated: at least one network")
+    }
+
+    fn validate_activation(&self) -> Result<(), String> {
+        let a = &self.activation;
+        if let Some(net) = &a.network
+            && !self.networks.contains_key(net)
+        {
+            return Err(format!(
+                "[activation] network = \"{net}\" is not one of [networks] ({})",
+                self.networks.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        if a.max_devices == 0 {
+            return Err("[activation] max_devices must be at least 1".into());
+        }
+        if a.link_ttl.0 < Duration::from_secs(60) || a.link_ttl.0 > Duration::from_secs(30 * 86_400) {
+            return Err("[activation] link_ttl must be between 1m and 30d".into());
+        }
+        if a.code_ttl.0 < Duration::from_secs(60) || a.code_ttl.0 > Duration::from_secs(86_400) {
+            return Err("[activation] code_ttl must be between 1m and 1d".into());
+        }
+        if !matches!(a.transport.as_str(), "udp" | "tcp" | "tls") {
+            return Err(format!(
+                "[activation] transport = \"{}\": use \"udp\", \"tcp\" or \"tls\"",
+                a.transport
+            ));
+        }
+        for (what, v) in [("domain", &a.domain), ("realm", &a.realm)] {
+            if let Some(v) = v
+                && (v.is_empty() || v.chars().any(|c| c.is_control() || c == '"' || c.is_whitespace()))
+            {
+                return Err(format!("[activation] {what} must be a host or realm name without spaces or quotes"));
+            }
+        }
+        if let Some(smtp) = &a.smtp {
+            if smtp.host.trim().is_empty() || smtp.from.trim().is_empty() {
+                return Err("[activation.smtp] needs host and from".into());
+            }
+            if smtp.username.is_some() != smtp.password.is_some() {
+                return Err("[activation.smtp] username and password go together".into());
+            }
+            if smtp.security == SmtpSecurity::None {
+                let loopback = smtp.host == "localhost"
+                    || smtp.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+                if !loopback {
+                    return Err(format!(
+                        "[activation.smtp] security = \"none\" sends mail in clear text: allowed only to a loopback host, not {}",
+                        smtp.host
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Who may use the user page (`/me`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -913,6 +1073,7 @@ impl Config {
             }
         }
         self.validate_directory()?;
+        self.validate_activation()?;
         if let Some(b) = &self.base_profile
             && !self.networks.contains_key(&b.network)
         {

@@ -12,6 +12,7 @@
 //! Dependencies point down: server -> flow -> (directory, auth, store); server -> dialect -> screen.
 #![forbid(unsafe_code)]
 
+pub mod activation;
 pub mod auth;
 pub mod clock;
 pub mod config;
@@ -48,6 +49,8 @@ pub struct App {
     pub directory: Arc<CachedDirectory>,
     /// The embedded directory, when `[directory] kind = "embedded"` (the admin API edits it).
     pub users: Option<Arc<directory::embedded::Embedded>>,
+    /// Softphone activation links and one-time desk login codes.
+    pub activations: activation::Activations,
     /// Templates and the settings they render from; replaced by [`App::reload`].
     pub provisioner: provision::live::LiveProvisioner,
     pub clock: Arc<dyn clock::Clock>,
@@ -205,6 +208,7 @@ impl App {
         let saved_lockouts = store.load_lockouts()?;
         let credentials = provision::credentials::Credentials::new(store.load_credentials()?);
         let writeback = config.writeback_http().cloned();
+        let activations = activation::Activations::new(store.clone(), clock.clone());
         let book = Arc::new(LoginBook::open(store, writeback.is_some())?);
         let mut tasks = Vec::new();
         if let Some(http) = writeback {
@@ -271,6 +275,7 @@ impl App {
         let web = server::web::Web::new(&config);
         Ok(Arc::new(Self {
             users,
+            activations,
             fetch_guard,
             credentials,
             digest,

@@ -2,6 +2,7 @@
 //! shared PostgreSQL later); [`LoginBook`] keeps every login in memory for the hot path and
 //! writes through to the store before a phone is told anything.
 
+mod activations;
 mod book;
 mod sqlite;
 mod users;
@@ -9,6 +10,7 @@ mod users;
 pub use book::{BookError, LoginBook, LoginOutcome};
 
 pub use sqlite::SqliteStore;
+pub use activations::{Device, LinkState, Redeemed, token_hash};
 pub use users::{StoredUser, UserWrite};
 
 use time::OffsetDateTime;
@@ -79,6 +81,16 @@ pub enum EventKind {
     OutboxRetried,
     /// A user of the embedded directory was created, changed, imported or deleted.
     UserChanged,
+    /// A softphone activation link was made (or replaced) for a user.
+    ActivationLink,
+    /// A softphone fetched its account through an activation link.
+    SoftphoneActivated,
+    /// An activation link was refused: used, expired, or the user's device limit reached.
+    ActivationRefused,
+    /// Activated softphones were removed (one, or the whole count reset).
+    DevicesReset,
+    /// A one-time desk login code was made (never the code itself).
+    LoginCode,
 }
 
 impl EventKind {
@@ -100,11 +112,16 @@ impl EventKind {
             EventKind::UserPageSignIn => "user-page-sign-in",
             EventKind::OutboxRetried => "outbox-retried",
             EventKind::UserChanged => "user-changed",
+            EventKind::ActivationLink => "activation-link",
+            EventKind::SoftphoneActivated => "softphone-activated",
+            EventKind::ActivationRefused => "activation-refused",
+            EventKind::DevicesReset => "devices-reset",
+            EventKind::LoginCode => "login-code",
         }
     }
 
     /// Every kind, for filters.
-    pub const ALL: [EventKind; 16] = [
+    pub const ALL: [EventKind; 21] = [
         EventKind::Login,
         EventKind::Logout,
         EventKind::Takeover,
@@ -121,6 +138,11 @@ impl EventKind {
         EventKind::UserPageSignIn,
         EventKind::OutboxRetried,
         EventKind::UserChanged,
+        EventKind::ActivationLink,
+        EventKind::SoftphoneActivated,
+        EventKind::ActivationRefused,
+        EventKind::DevicesReset,
+        EventKind::LoginCode,
     ];
 
     pub fn parse(s: &str) -> Option<Self> {

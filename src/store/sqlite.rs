@@ -112,6 +112,33 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE TABLE users_generation (id INTEGER PRIMARY KEY CHECK (id = 1), generation INTEGER NOT NULL);
      INSERT INTO users_generation (id, generation) VALUES (1, 0);",
+    // Softphone activation links (only a hash of each token), the softphones they activated,
+    // and one-time desk login codes (salted hashes). See store/activations.rs.
+    "CREATE TABLE activation_links (
+        token_hash BLOB PRIMARY KEY,
+        extension  TEXT NOT NULL,
+        network    TEXT NOT NULL,
+        created    TEXT NOT NULL,
+        expires    TEXT NOT NULL,
+        used       TEXT
+     );
+     CREATE INDEX activation_links_extension ON activation_links(extension);
+     CREATE TABLE devices (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        extension  TEXT NOT NULL,
+        activated  TEXT NOT NULL,
+        user_agent TEXT NOT NULL,
+        source_ip  TEXT NOT NULL
+     );
+     CREATE INDEX devices_extension ON devices(extension);
+     CREATE TABLE login_codes (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        salt       BLOB NOT NULL,
+        code_hash  BLOB NOT NULL,
+        extension  TEXT NOT NULL,
+        expires    TEXT NOT NULL,
+        used       TEXT
+     );",
 ];
 
 pub struct SqliteStore {
