@@ -770,6 +770,10 @@ pub struct ActivationConfig {
     pub code_ttl: Span,
     /// Email the link (never a password) when set.
     pub smtp: Option<SmtpConfig>,
+    /// Who may fetch activation links (`/provisioning/...`); `[users] allow` when absent.
+    /// Softphones roam: widen it (e.g. `["0.0.0.0/0", "::/0"]`) to activate from anywhere;
+    /// a link is 256 random bits, single use, and fetches are rate-limited per source.
+    pub allow: Option<Vec<IpNet>>,
 }
 
 impl Default for ActivationConfig {
@@ -785,6 +789,7 @@ impl Default for ActivationConfig {
             transport: "udp".into(),
             code_ttl: Span(Duration::from_secs(600)),
             smtp: None,
+            allow: None,
         }
     }
 }
@@ -836,6 +841,11 @@ pub enum SmtpSecurity {
 }
 
 impl Config {
+    /// Sources that may fetch activation links.
+    pub fn activation_allow(&self) -> &[IpNet] {
+        self.activation.allow.as_deref().unwrap_or_else(|| self.users_allow())
+    }
+
     /// The network softphones register through.
     pub fn activation_network(&self) -> (&str, &NetworkConfig) {
         self.activation

@@ -138,6 +138,7 @@ fn merge(running: &Config, new: &Config) -> Config {
     let mut next = running.clone();
     next.networks = new.networks.clone();
     next.base_profile = new.base_profile.clone();
+    next.activation = new.activation.clone();
     // The directory's source, not the cache timings (the cache is built once).
     let keep = &running.directory;
     next.directory = DirectoryConfig {

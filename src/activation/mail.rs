@@ -13,7 +13,6 @@ pub struct Letter<'a> {
     pub name: &'a str,
     pub username: &'a str,
     pub url: &'a str,
-    pub qr_url: &'a str,
     pub expires: &'a str,
 }
 
@@ -22,16 +21,14 @@ pub fn body(l: &Letter<'_>) -> String {
         "Hello {name},\n\n\
          a softphone account is ready for you.\n\n\
          Username: {user}\n\n\
-         On the phone or computer that will run Linphone, open the app's remote provisioning\n\
-         (\"Fetch remote configuration\") and enter this link, or scan the QR code at:\n\
-         {qr}\n\n\
          Link: {url}\n\n\
+         Open the link in a browser to see a QR code and scan it with Linphone (Assistant,\n\
+         \"Fetch remote configuration\"), or enter the link there on the device itself.\n\n\
          The link works once, until {expires}. If it has expired or was used, ask for a new one.\n\
          Your password is not in this email: the link sets up the account.\n",
         name = l.name,
         user = l.username,
         url = l.url,
-        qr = l.qr_url,
         expires = l.expires,
     )
 }

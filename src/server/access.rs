@@ -54,7 +54,8 @@ fn parse_hop(entry: &str) -> Option<IpAddr> {
     Some(ip.to_canonical())
 }
 
-/// Who may open a connection at all: a source in `[phones] allow` or `[admin] allow`, a
+/// Who may open a connection at all: a source in `[phones]`, `[admin]`, `[users]` or
+/// `[activation]` allow, a
 /// trusted proxy, or one listed in `[server] healthz_allow`. Anyone else is closed at accept,
 /// before any work, so a stranger cannot hold connection slots it could never use.
 pub struct Admission {
@@ -68,6 +69,7 @@ impl Admission {
             &config.phones.allow,
             &config.admin.allow,
             config.users_allow(),
+            config.activation_allow(),
             &config.server.trusted_proxies,
             &config.server.healthz_allow,
         ];

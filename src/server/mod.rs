@@ -18,7 +18,9 @@ mod respond;
 mod routes;
 pub mod seen;
 pub mod tls;
+mod softphone;
 mod users_api;
+mod activations_api;
 pub mod web;
 
 pub use routes::parse_query;

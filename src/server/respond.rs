@@ -6,7 +6,7 @@ use http_body_util::Full;
 
 pub type Resp = Response<Full<Bytes>>;
 
-fn build(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
+pub fn build(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     let h = r.headers_mut();

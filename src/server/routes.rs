@@ -75,14 +75,27 @@ fn router() -> Router {
         )
         .route("/api/v1/users/{ext}/pin", post(admin_api))
         .route("/api/v1/users/{ext}/sip-secret", post(admin_api))
+        // Softphone activation and one-time login codes (server/activations_api.rs).
+        .route(
+            "/api/v1/users/{ext}/activations",
+            get(admin_api).post(admin_api).delete(admin_api),
+        )
+        .route("/api/v1/users/{ext}/devices/{id}", delete(admin_api))
+        .route("/api/v1/users/{ext}/login-codes", post(admin_api))
         .merge(super::web::console::routes())
         .layer(middleware::from_fn(admin_group));
+    // Softphones fetching their account by a single-use link (server/softphone.rs).
+    let softphones = Router::new()
+        .route("/provisioning/{token}", get_only(softphone_fetch))
+        .route("/provisioning/{token}/{file}", get(softphone_qr))
+        .layer(middleware::from_fn(activation_group));
     Router::new()
         .route("/healthz", get(health))
         // Ready = the store takes writes and the directory has answered (liveness: `/healthz`).
         .route("/readyz", get(ready))
         .merge(phone)
         .merge(admin)
+        .merge(softphones)
         .merge(super::web::me::routes().layer(middleware::from_fn(users_group)))
         .fallback(not_found)
 }
@@ -123,6 +136,8 @@ fn route_name(path: &str) -> &'static str {
         "/api/v1/lockouts" => "api/lockouts",
         "/api/v1/directory/invalidate" => "api/directory/invalidate",
         p if p.starts_with("/provision/") && !p[11..].contains('/') => "provision",
+        // Never the token: it is the link's whole secret.
+        p if p.starts_with("/provisioning/") => "provisioning-link",
         p if p.starts_with("/api/v1/logins/") => "api/login",
         p if p.starts_with("/api/v1/phones/") => "api/phone-credentials",
         p if p.starts_with("/api/v1/users") => "api/users",
@@ -156,6 +171,11 @@ fn refused(ctx: &Ctx, what: &str, allow: &[ipnet::IpNet]) -> Option<Resp> {
 /// The admin group: `[admin] allow`.
 async fn admin_group(req: Request, next: Next) -> Response {
     group(req, next, "admin", |c| &c.admin.allow).await
+}
+
+/// Activation links: `[activation] allow`.
+async fn activation_group(req: Request, next: Next) -> Response {
+    group(req, next, "activation", Config::activation_allow).await
 }
 
 /// The user page: `[users] allow`.
@@ -358,6 +378,21 @@ async fn provision(Extension(ctx): Extension<Ctx>, Path(file): Path<String>, req
     }
     let vendor = query.get("vendor").map(String::as_str);
     super::provision::handle(app, &file, &parts, vendor, client).await
+}
+
+async fn softphone_fetch(
+    Extension(ctx): Extension<Ctx>,
+    Path(token): Path<String>,
+    req: Request,
+) -> Response {
+    super::softphone::fetch(&ctx.app, &token, req.headers(), ctx.client.ip()).await
+}
+
+async fn softphone_qr(
+    Extension(ctx): Extension<Ctx>,
+    Path((token, file)): Path<(String, String)>,
+) -> Resp {
+    super::softphone::qr_image(&ctx.app, &token, &file, ctx.client.ip()).await
 }
 
 /// The admin JSON API: the body is read whole, within `[server] max_body_bytes`.

@@ -129,6 +129,10 @@ pub(super) async fn handle(
     peer: SocketAddr,
     actor: &str,
 ) -> Resp {
+    // Links, devices and codes work with every directory kind.
+    if let Some((ext, sub)) = activation_route(path) {
+        return super::activations_api::handle(app, method, &ext, sub, body, actor).await;
+    }
     let Some(users) = app.users.clone() else {
         return respond::json_error(
             StatusCode::CONFLICT,
@@ -174,6 +178,7 @@ pub(super) async fn handle(
             match users.delete(&ext, actor).await {
                 Ok(()) => {
                     app.directory.invalidate(&ext).await;
+                    forget_softphones(app, &ext, &format!("{actor}: user deleted")).await;
                     tracing::info!(extension = %ext, "user deleted");
                     respond::empty(StatusCode::NO_CONTENT)
                 }
@@ -184,6 +189,17 @@ pub(super) async fn handle(
         (&Method::POST, Some("sip-secret")) => set_sip_secret(app, &users, &ext, body, actor).await,
         _ => respond::json_error(StatusCode::NOT_FOUND, "no such API route"),
     }
+}
+
+/// `/api/v1/users/{ext}/activations|devices/{id}|login-codes`: the extension and the rest.
+fn activation_route(path: &str) -> Option<(String, &str)> {
+    let rest = path.strip_prefix("/api/v1/users/")?;
+    let (raw, sub) = rest.split_once('/')?;
+    if !(sub == "activations" || sub == "login-codes" || sub.starts_with("devices/")) {
+        return None;
+    }
+    let ext = percent_encoding::percent_decode_str(raw).decode_utf8().ok()?;
+    valid_extension(&ext).then(|| (ext.into_owned(), sub))
 }
 
 async fn create(app: &App, users: &Embedded, body: &[u8], actor: &str) -> Resp {
@@ -261,7 +277,27 @@ async fn patch(
         }
         tracing::info!(extension = %ext, "user disabled");
     }
+    if was_enabled.is_some_and(|was| was != rec.enabled) {
+        // Disabling or enabling starts the user's softphones over (as myCloudPBX's reset).
+        let what = if rec.enabled { "enabled" } else { "disabled" };
+        forget_softphones(app, ext, &format!("{actor}: user {what}")).await;
+    }
     respond::json(StatusCode::OK, &rec)
+}
+
+/// Resets the softphone count and voids unused links and codes; a failure is logged (the
+/// user change itself is already saved).
+async fn forget_softphones(app: &App, ext: &str, why: &str) {
+    if let Err(e) = app.activations.revoke(ext).await {
+        tracing::error!(error = %e, extension = %ext, "unused activation links not revoked");
+    }
+    if let Err(e) = app
+        .activations
+        .remove_devices(ext, None, format!("{why}: device count reset"))
+        .await
+    {
+        tracing::error!(error = %e, extension = %ext, "device count not reset");
+    }
 }
 
 /// Ends every login of `ext` (audited as admin logouts) and tells the phones to reload.

@@ -53,6 +53,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("outbox.html", include_str!("templates/outbox.html")),
         ("preview.html", include_str!("templates/preview.html")),
         ("config.html", include_str!("templates/config.html")),
+        ("activate.html", include_str!("templates/activate.html")),
     ] {
         env.add_template(name, source)
             .expect("the built-in templates parse (checked by a unit test)");
