@@ -1,7 +1,7 @@
 # The two commands that matter: `make run` and `make test`.
 CONFIG ?= fixtures/hotdesk.toml
 
-.PHONY: run build test browser-deps screenshot lint fmt bench fuzz clean dist
+.PHONY: run build test test-deps browser-deps screenshot lint fmt bench fuzz clean dist
 
 # Seconds each fuzz target runs for `make fuzz`.
 FUZZ_SECONDS ?= 60
@@ -15,12 +15,30 @@ run: build
 build:
 	cargo build --release --locked
 
-test: browser-deps
+test: test-deps browser-deps
 	cargo build --locked --all-targets
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		cargo nextest run --locked --no-fail-fast; \
 	else \
 		cargo test --locked --no-fail-fast; \
+	fi
+
+# Command-line tools tests call: xmllint (schema checks of vendor XML and Linphone's
+# lpconfig) and zbarimg (decodes activation QR codes). Installed when we are root with apt-get.
+test-deps:
+	@missing=""; \
+	command -v xmllint >/dev/null 2>&1 || missing="$$missing libxml2-utils"; \
+	command -v zbarimg >/dev/null 2>&1 || missing="$$missing zbar-tools"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "Installing$$missing for the tests"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else \
+			echo "The tests need$$missing. Install with:" >&2; \
+			echo "sudo apt-get install -y$$missing" >&2; \
+			exit 1; \
+		fi; \
 	fi
 
 # tests/browser.rs drives Debian's Chromium through chromedriver: installed here when we are

@@ -843,7 +843,10 @@ pub enum SmtpSecurity {
 impl Config {
     /// Sources that may fetch activation links.
     pub fn activation_allow(&self) -> &[IpNet] {
-        self.activation.allow.as_deref().unwrap_or_else(|| self.users_allow())
+        self.activation
+            .allow
+            .as_deref()
+            .unwrap_or_else(|| self.users_allow())
     }
 
     /// The network softphones register through.
@@ -870,7 +873,8 @@ impl Config {
         if a.max_devices == 0 {
             return Err("[activation] max_devices must be at least 1".into());
         }
-        if a.link_ttl.0 < Duration::from_secs(60) || a.link_ttl.0 > Duration::from_secs(30 * 86_400) {
+        if a.link_ttl.0 < Duration::from_secs(60) || a.link_ttl.0 > Duration::from_secs(30 * 86_400)
+        {
             return Err("[activation] link_ttl must be between 1m and 30d".into());
         }
         if a.code_ttl.0 < Duration::from_secs(60) || a.code_ttl.0 > Duration::from_secs(86_400) {
@@ -884,9 +888,13 @@ impl Config {
         }
         for (what, v) in [("domain", &a.domain), ("realm", &a.realm)] {
             if let Some(v) = v
-                && (v.is_empty() || v.chars().any(|c| c.is_control() || c == '"' || c.is_whitespace()))
+                && (v.is_empty()
+                    || v.chars()
+                        .any(|c| c.is_control() || c == '"' || c.is_whitespace()))
             {
-                return Err(format!("[activation] {what} must be a host or realm name without spaces or quotes"));
+                return Err(format!(
+                    "[activation] {what} must be a host or realm name without spaces or quotes"
+                ));
             }
         }
         if let Some(smtp) = &a.smtp {
@@ -898,7 +906,10 @@ impl Config {
             }
             if smtp.security == SmtpSecurity::None {
                 let loopback = smtp.host == "localhost"
-                    || smtp.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+                    || smtp
+                        .host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback());
                 if !loopback {
                     return Err(format!(
                         "[activation.smtp] security = \"none\" sends mail in clear text: allowed only to a loopback host, not {}",

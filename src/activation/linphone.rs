@@ -81,7 +81,11 @@ pub fn render(user: &User, network: &NetworkConfig, a: &ActivationConfig) -> Str
         .unwrap_or_else(|| host_of(&network.sip_server));
     let auth_user = user.sip_username.as_deref().unwrap_or(&user.extension);
     let identity = identity(&user.name, &user.extension, domain);
-    let proxy = format!("<sip:{};transport={}>", network.sip_server.trim(), a.transport);
+    let proxy = format!(
+        "<sip:{};transport={}>",
+        network.sip_server.trim(),
+        a.transport
+    );
     let mut out = String::with_capacity(1024);
     out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     out.push_str("<config xmlns=\"http://www.linphone.org/xsds/lpconfig.xsd\">\n");
@@ -148,9 +152,15 @@ mod tests {
     fn the_password_is_escaped_or_replaced_by_ha1_with_a_realm() {
         let a = ActivationConfig::default();
         let doc = render(&user(), &net("pbx.example.com:5070"), &a);
-        assert!(doc.contains(r#"<entry name="passwd" overwrite="true">s3cret&lt;&amp;&gt;</entry>"#), "{doc}");
+        assert!(
+            doc.contains(r#"<entry name="passwd" overwrite="true">s3cret&lt;&amp;&gt;</entry>"#),
+            "{doc}"
+        );
         assert!(doc.contains("&quot;Zo\u{eb} \\&quot;Z\\&quot; &lt;&amp;&gt;&quot; &lt;sip:1001@pbx.example.com&gt;"), "{doc}");
-        assert!(doc.contains("&lt;sip:pbx.example.com:5070;transport=udp&gt;"), "{doc}");
+        assert!(
+            doc.contains("&lt;sip:pbx.example.com:5070;transport=udp&gt;"),
+            "{doc}"
+        );
         let a = ActivationConfig {
             realm: Some("asterisk".into()),
             ..ActivationConfig::default()
@@ -158,7 +168,10 @@ mod tests {
         let doc = render(&user(), &net("pbx.example.com"), &a);
         assert!(!doc.contains("s3cret"), "{doc}");
         // MD5("1001:asterisk:s3cret<&>"), computed independently with md5sum.
-        assert!(doc.contains(r#"<entry name="ha1" overwrite="true">"#), "{doc}");
+        assert!(
+            doc.contains(r#"<entry name="ha1" overwrite="true">"#),
+            "{doc}"
+        );
         assert!(doc.contains(&format!(
             r#"<entry name="ha1" overwrite="true">{}</entry>"#,
             ha1(Ha1Algorithm::Md5, "1001", "asterisk", "s3cret<&>")
@@ -170,12 +183,22 @@ mod tests {
     fn ha1_is_the_rfc_2617_hash() {
         // RFC 2617 3.5's example: Mufasa / testrealm@host.com / Circle Of Life.
         assert_eq!(
-            ha1(Ha1Algorithm::Md5, "Mufasa", "testrealm@host.com", "Circle Of Life"),
+            ha1(
+                Ha1Algorithm::Md5,
+                "Mufasa",
+                "testrealm@host.com",
+                "Circle Of Life"
+            ),
             "939e7578ed9e3c518a452acee763bce9"
         );
         // RFC 7616 3.9.1's example, SHA-256.
         assert_eq!(
-            ha1(Ha1Algorithm::Sha256, "Mufasa", "http-auth@example.org", "Circle of Life"),
+            ha1(
+                Ha1Algorithm::Sha256,
+                "Mufasa",
+                "http-auth@example.org",
+                "Circle of Life"
+            ),
             "7987c64c30e25f1b74be53f966b49b90f2808aa92faf9a00262392d7b4794232"
         );
     }

@@ -55,10 +55,9 @@ pub async fn send(c: &SmtpConfig, l: &Letter<'_>) -> Result<(), String> {
         .from
         .parse()
         .map_err(|e| format!("[activation.smtp] from: {e}"))?;
-    let to = l
-        .to
-        .parse()
-        .map_err(|e| format!("the user's email address: {e}"))?;
+    let to =
+        l.to.parse()
+            .map_err(|e| format!("the user's email address: {e}"))?;
     let message = Message::builder()
         .from(from)
         .to(to)

@@ -95,7 +95,10 @@ impl Activations {
         let (network, _) = config.activation_network();
         let mut event = AuditEvent::new(
             EventKind::ActivationLink,
-            format!("{actor}: activation link made, valid until {}", rfc3339(expires)),
+            format!(
+                "{actor}: activation link made, valid until {}",
+                rfc3339(expires)
+            ),
         );
         event.extension = Some(extension.to_owned());
         event.network = Some(network.to_owned());
@@ -105,7 +108,8 @@ impl Activations {
             extension.to_owned(),
             network.to_owned(),
         );
-        blocking(move || store.put_activation_link(&hash, &ext, &net, now, expires, &event)).await?;
+        blocking(move || store.put_activation_link(&hash, &ext, &net, now, expires, &event))
+            .await?;
         let base = config.base();
         let url = format!("{base}{}", link_path(&token));
         Ok(NewLink {
@@ -156,10 +160,19 @@ impl Activations {
         let refused = AuditEvent::new(EventKind::ActivationRefused, "");
         let activated = AuditEvent::new(
             EventKind::SoftphoneActivated,
-            format!("softphone activated: {}", if ua.is_empty() { "(no User-Agent)" } else { &ua }),
+            format!(
+                "softphone activated: {}",
+                if ua.is_empty() {
+                    "(no User-Agent)"
+                } else {
+                    &ua
+                }
+            ),
         );
-        blocking(move || store.redeem_activation_link(&hash, now, max, &ua, &ip, refused, activated))
-            .await
+        blocking(move || {
+            store.redeem_activation_link(&hash, now, max, &ua, &ip, refused, activated)
+        })
+        .await
     }
 
     /// When the user's unused link expires, if there is one.
@@ -173,7 +186,9 @@ impl Activations {
         blocking(move || store.devices(&ext)).await
     }
 
-    pub async fn device_counts(&self) -> Result<std::collections::HashMap<String, usize>, StoreError> {
+    pub async fn device_counts(
+        &self,
+    ) -> Result<std::collections::HashMap<String, usize>, StoreError> {
         let store = self.store.clone();
         blocking(move || store.device_counts()).await
     }
@@ -211,15 +226,22 @@ impl Activations {
             let code = Secret::new(new_code().map_err(StoreError::Db)?);
             let mut event = AuditEvent::new(
                 EventKind::LoginCode,
-                format!("{actor}: one-time login code made, valid until {}", rfc3339(expires)),
+                format!(
+                    "{actor}: one-time login code made, valid until {}",
+                    rfc3339(expires)
+                ),
             );
             event.extension = Some(extension.to_owned());
             let (store, c, ext) = (self.store.clone(), code.clone(), extension.to_owned());
-            if blocking(move || store.put_login_code(c.expose(), &ext, now, expires, &event)).await? {
+            if blocking(move || store.put_login_code(c.expose(), &ext, now, expires, &event))
+                .await?
+            {
                 return Ok((code, expires));
             }
         }
-        Err(StoreError::Db("no free login code was found; try again".into()))
+        Err(StoreError::Db(
+            "no free login code was found; try again".into(),
+        ))
     }
 
     /// The extension a code was made for, once.

@@ -34,7 +34,9 @@ pub fn png(text: &str) -> Result<Vec<u8>, String> {
     enc.set_color(png::ColorType::Grayscale);
     enc.set_depth(png::BitDepth::Eight);
     let mut writer = enc.write_header().map_err(|e| e.to_string())?;
-    writer.write_image_data(&pixels).map_err(|e| e.to_string())?;
+    writer
+        .write_image_data(&pixels)
+        .map_err(|e| e.to_string())?;
     writer.finish().map_err(|e| e.to_string())?;
     Ok(out)
 }
@@ -54,7 +56,8 @@ mod tests {
 
     #[test]
     fn images_have_the_expected_shape() {
-        let url = "https://hotdesk.example.com/provisioning/abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+        let url =
+            "https://hotdesk.example.com/provisioning/abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
         let p = png(url).unwrap();
         assert_eq!(&p[..8], b"\x89PNG\r\n\x1a\n");
         let s = svg(url).unwrap();

@@ -21,7 +21,10 @@ struct LinkBody {
 
 fn store_error(e: impl std::fmt::Display) -> Resp {
     tracing::error!(error = %e, "activation store write failed");
-    respond::json_error(StatusCode::INTERNAL_SERVER_ERROR, "the change could not be saved")
+    respond::json_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the change could not be saved",
+    )
 }
 
 /// The user as a phone login would find them (a disabled embedded user is no user).
@@ -136,7 +139,9 @@ pub async fn create_link(app: &App, ext: &str, body: &[u8], actor: &str) -> Resp
     if user.sip_password.is_empty() {
         return respond::json_error(
             StatusCode::CONFLICT,
-            &format!("user {ext} has no SIP secret: set one first (POST /api/v1/users/{ext}/sip-secret)"),
+            &format!(
+                "user {ext} has no SIP secret: set one first (POST /api/v1/users/{ext}/sip-secret)"
+            ),
         );
     }
     let config = app.live_config();
@@ -157,8 +162,12 @@ pub async fn create_link(app: &App, ext: &str, body: &[u8], actor: &str) -> Resp
     let send = b.email.unwrap_or(smtp.is_some() && address.is_some());
     if send {
         out["email"] = match (smtp, &address) {
-            (None, _) => serde_json::json!({ "sent": false, "error": "no [activation.smtp] is configured" }),
-            (_, None) => serde_json::json!({ "sent": false, "error": "the user has no email address" }),
+            (None, _) => {
+                serde_json::json!({ "sent": false, "error": "no [activation.smtp] is configured" })
+            }
+            (_, None) => {
+                serde_json::json!({ "sent": false, "error": "the user has no email address" })
+            }
             (Some(smtp), Some(to)) => {
                 let letter = mail::Letter {
                     to,

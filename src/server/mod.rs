@@ -7,6 +7,7 @@
 //! the new connection is closed. Each closure is counted into one periodic summary line.
 
 pub mod access;
+mod activations_api;
 mod admin;
 pub mod conns;
 pub mod digest;
@@ -17,10 +18,9 @@ pub(crate) mod reload;
 mod respond;
 mod routes;
 pub mod seen;
-pub mod tls;
 mod softphone;
+pub mod tls;
 mod users_api;
-mod activations_api;
 pub mod web;
 
 pub use routes::parse_query;

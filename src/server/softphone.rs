@@ -46,7 +46,9 @@ pub async fn fetch(app: &Arc<App>, token: &str, headers: &HeaderMap, client: IpA
     if wants_html(headers) {
         return landing(&config, token, &state);
     }
-    spend(app, &config, token, headers, client, state).await.into_response()
+    spend(app, &config, token, headers, client, state)
+        .await
+        .into_response()
 }
 
 async fn spend(
@@ -57,9 +59,20 @@ async fn spend(
     client: IpAddr,
     state: LinkState,
 ) -> Resp {
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let ip = client.to_canonical().to_string();
     let extension = match &state {
         LinkState::Unknown => return respond::text(StatusCode::NOT_FOUND, UNKNOWN),
-        LinkState::Gone => return respond::text(StatusCode::GONE, GONE),
+        LinkState::Gone => {
+            // Through the store all the same: a reused link is audited (a copied link?).
+            if let Err(e) = app.activations.redeem(config, token, ua, &ip).await {
+                return store_failed(e);
+            }
+            return respond::text(StatusCode::GONE, GONE);
+        }
         LinkState::Live { extension, .. } => extension.clone(),
     };
     // The account is read before the link is spent: a user without a SIP secret (or gone)
@@ -80,14 +93,13 @@ async fn spend(
             );
         }
     };
-    let ua = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let ip = client.to_canonical().to_string();
     let max = config.activation.max_devices;
     match app.activations.redeem(config, token, ua, &ip).await {
-        Ok(Redeemed::Activated { extension, network, device }) => {
+        Ok(Redeemed::Activated {
+            extension,
+            network,
+            device,
+        }) => {
             let Some(net) = config.networks.get(&network) else {
                 // The network was removed from the config since the link was made.
                 tracing::warn!(network = %network, "activation: the link's network is gone; using the default");
@@ -149,7 +161,11 @@ pub async fn qr_image(app: &Arc<App>, token: &str, file: &str, client: IpAddr) -
         Ok(LinkState::Unknown) => return respond::text(StatusCode::NOT_FOUND, UNKNOWN),
         Err(e) => return store_failed(e),
     }
-    let url = format!("{}{}", app.live_config().base(), activation::link_path(token));
+    let url = format!(
+        "{}{}",
+        app.live_config().base(),
+        activation::link_path(token)
+    );
     let drawn = match file {
         "qr.png" => qr::png(&url).map(|b| respond::build(StatusCode::OK, "image/png", b)),
         "qr.svg" => qr::svg(&url).map(|s| respond::build(StatusCode::OK, "image/svg+xml", s)),
@@ -157,6 +173,9 @@ pub async fn qr_image(app: &Arc<App>, token: &str, file: &str, client: IpAddr) -
     };
     drawn.unwrap_or_else(|e| {
         tracing::error!(error = %e, "QR code not drawn");
-        respond::text(StatusCode::INTERNAL_SERVER_ERROR, "the QR code could not be drawn")
+        respond::text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the QR code could not be drawn",
+        )
     })
 }

@@ -198,7 +198,9 @@ fn activation_route(path: &str) -> Option<(String, &str)> {
     if !(sub == "activations" || sub == "login-codes" || sub.starts_with("devices/")) {
         return None;
     }
-    let ext = percent_encoding::percent_decode_str(raw).decode_utf8().ok()?;
+    let ext = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()?;
     valid_extension(&ext).then(|| (ext.into_owned(), sub))
 }
 

@@ -141,7 +141,11 @@ impl SqliteStore {
     }
 
     /// The link as it is, without using it (the QR image, the landing page).
-    pub fn activation_link(&self, hash: &[u8; 32], now: OffsetDateTime) -> Result<LinkState, StoreError> {
+    pub fn activation_link(
+        &self,
+        hash: &[u8; 32],
+        now: OffsetDateTime,
+    ) -> Result<LinkState, StoreError> {
         let conn = self.conn();
         let row = conn
             .query_row(
@@ -287,7 +291,9 @@ impl SqliteStore {
             .prepare("SELECT extension, COUNT(*) FROM devices GROUP BY extension")
             .map_err(db)?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize)))
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize))
+            })
             .map_err(db)?;
         rows.collect::<Result<_, _>>().map_err(db)
     }
@@ -308,7 +314,10 @@ impl SqliteStore {
                     "DELETE FROM devices WHERE extension = ?1 AND id = ?2",
                     params![extension, id],
                 ),
-                None => tx.execute("DELETE FROM devices WHERE extension = ?1", params![extension]),
+                None => tx.execute(
+                    "DELETE FROM devices WHERE extension = ?1",
+                    params![extension],
+                ),
             }
             .map_err(db)?;
             if n > 0 {
@@ -412,7 +421,11 @@ impl SqliteStore {
     }
 
     /// Forgets every unused link and code of a user (disabled, deleted).
-    pub fn revoke_activations(&self, extension: &str, now: OffsetDateTime) -> Result<(), StoreError> {
+    pub fn revoke_activations(
+        &self,
+        extension: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
         let result = self.same_file().and_then(|()| {
             let mut conn = self.conn();
             let tx = conn.transaction().map_err(db)?;
@@ -482,7 +495,10 @@ mod tests {
             s.activation_link(&token_hash("a"), at(1)).unwrap(),
             LinkState::Live { .. }
         ));
-        assert_eq!(s.live_activation_link("1001", at(1)).unwrap(), Some(at(100)));
+        assert_eq!(
+            s.live_activation_link("1001", at(1)).unwrap(),
+            Some(at(100))
+        );
         // A refreshed link: the old one is gone at once.
         s.put_activation_link(&token_hash("b"), "1001", "internal", at(2), at(100), &e)
             .unwrap();
@@ -522,21 +538,32 @@ mod tests {
     fn a_code_is_used_once_expires_and_is_stored_salted() {
         let (_d, s) = store();
         let e = event(EventKind::LoginCode, "1002", "made");
-        assert!(s.put_login_code("12345678", "1002", at(0), at(600), &e).unwrap());
+        assert!(
+            s.put_login_code("12345678", "1002", at(0), at(600), &e)
+                .unwrap()
+        );
         // The same value cannot be live twice.
-        assert!(!s.put_login_code("12345678", "1003", at(1), at(600), &e).unwrap());
+        assert!(
+            !s.put_login_code("12345678", "1003", at(1), at(600), &e)
+                .unwrap()
+        );
         assert_eq!(s.redeem_login_code("87654321", at(2)).unwrap(), None);
         assert_eq!(
             s.redeem_login_code("12345678", at(2)).unwrap().as_deref(),
             Some("1002")
         );
         assert_eq!(s.redeem_login_code("12345678", at(3)).unwrap(), None);
-        assert!(s.put_login_code("11112222", "1002", at(0), at(600), &e).unwrap());
+        assert!(
+            s.put_login_code("11112222", "1002", at(0), at(600), &e)
+                .unwrap()
+        );
         assert_eq!(s.redeem_login_code("11112222", at(600)).unwrap(), None);
         // Nothing in the file holds the code in clear.
         let conn = s.conn();
         let stored: Vec<u8> = conn
-            .query_row("SELECT code_hash FROM login_codes LIMIT 1", [], |r| r.get(0))
+            .query_row("SELECT code_hash FROM login_codes LIMIT 1", [], |r| {
+                r.get(0)
+            })
             .unwrap();
         assert_ne!(stored, b"12345678");
         assert_eq!(stored.len(), 32);

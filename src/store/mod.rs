@@ -9,8 +9,8 @@ mod users;
 
 pub use book::{BookError, LoginBook, LoginOutcome};
 
-pub use sqlite::SqliteStore;
 pub use activations::{Device, LinkState, Redeemed, token_hash};
+pub use sqlite::SqliteStore;
 pub use users::{StoredUser, UserWrite};
 
 use time::OffsetDateTime;
