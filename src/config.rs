@@ -768,6 +768,9 @@ pub struct ActivationConfig {
     pub transport: String,
     /// How long a one-time desk login code stays usable.
     pub code_ttl: Span,
+    /// The phone's login menu offers "Log in with a code" (then the menu shows even with one
+    /// network).
+    pub phone_codes: bool,
     /// Email the link (never a password) when set.
     pub smtp: Option<SmtpConfig>,
     /// Who may fetch activation links (`/provisioning/...`); `[users] allow` when absent.
@@ -788,6 +791,7 @@ impl Default for ActivationConfig {
             ha1_algorithm: Ha1Algorithm::Md5,
             transport: "udp".into(),
             code_ttl: Span(Duration::from_secs(600)),
+            phone_codes: true,
             smtp: None,
             allow: None,
         }

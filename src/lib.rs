@@ -50,7 +50,7 @@ pub struct App {
     /// The embedded directory, when `[directory] kind = "embedded"` (the admin API edits it).
     pub users: Option<Arc<directory::embedded::Embedded>>,
     /// Softphone activation links and one-time desk login codes.
-    pub activations: activation::Activations,
+    pub activations: Arc<activation::Activations>,
     /// Templates and the settings they render from; replaced by [`App::reload`].
     pub provisioner: provision::live::LiveProvisioner,
     pub clock: Arc<dyn clock::Clock>,
@@ -208,7 +208,7 @@ impl App {
         let saved_lockouts = store.load_lockouts()?;
         let credentials = provision::credentials::Credentials::new(store.load_credentials()?);
         let writeback = config.writeback_http().cloned();
-        let activations = activation::Activations::new(store.clone(), clock.clone());
+        let activations = Arc::new(activation::Activations::new(store.clone(), clock.clone()));
         let book = Arc::new(LoginBook::open(store, writeback.is_some())?);
         let mut tasks = Vec::new();
         if let Some(http) = writeback {
@@ -256,6 +256,7 @@ impl App {
             clock.clone(),
             &saved_lockouts,
             metrics.clone(),
+            activations.clone(),
         );
         let signer = if config.server.sign_links {
             if had_database && config.server.url_key.is_none() && !key_file.exists() {

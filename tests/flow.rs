@@ -252,7 +252,7 @@ async fn both_networks_and_the_cidr_default() {
     assert_eq!(title, "Hot desk: log in via");
     assert_eq!(
         items.iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>(),
-        ["Internal", "External"]
+        ["Internal", "External", "Log in with a code"]
     );
     let r = phone.fetch("/app").await;
     assert!(r.text().contains("defaultIndex=\"2\""), "{}", r.text());
@@ -275,8 +275,9 @@ async fn one_network_skips_the_choice() {
     std::fs::write(tmp.path().join("directory.toml"), support::DIRECTORY).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    // Without the code item there is nothing to choose.
     let config = format!(
-        "listen = \"127.0.0.1:0\"\nbase_url = \"http://{addr}\"\n[directory]\nfile = \"{d}/directory.toml\"\n[store]\npath = \"{d}/s.sqlite\"\n[networks.office]\nlabel = \"Office\"\nsip_server = \"10.1.1.1\"\n",
+        "listen = \"127.0.0.1:0\"\nbase_url = \"http://{addr}\"\n[directory]\nfile = \"{d}/directory.toml\"\n[store]\npath = \"{d}/s.sqlite\"\n[networks.office]\nlabel = \"Office\"\nsip_server = \"10.1.1.1\"\n[activation]\nphone_codes = false\n",
         d = tmp.path().display()
     );
     let config = hotdesk::config::Config::parse(&config, std::path::Path::new("t.toml")).unwrap();
@@ -287,6 +288,31 @@ async fn one_network_skips_the_choice() {
     };
     assert_eq!(params, ["ext", "pin"]);
     assert!(url.contains("net=office"), "{url}");
+    assert_eq!(
+        message(&phone.login("Office", "1001", "73915").await).0,
+        "Logged in"
+    );
+}
+
+#[tokio::test]
+async fn one_network_with_codes_offers_the_network_and_the_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("directory.toml"), support::DIRECTORY).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\nbase_url = \"http://{addr}\"\n[directory]\nfile = \"{d}/directory.toml\"\n[store]\npath = \"{d}/s.sqlite\"\n[networks.office]\nlabel = \"Office\"\nsip_server = \"10.1.1.1\"\n",
+        d = tmp.path().display()
+    );
+    let config = hotdesk::config::Config::parse(&config, std::path::Path::new("t.toml")).unwrap();
+    tokio::spawn(hotdesk::run(config, listener, std::future::pending()));
+    let phone = Phone::new(addr, AASTRA_6737I);
+    let View::Menu { items, .. } = phone.open().await else {
+        panic!("a menu: the network or a code")
+    };
+    let labels: Vec<_> = items.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(labels, ["Office", "Log in with a code"]);
+    assert!(items[1].1.contains("net=office") && items[1].1.contains("by=code"));
     assert_eq!(
         message(&phone.login("Office", "1001", "73915").await).0,
         "Logged in"

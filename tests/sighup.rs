@@ -191,7 +191,10 @@ async fn tells_systemd_when_ready_and_when_stopping() {
 async fn sighup_applies_directory_networks_and_reports_what_needs_a_restart() {
     let server = Running::start();
     let phone = Phone::new(server.addr, AASTRA_6737I);
-    assert_eq!(server.network_labels().await, ["Internal", "External"]);
+    assert_eq!(
+        server.network_labels().await,
+        ["Internal", "External", "Log in with a code"]
+    );
     // 1009 is not in the directory yet: no login.
     phone.login("Internal", "1009", "64209").await;
     assert!(server.logins().await.is_empty());
@@ -214,7 +217,10 @@ async fn sighup_applies_directory_networks_and_reports_what_needs_a_restart() {
         assert!(line.contains(setting), "{setting}: {line}");
     }
 
-    assert_eq!(server.network_labels().await, ["Inside", "External"]);
+    assert_eq!(
+        server.network_labels().await,
+        ["Inside", "External", "Log in with a code"]
+    );
     phone.login("Inside", "1009", "64209").await;
     let logins = server.logins().await;
     assert_eq!(logins.len(), 1, "{logins:?}");
@@ -233,7 +239,10 @@ async fn sighup_applies_directory_networks_and_reports_what_needs_a_restart() {
     assert!(both.contains("nokia"), "{both}");
     assert!(both.contains("directory"), "{both}");
     server.log_line(|l| l.contains("problems=2"));
-    assert_eq!(server.network_labels().await, ["Inside", "External"]);
+    assert_eq!(
+        server.network_labels().await,
+        ["Inside", "External", "Log in with a code"]
+    );
     // The directory in use is still the one with 1009 (a lookup after the cache was kept).
     assert_eq!(server.logins().await.len(), 1);
 }

@@ -22,7 +22,7 @@ use crate::directory::{Directory, valid_extension};
 use crate::metrics::{LoginFailure, Metrics};
 use crate::phone::{Handset, Mac};
 use crate::screen::{Action, Link, Screen};
-use crate::store::{BookError, Change, EventKind, LockoutRow, Login, LoginBook};
+use crate::store::{AuditEvent, BookError, Change, EventKind, LockoutRow, Login, LoginBook};
 pub use credentials::{AuthFailure, Authenticated, Channel, Claim};
 
 /// The phone-facing steps, one per URL path.
@@ -93,6 +93,8 @@ pub struct Flow {
     /// Live-push grants issued with an apply (token, when).
     grants: Mutex<HashMap<Mac, (String, Instant)>>,
     metrics: Arc<Metrics>,
+    /// One-time desk login codes (`[activation] phone_codes`).
+    codes: Arc<crate::activation::Activations>,
 }
 
 impl Flow {
@@ -104,6 +106,7 @@ impl Flow {
         clock: Arc<dyn crate::clock::Clock>,
         saved: &[LockoutRow],
         metrics: Arc<Metrics>,
+        codes: Arc<crate::activation::Activations>,
     ) -> Self {
         let login = &config.login;
         let lockouts = Lockouts::counted(lockout_limits(&config), metrics.clone());
@@ -123,6 +126,7 @@ impl Flow {
             config: arc_swap::ArcSwap::new(config),
             clock,
             metrics,
+            codes,
         }
     }
 
@@ -206,17 +210,18 @@ impl Flow {
     fn start_login(&self, req: &PhoneRequest<'_>) -> Screen {
         let config = self.config.load();
         let networks = &config.networks;
-        if networks.len() == 1 {
+        let codes = config.activation.phone_codes;
+        if networks.len() == 1 && !codes {
             let key = networks.keys().next().expect("validated non-empty");
             return self.ask_credentials(req.handset, key);
         }
         // Phones from a network's CIDRs see that network first.
         let ip = req.source_ip.to_canonical();
-        let default_index = networks
+        let here = networks
             .values()
-            .position(|n| n.cidrs.iter().any(|c| c.contains(&ip)))
-            .map_or(1, |i| i + 1);
-        let items: Vec<_> = networks
+            .position(|n| n.cidrs.iter().any(|c| c.contains(&ip)));
+        let default_index = here.map_or(1, |i| i + 1);
+        let mut items: Vec<_> = networks
             .iter()
             .map(|(key, n)| {
                 let link = self
@@ -225,6 +230,18 @@ impl Flow {
                 (key.clone(), n.label.clone(), link)
             })
             .collect();
+        if codes {
+            // A code brings no network choice: the phone's own network by address, else the
+            // first.
+            let (key, _) = networks
+                .get_index(here.unwrap_or(0))
+                .expect("validated non-empty");
+            let link = self
+                .link(req.handset, "/app/login")
+                .with("net", key.clone())
+                .with("by", "code");
+            items.push(("code".into(), screens::CODE_ITEM.into(), link));
+        }
         screens::choose_network(&items, default_index)
     }
 
@@ -247,6 +264,16 @@ impl Flow {
             return screens::unknown_network(self.link(h, "/app/login"));
         };
         let retry = self.link(h, "/app/login").with("net", net);
+        if req.param("by") == Some("code") && config.activation.phone_codes {
+            let submit = retry.with("by", "code");
+            return match req.param("code") {
+                None => screens::ask_code(submit),
+                Some(code) => {
+                    self.verify_code(req, net, &network.label, code, submit)
+                        .await
+                }
+            };
+        }
         let ext = req.param("ext");
         let pin = req.query.get("pin").map(String::as_str);
         match (ext, pin) {
@@ -270,7 +297,6 @@ impl Flow {
         retry: Link,
     ) -> Screen {
         let h = req.handset;
-        let ip = req.source_ip.to_canonical().to_string();
         let claim = Claim {
             extension: ext,
             secret: pin,
@@ -301,6 +327,111 @@ impl Flow {
                 return screens::try_later("The user directory cannot be reached.");
             }
         };
+        self.finish_login(req, net, label, user, tier.as_str(), forgiven)
+            .await
+    }
+
+    /// A one-time code in place of extension and PIN. Wrong codes count against this phone
+    /// and this source, as wrong PINs do; the code itself is never logged or audited.
+    async fn verify_code(
+        &self,
+        req: &PhoneRequest<'_>,
+        net: &str,
+        label: &str,
+        code: &str,
+        retry: Link,
+    ) -> Screen {
+        let h = req.handset;
+        let subjects = [
+            Subject::handset_from(h.mac, req.source_ip),
+            Subject::source(req.source_ip),
+        ];
+        let attempt = match self.lockouts.begin(&subjects, Instant::now()) {
+            Ok(a) => a,
+            Err(Refusal::Locked(wait)) => {
+                self.count_failure(h, LoginFailure::LockedOut);
+                return screens::locked_out(wait);
+            }
+            Err(Refusal::Busy) => {
+                self.count_failure(h, LoginFailure::Busy);
+                return screens::try_later(
+                    "Other attempts for this phone are still being checked.",
+                );
+            }
+        };
+        let extension = match self.codes.redeem_code(code).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(error = %e, "login code not checked");
+                attempt.abandon();
+                return screens::try_later("The login could not be checked.");
+            }
+        };
+        let user = match &extension {
+            Some(ext) => match self.directory.lookup(ext).await {
+                Ok(user) => user,
+                Err(e) => {
+                    // The code is spent: say so plainly rather than let it look wrong.
+                    tracing::warn!(error = %e, extension = %ext, "directory lookup failed after a login code");
+                    attempt.abandon();
+                    return screens::try_later(
+                        "The user directory cannot be reached; ask for a new code.",
+                    );
+                }
+            },
+            None => None,
+        };
+        let Some(user) = user else {
+            self.count_failure(h, LoginFailure::WrongPin);
+            let failure = attempt.fail();
+            tracing::info!(mac = %h.mac, tries_left = failure.left, "login code wrong, used or expired");
+            let mut event = AuditEvent::new(
+                if failure.left == 0 {
+                    EventKind::LockedOut
+                } else {
+                    EventKind::LoginFailed
+                },
+                "wrong, used or expired one-time code",
+            );
+            event.mac = Some(h.mac);
+            event.extension = extension;
+            event.network = Some(net.to_owned());
+            event.source_ip = Some(req.source_ip.to_canonical().to_string());
+            let change = Change {
+                events: vec![event],
+                lockouts: failure.saved,
+                ..Change::default()
+            };
+            if let Err(e) = self.book.record(change).await {
+                tracing::error!(error = %e, "failed attempt not recorded");
+            }
+            return match self.lockouts.check(&subjects, Instant::now()) {
+                Err(wait) => screens::locked_out(wait),
+                Ok(()) => screens::wrong_code(failure.left, retry),
+            };
+        };
+        let forgiven = attempt
+            .succeed(&subjects[..1])
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        self.finish_login(req, net, label, user, "login-code", forgiven)
+            .await
+    }
+
+    /// Puts a user whose credential held on this phone: the book decides (policy, device
+    /// limit, free identity), then the apply link.
+    async fn finish_login(
+        &self,
+        req: &PhoneRequest<'_>,
+        net: &str,
+        label: &str,
+        user: Arc<crate::directory::User>,
+        credential: &str,
+        forgiven: Vec<String>,
+    ) -> Screen {
+        let h = req.handset;
+        let ip = req.source_ip.to_canonical().to_string();
         if user.sip_password.is_empty() {
             tracing::warn!(extension = %user.extension, "login refused: the directory has no SIP secret for this user");
             self.count_failure(h, LoginFailure::NoSipSecret);
@@ -321,7 +452,7 @@ impl Flow {
             template: user.template.clone(),
             since: self.clock.now(),
             source_ip: ip,
-            credential: tier.as_str().to_owned(),
+            credential: credential.to_owned(),
             applied_at: None,
         };
         let policy = self.config.load().login.policy;
@@ -329,14 +460,14 @@ impl Flow {
         let identities = h.caps.identities;
         match self
             .book
-            .login(login, policy, max, identities, tier.as_str(), forgiven)
+            .login(login, policy, max, identities, credential, forgiven)
             .await
         {
             Ok(outcome) => {
                 self.metrics.login(h.vendor.as_str());
                 tracing::info!(
                     mac = %h.mac, extension = %user.extension, network = net,
-                    credential = tier.as_str(), taken_from = outcome.taken_from.len(),
+                    credential, taken_from = outcome.taken_from.len(),
                     "login"
                 );
                 // A previous user's call lists must not stay for the next one.

@@ -74,6 +74,40 @@ pub fn ask_pin(extension: &str, submit: Link) -> Screen {
     })
 }
 
+/// The label of the menu item that leads to [`ask_code`].
+pub const CODE_ITEM: &str = "Log in with a code";
+
+/// A one-time login code instead of extension and PIN (one numeric field).
+pub fn ask_code(submit: Link) -> Screen {
+    Screen::Input(Input {
+        title: "Log in with a code".into(),
+        fields: vec![Field {
+            prompt: "One-time code:".into(),
+            param: "code",
+            numeric: true,
+            secret: true,
+        }],
+        submit,
+    })
+}
+
+/// A code that was wrong, used, or expired (which of them is not said).
+pub fn wrong_code(tries_left: u32, retry: Link) -> Screen {
+    let tries = match tries_left {
+        1 => "1 try left".to_owned(),
+        n => format!("{n} tries left"),
+    };
+    message(
+        "Login failed",
+        format!("Wrong, used or expired code, {tries}."),
+        Tone::Error,
+        Some(Next {
+            link: retry,
+            after_secs: 0,
+        }),
+    )
+}
+
 pub fn logged_in_menu(extension: &str, name: &str, logout: Link, switch: Link) -> Screen {
     Screen::Menu(Menu {
         title: format!("{extension} {name}"),

@@ -1,6 +1,6 @@
 //! Links the server generates carry an expiry and an HMAC-SHA256 signature over the path and
 //! their query, so their state (network, extension, phone, one-time token) cannot be forged
-//! or replayed later. The phone may add only its input fields (`ext`, `pin`) after signing.
+//! or replayed later. The phone may add only its input fields (`ext`, `pin`, `code`) after signing.
 
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use sha2::Sha256;
 use crate::screen::{Link, Screen};
 
 /// Input fields a phone appends to a signed link; not covered by the signature.
-const PHONE_INPUTS: [&str; 2] = ["ext", "pin"];
+const PHONE_INPUTS: [&str; 3] = ["ext", "pin", "code"];
 
 pub struct Signer {
     key: Vec<u8>,
