@@ -397,18 +397,11 @@ impl Flow {
             event.extension = extension;
             event.network = Some(net.to_owned());
             event.source_ip = Some(req.source_ip.to_canonical().to_string());
-            let change = Change {
-                events: vec![event],
-                lockouts: failure.saved,
-                ..Change::default()
-            };
-            if let Err(e) = self.book.record(change).await {
-                tracing::error!(error = %e, "failed attempt not recorded");
-            }
-            return match self.lockouts.check(&subjects, Instant::now()) {
-                Err(wait) => screens::locked_out(wait),
-                Ok(()) => screens::wrong_code(failure.left, retry),
-            };
+            return self
+                .failed_on_phone(&subjects, failure, Some(event), |left| {
+                    screens::wrong_code(left, retry)
+                })
+                .await;
         };
         let forgiven = attempt
             .succeed(&subjects[..1])
@@ -578,17 +571,34 @@ impl Flow {
         }
         let failure = attempt.fail();
         tracing::info!(mac = %h.mac, tries_left = failure.left, "logout PIN wrong");
+        Err(self
+            .failed_on_phone(&subjects, failure, None, |left| {
+                screens::wrong_credentials(left, submit)
+            })
+            .await)
+    }
+
+    /// Records a failed attempt on a phone (its audit event and the lockout histories in one
+    /// commit) and picks the screen: locked out, or `wrong` with the tries left.
+    async fn failed_on_phone(
+        &self,
+        own: &[Subject],
+        failure: crate::auth::lockouts::Failure,
+        event: Option<AuditEvent>,
+        wrong: impl FnOnce(u32) -> Screen,
+    ) -> Screen {
         let change = Change {
+            events: event.into_iter().collect(),
             lockouts: failure.saved,
             ..Change::default()
         };
         if let Err(e) = self.book.record(change).await {
             tracing::error!(error = %e, "failed attempt not recorded");
         }
-        Err(match self.lockouts.check(&subjects, Instant::now()) {
+        match self.lockouts.check(own, Instant::now()) {
             Err(wait) => screens::locked_out(wait),
-            Ok(()) => screens::wrong_credentials(failure.left, submit),
-        })
+            Ok(()) => wrong(failure.left),
+        }
     }
 
     async fn logout(&self, req: &PhoneRequest<'_>) -> Screen {
