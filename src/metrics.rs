@@ -150,6 +150,11 @@ struct ReasonLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct HttpLabels {
     route: &'static str,
     status: StatusClass,
@@ -181,6 +186,7 @@ pub struct Metrics {
     connections_open: Gauge,
     connections_refused: Family<ReasonLabels, Counter>,
     http_duration: Histograms<HttpLabels>,
+    softphone_activations: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -257,8 +263,15 @@ impl Metrics {
             Unit::Seconds,
             http_duration.clone(),
         );
+        let softphone_activations = Family::default();
+        registry.register(
+            "softphone_activations",
+            "Activation link fetches by softphones, by outcome: activated, limit, gone, unknown",
+            softphone_activations.clone(),
+        );
         Self {
             registry,
+            softphone_activations,
             logins,
             logouts,
             login_failures,
@@ -271,6 +284,14 @@ impl Metrics {
             connections_refused,
             http_duration,
         }
+    }
+
+    /// `outcome`: `activated`, `limit` (device limit reached), `gone` (used or expired),
+    /// `unknown`.
+    pub fn softphone_activation(&self, outcome: &'static str) {
+        self.softphone_activations
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     pub fn login(&self, vendor: &'static str) {

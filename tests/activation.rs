@@ -199,6 +199,12 @@ async fn a_softphone_activates_once_through_the_url_its_qr_code_holds() {
         eprintln!("lpconfig.xsd not present: schema check skipped");
     }
 
+    let metrics = server.admin("GET", "/metrics").await.text();
+    assert!(
+        metrics.contains("hotdesk_softphone_activations_total{outcome=\"activated\"} 1"),
+        "{metrics}"
+    );
+
     // A second fetch, the QR code and the page all say it is gone.
     let again = fetch(&server, &url).await;
     assert_eq!(again.status, 410, "{}", again.text());

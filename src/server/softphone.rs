@@ -65,8 +65,12 @@ async fn spend(
         .unwrap_or("");
     let ip = client.to_canonical().to_string();
     let extension = match &state {
-        LinkState::Unknown => return respond::text(StatusCode::NOT_FOUND, UNKNOWN),
+        LinkState::Unknown => {
+            app.metrics.softphone_activation("unknown");
+            return respond::text(StatusCode::NOT_FOUND, UNKNOWN);
+        }
         LinkState::Gone => {
+            app.metrics.softphone_activation("gone");
             // Through the store all the same: a reused link is audited (a copied link?).
             if let Err(e) = app.activations.redeem(config, token, ua, &ip).await {
                 return store_failed(e);
@@ -100,6 +104,7 @@ async fn spend(
             network,
             device,
         }) => {
+            app.metrics.softphone_activation("activated");
             let Some(net) = config.networks.get(&network) else {
                 // The network was removed from the config since the link was made.
                 tracing::warn!(network = %network, "activation: the link's network is gone; using the default");
@@ -110,6 +115,7 @@ async fn spend(
             document(&user, net, config)
         }
         Ok(Redeemed::Limit(n)) => {
+            app.metrics.softphone_activation("limit");
             tracing::info!(extension = %extension, devices = n, "activation refused: device limit");
             respond::text(
                 StatusCode::FORBIDDEN,
@@ -118,8 +124,14 @@ async fn spend(
                 ),
             )
         }
-        Ok(Redeemed::Gone) => respond::text(StatusCode::GONE, GONE),
-        Ok(Redeemed::Unknown) => respond::text(StatusCode::NOT_FOUND, UNKNOWN),
+        Ok(Redeemed::Gone) => {
+            app.metrics.softphone_activation("gone");
+            respond::text(StatusCode::GONE, GONE)
+        }
+        Ok(Redeemed::Unknown) => {
+            app.metrics.softphone_activation("unknown");
+            respond::text(StatusCode::NOT_FOUND, UNKNOWN)
+        }
         Err(e) => store_failed(e),
     }
 }
