@@ -63,6 +63,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ),
         ("link_made.html", include_str!("templates/link_made.html")),
         ("softphones.html", include_str!("templates/softphones.html")),
+        ("me_result.html", include_str!("templates/me_result.html")),
     ] {
         env.add_template(name, source)
             .expect("the built-in templates parse (checked by a unit test)");
