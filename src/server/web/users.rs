@@ -292,9 +292,9 @@ async fn one(
     )
 }
 
-/// The page that shows a secret once: never cached (every page is `no-store`), never in a
-/// URL, never again.
-fn shown_once(session: &Session, ext: &str, kind: &str, extra: Value) -> Response {
+/// The answer to an action: where a secret is shown, once (the answer to the POST: never
+/// cached, every page being `no-store`, never in a URL, never again), or a confirmation.
+fn result_page(session: &Session, ext: &str, kind: &str, extra: Value) -> Response {
     render(
         StatusCode::OK,
         "user_result.html",
@@ -321,7 +321,7 @@ async fn pin(
         Err(resp) => return *resp,
     };
     match users_api::new_pin(&ctx.app, &users, &ext, None, &actor(&session)).await {
-        Ok(pin) => shown_once(&session, &ext, "pin", context! { secret => pin.expose() }),
+        Ok(pin) => result_page(&session, &ext, "pin", context! { secret => pin.expose() }),
         Err(r) => refused(&session, Some(&ext), &r),
     }
 }
@@ -341,7 +341,7 @@ async fn sip_secret(
         Err(resp) => return *resp,
     };
     match users_api::new_sip_secret(&ctx.app, &users, &ext, None, &actor(&session)).await {
-        Ok(s) => shown_once(
+        Ok(s) => result_page(
             &session,
             &ext,
             "sip-secret",
@@ -403,7 +403,7 @@ async fn delete(
         return refused(&session, None, &r);
     };
     if f.get("confirm").map(String::as_str) != Some("yes") {
-        return shown_once(
+        return result_page(
             &session,
             &ext,
             "confirm-delete",
@@ -446,7 +446,7 @@ async fn link(
     // A ticked box asks for the email; without the field, the API's default.
     let email = f.get("email").map(|v| v == "yes");
     match activations_api::make_link(&ctx.app, &ext, email, &actor(&session)).await {
-        Ok(made) => shown_once(&session, &ext, "link", link_context(&made)),
+        Ok(made) => result_page(&session, &ext, "link", link_context(&made)),
         Err(r) => refused(&session, Some(&ext), &r),
     }
 }
@@ -466,7 +466,7 @@ async fn code(
         Err(resp) => return *resp,
     };
     match activations_api::make_code(&ctx.app, &ext, &actor(&session)).await {
-        Ok((code, expires)) => shown_once(&session, &ext, "code", code_context(&code, expires)),
+        Ok((code, expires)) => result_page(&session, &ext, "code", code_context(&code, expires)),
         Err(r) => refused(&session, Some(&ext), &r),
     }
 }
