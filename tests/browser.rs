@@ -774,3 +774,84 @@ async fn a_user_logs_out_their_desk_from_the_user_page() {
     let labels: Vec<&str> = items.iter().map(|(l, _)| l.as_str()).collect();
     assert!(labels.contains(&"External"), "{labels:?}");
 }
+
+/// The Users page: add a user, give them a SIP secret (shown once), make an activation link;
+/// its QR code image loads from the link's own address.
+#[tokio::test]
+async fn the_users_page_adds_a_user_and_shows_an_activation_links_qr_code() {
+    let server = Server::start_with(
+        "[directory]\nkind = \"embedded\"\npoll_interval = \"50ms\"\n".into(),
+        "",
+    )
+    .await;
+    let browser = Browser::start("users").await;
+    browser.sign_in(&server).await;
+    browser
+        .wait_for("nav a[href='/admin/users']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_for("nav a[aria-current=page][href='/admin/users']")
+        .await;
+    assert!(browser.text().await.contains("No users yet."));
+    browser.screenshot("empty").await;
+
+    for (css, text) in [
+        ("input#new-extension", "2001"),
+        ("input#new-name", "Ada <b>Lovelace</b>"),
+    ] {
+        browser.wait_for(css).await.send_keys(text).await.unwrap();
+    }
+    browser
+        .wait_for("form[method=post][action='/admin/users'] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for("form[action$='/sip-secret']").await;
+    assert_eq!(browser.path().await, "/admin/users/2001");
+    assert!(browser.text().await.contains("Ada <b>Lovelace</b> (2001)"));
+    browser.screenshot("user").await;
+
+    browser
+        .wait_for("form[action$='/sip-secret'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let secret = browser
+        .wait_for("output.secret")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(secret.len() >= 16, "{secret}");
+    browser.screenshot("sip-secret").await;
+    browser.open(&server, "/admin/users/2001").await;
+    assert!(!browser.text().await.contains(&secret), "shown once");
+
+    browser
+        .wait_for("form[action$='/link'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for("img.qr").await;
+    browser
+        .wait_until("document.querySelector('img.qr').complete && document.querySelector('img.qr').naturalWidth > 0")
+        .await;
+    let link = browser.wait_for("code.link").await.text().await.unwrap();
+    assert!(link.starts_with(&server.url("/provisioning/")), "{link}");
+    browser.screenshot("link").await;
+
+    browser.open(&server, "/admin/users").await;
+    let rows = browser.texts("tbody#users tr").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(
+        rows[0].contains("2001") && rows[0].contains("0 of 4"),
+        "{rows:?}"
+    );
+    browser.screenshot("list").await;
+}

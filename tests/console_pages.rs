@@ -371,3 +371,551 @@ async fn audit_events_past_retention_are_pruned_at_start_and_recent_ones_kept() 
     }
     assert_eq!(details, ["within 400 days"]);
 }
+
+// --- the Users page ----------------------------------------------------------------------
+
+const EMBEDDED: &str = "[directory]\nkind = \"embedded\"\npoll_interval = \"50ms\"\n";
+const LINPHONE_UA: &str = "LinphoneAndroid/5.2.5 (Pixel 7) LinphoneSDK/5.3.47";
+
+/// The text of the page's `<output class="secret">`, the one place a secret is shown.
+fn secret_of(page: &str) -> String {
+    let marker = "<output class=\"secret\">";
+    let at = page
+        .find(marker)
+        .unwrap_or_else(|| panic!("no secret in {page}"));
+    let rest = &page[at + marker.len()..];
+    rest[..rest.find('<').unwrap()].to_string()
+}
+
+/// The `src` of the page's QR image.
+fn qr_src(page: &str) -> String {
+    let marker = "<img class=\"qr\" src=\"";
+    let at = page
+        .find(marker)
+        .unwrap_or_else(|| panic!("no QR image in {page}"));
+    let rest = &page[at + marker.len()..];
+    rest[..rest.find('"').unwrap()].replace("&#x2f;", "/")
+}
+
+/// The activation link shown on a result page.
+fn link_of(page: &str) -> String {
+    let marker = "<code class=\"link wrap\">";
+    let at = page
+        .find(marker)
+        .unwrap_or_else(|| panic!("no link in {page}"));
+    let rest = &page[at + marker.len()..];
+    rest[..rest.find('<').unwrap()].replace("&#x2f;", "/")
+}
+
+/// Every `value="..."` of `name` in the page's forms.
+fn values_of(page: &str, name: &str) -> Vec<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    page.split(&marker)
+        .skip(1)
+        .map(|rest| rest[..rest.find('"').unwrap()].to_string())
+        .collect()
+}
+
+/// Everything an admin can read later: the list, the user's page, the audit page and API.
+async fn everything_later(server: &Server, cookie: &str, ext: &str) -> String {
+    let mut all = String::new();
+    for path in [
+        "/admin/users".to_string(),
+        format!("/admin/users/{ext}"),
+        "/admin/audit".to_string(),
+        "/admin/audit.csv".to_string(),
+    ] {
+        all.push_str(&get(server.addr, &path, cookie).await.text());
+    }
+    all.push_str(&serde_json::to_string(&server.audit().await).unwrap());
+    all
+}
+
+fn audited(audit: &[serde_json::Value], kind: &str, detail: &str) -> bool {
+    audit
+        .iter()
+        .any(|e| e["kind"] == kind && e["detail"].as_str().unwrap_or("").contains(detail))
+}
+
+#[tokio::test]
+async fn a_user_made_on_the_users_page_logs_in_with_the_pin_shown_once() {
+    let server = Server::start_with(EMBEDDED.into(), "").await;
+    let addr = server.addr;
+    let cookie = sign_in(addr).await;
+    let page = get(addr, "/admin/users", &cookie).await;
+    assert_eq!(page.status, 200);
+    let text = page.text();
+    assert!(
+        text.contains("href=\"/admin/users\" aria-current=\"page\">Users"),
+        "{text}"
+    );
+    assert!(text.contains("No users yet."), "{text}");
+    let token = csrf(&text);
+
+    let r = post_form(
+        addr,
+        "/admin/users",
+        &cookie,
+        &format!("csrf={token}&extension=2001&name=Ada+%3Cb%3ELovelace&email=ada%40example.com&enabled=yes"),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(r.header("location"), Some("/admin/users/2001"));
+    let list = get(addr, "/admin/users", &cookie).await.text();
+    assert!(
+        list.contains("href=\"&#x2f;admin&#x2f;users&#x2f;2001\"")
+            && list.contains("Ada &lt;b&gt;Lovelace")
+            && list.contains("ada@example.com")
+            && list.contains("0 of 4"),
+        "{list}"
+    );
+    // A taken extension or a bad one: a clear refusal, nothing added.
+    let r = post_form(
+        addr,
+        "/admin/users",
+        &cookie,
+        &format!("csrf={token}&extension=2001&name=Again&enabled=yes"),
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    let r = post_form(
+        addr,
+        "/admin/users",
+        &cookie,
+        &format!("csrf={token}&extension=20x1&name=Bad&enabled=yes"),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("role=\"alert\""));
+
+    // A new PIN: shown on the answer to the POST, once.
+    let r = post_form(
+        addr,
+        "/admin/users/2001/pin",
+        &cookie,
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let pin = secret_of(&r.text());
+    assert!(
+        pin.len() >= 4 && pin.bytes().all(|b| b.is_ascii_digit()),
+        "{pin}"
+    );
+
+    // A SIP secret, likewise (without one a desk login is refused: no line).
+    let r = post_form(
+        addr,
+        "/admin/users/2001/sip-secret",
+        &cookie,
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sip = secret_of(&r.text());
+    assert!(sip.len() >= 16, "{sip}");
+    let phone = Phone::new(addr, AASTRA_6737I);
+    assert_eq!(
+        phone.login("Internal", "2001", &pin).await.title(),
+        "Logged in"
+    );
+
+    let later = everything_later(&server, &cookie, "2001").await;
+    assert!(!later.contains(&pin), "the PIN is shown again somewhere");
+    assert!(
+        !later.contains(&sip),
+        "the SIP secret is shown again somewhere"
+    );
+    let audit = server.audit().await;
+    assert!(
+        audited(&audit, "user-changed", "console (admin): user created"),
+        "{audit:?}"
+    );
+    assert!(
+        audited(
+            &audit,
+            "user-changed",
+            "console (admin): PIN set (generated)"
+        ),
+        "{audit:?}"
+    );
+    assert!(
+        audited(
+            &audit,
+            "user-changed",
+            "console (admin): SIP secret set (generated)"
+        ),
+        "{audit:?}"
+    );
+    let one = get(addr, "/admin/users/2001", &cookie).await.text();
+    assert!(one.contains("<dt>PIN</dt><dd>set</dd>"), "{one}");
+
+    // Disabling ends the login at the desk, as the API does.
+    let r = post_form(
+        addr,
+        "/admin/users/2001/enabled",
+        &cookie,
+        &format!("csrf={token}&enabled=false"),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert!(server.logins().await.is_empty());
+    assert!(
+        get(addr, "/admin/users", &cookie)
+            .await
+            .text()
+            .contains(">disabled<")
+    );
+    assert_ne!(
+        phone.login("Internal", "2001", &pin).await.title(),
+        "Logged in"
+    );
+    assert!(audited(
+        &server.audit().await,
+        "user-changed",
+        "console (admin): user changed: disabled"
+    ));
+    let r = post_form(
+        addr,
+        "/admin/users/2001/enabled",
+        &cookie,
+        &format!("csrf={token}&enabled=true"),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        phone.login("Internal", "2001", &pin).await.title(),
+        "Logged in"
+    );
+
+    // Delete asks first; only the confirmed form deletes (and logs out).
+    let r = post_form(
+        addr,
+        "/admin/users/2001/delete",
+        &cookie,
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.text().contains("name=\"confirm\" value=\"yes\""),
+        "{}",
+        r.text()
+    );
+    assert_eq!(server.admin("GET", "/api/v1/users/2001").await.status, 200);
+    let r = post_form(
+        addr,
+        "/admin/users/2001/delete",
+        &cookie,
+        &format!("csrf={token}&confirm=yes"),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/admin/users"))
+    );
+    assert_eq!(server.admin("GET", "/api/v1/users/2001").await.status, 404);
+    assert!(server.logins().await.is_empty());
+    assert!(
+        get(addr, "/admin/users", &cookie)
+            .await
+            .text()
+            .contains("No users yet.")
+    );
+    assert_eq!(get(addr, "/admin/users/2001", &cookie).await.status, 404);
+}
+
+#[tokio::test]
+async fn links_codes_and_the_device_count_on_a_users_page() {
+    let server = Server::start_with(EMBEDDED.into(), "[activation]\nmax_devices = 2\n").await;
+    let addr = server.addr;
+    let cookie = sign_in(addr).await;
+    let token = csrf(&get(addr, "/admin/users", &cookie).await.text());
+    let r = post_form(
+        addr,
+        "/admin/users",
+        &cookie,
+        &format!("csrf={token}&extension=2001&name=Ada&enabled=yes"),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    // No SIP secret yet: the link is refused, saying why.
+    let r = post_form(
+        addr,
+        "/admin/users/2001/link",
+        &cookie,
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("has no SIP secret"), "{}", r.text());
+    let r = post_form(
+        addr,
+        "/admin/users/2001/sip-secret",
+        &cookie,
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+
+    // Two softphones through two links: the limit is reached and shown.
+    for n in 1..=2 {
+        let r = post_form(
+            addr,
+            "/admin/users/2001/link",
+            &cookie,
+            &format!("csrf={token}"),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let page = r.text();
+        let src = qr_src(&page);
+        assert!(
+            src.starts_with("/provisioning/") && src.ends_with("/qr.svg"),
+            "{src}"
+        );
+        let img = request(addr, "GET", &src, &[]).await;
+        assert_eq!(img.status, 200, "{}", img.text());
+        assert_eq!(img.header("content-type"), Some("image/svg+xml"));
+        let url = link_of(&page);
+        assert_eq!(
+            url,
+            format!("http://{addr}{}", src.trim_end_matches("/qr.svg"))
+        );
+        assert!(
+            page.contains("Username: <span class=\"mono\">2001</span>"),
+            "{page}"
+        );
+        let xml = request(addr, "GET", &url, &[("User-Agent", LINPHONE_UA)]).await;
+        assert_eq!(xml.status, 200, "{}", xml.text());
+        let one = get(addr, "/admin/users/2001", &cookie).await.text();
+        assert!(one.contains(&format!("{n} of 2")), "{one}");
+        // minijinja escapes `/` too.
+        assert!(one.contains("LinphoneAndroid&#x2f;5.2.5"), "{one}");
+    }
+    let list = get(addr, "/admin/users", &cookie).await.text();
+    assert!(
+        list.contains("2 of 2 <span class=\"limit\">limit reached</span>"),
+        "{list}"
+    );
+    let one = get(addr, "/admin/users/2001", &cookie).await.text();
+    assert!(one.contains("Device activation limit reached"), "{one}");
+
+    // Remove one: a place frees up. An id that is not this user's: 404, nothing removed.
+    let ids = values_of(&one, "id");
+    assert_eq!(ids.len(), 2, "{one}");
+    let r = post_form(
+        addr,
+        "/admin/users/2001/devices/remove",
+        &cookie,
+        &format!("csrf={token}&id=99999"),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = post_form(
+        addr,
+        "/admin/users/2001/devices/remove",
+        &cookie,
+        &format!("csrf={token}&id={}", ids[0]),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/admin/users/2001"))
+    );
+    let one = get(addr, "/admin/users/2001", &cookie).await.text();
+    assert!(
+        one.contains("1 of 2") && !one.contains("limit reached"),
+        "{one}"
+    );
+    // Reset: none left.
+    let r = post_form(
+        addr,
+        "/admin/users/2001/devices/reset",
+        &cookie,
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let one = get(addr, "/admin/users/2001", &cookie).await.text();
+    assert!(
+        one.contains("0 of 2") && one.contains("No softphone activated."),
+        "{one}"
+    );
+
+    // A one-time login code: 8 digits with its expiry, shown once.
+    let r = post_form(
+        addr,
+        "/admin/users/2001/code",
+        &cookie,
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let code = secret_of(&r.text());
+    assert!(
+        code.len() == 8 && code.bytes().all(|b| b.is_ascii_digit()),
+        "{code}"
+    );
+    assert!(r.text().contains("Valid once, until <time"), "{}", r.text());
+    let later = everything_later(&server, &cookie, "2001").await;
+    assert!(!later.contains(&code), "the code is shown again somewhere");
+
+    let audit = server.audit().await;
+    for detail in [
+        "console (admin): activation link made",
+        "console (admin): one-time login code made",
+        &format!("console (admin): device {} removed", ids[0]),
+        "console (admin): device count reset",
+    ] {
+        assert!(
+            audit.iter().any(|e| e["detail"].as_str().unwrap().contains(detail)
+                && e["extension"] == "2001"),
+            "{detail}: {audit:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn users_from_another_directory_still_get_links_and_codes_by_extension() {
+    let server = Server::start("").await;
+    let addr = server.addr;
+    let cookie = sign_in(addr).await;
+    let page = get(addr, "/admin/users", &cookie).await.text();
+    assert!(page.contains("come from another directory"), "{page}");
+    assert!(!page.contains("Add user"), "{page}");
+    let token = csrf(&page);
+    // The "open an extension" form.
+    let r = get(addr, "/admin/users?ext=1001", &cookie).await;
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/admin/users/1001"))
+    );
+    assert_eq!(
+        get(addr, "/admin/users?ext=..%2Fx", &cookie).await.status,
+        400
+    );
+    let one = get(addr, "/admin/users/1001", &cookie).await.text();
+    assert!(
+        one.contains("Ada Lovelace") && one.contains("0 of 4"),
+        "{one}"
+    );
+    assert!(!one.contains("Set a new PIN"), "{one}");
+    assert_eq!(get(addr, "/admin/users/4242", &cookie).await.status, 404);
+
+    // What only the embedded directory can do is refused, nothing else happens.
+    for path in [
+        "/admin/users/1001/pin",
+        "/admin/users/1001/sip-secret",
+        "/admin/users/1001/delete",
+    ] {
+        let r = post_form(addr, path, &cookie, &format!("csrf={token}")).await;
+        assert_eq!(r.status, 409, "{path}: {}", r.text());
+    }
+    let r = post_form(
+        addr,
+        "/admin/users",
+        &cookie,
+        &format!("csrf={token}&extension=2001&name=X&enabled=yes"),
+    )
+    .await;
+    assert_eq!(r.status, 409);
+
+    let r = post_form(
+        addr,
+        "/admin/users/1001/code",
+        &cookie,
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(secret_of(&r.text()).len(), 8);
+    let r = post_form(
+        addr,
+        "/admin/users/1001/link",
+        &cookie,
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let xml = request(
+        addr,
+        "GET",
+        &link_of(&r.text()),
+        &[("User-Agent", LINPHONE_UA)],
+    )
+    .await;
+    assert_eq!(xml.status, 200, "{}", xml.text());
+    assert!(
+        get(addr, "/admin/users/1001", &cookie)
+            .await
+            .text()
+            .contains("1 of 4")
+    );
+}
+
+#[tokio::test]
+async fn users_page_forms_need_the_session_its_token_and_the_console_itself() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start_with(EMBEDDED.into(), "").await;
+    let addr = server.addr;
+    let r = request(addr, "GET", "/admin/users", &[]).await;
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/admin/signin"))
+    );
+    assert_eq!(
+        request(addr, "GET", "/admin/users/1001", &[]).await.status,
+        303
+    );
+    let cookie = sign_in(addr).await;
+    let token = csrf(&get(addr, "/admin/users", &cookie).await.text());
+    let create = "extension=2001&name=Ada&enabled=yes";
+    // No token, another token, no session: nothing is made.
+    let r = post_form(addr, "/admin/users", &cookie, create).await;
+    assert_eq!(r.status, 403);
+    let r = post_form(
+        addr,
+        "/admin/users",
+        &cookie,
+        &format!("csrf=forged&{create}"),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let r = support::post_form(
+        addr,
+        "/admin/users",
+        None,
+        &format!("csrf={token}&{create}"),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/admin/signin"));
+    // The right cookie and token, but the browser says another site sent it.
+    let body = format!("csrf={token}&{create}");
+    let req = format!(
+        "POST /admin/users HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nCookie: {cookie}\r\n\
+         Sec-Fetch-Site: cross-site\r\nOrigin: https://evil.example\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    assert_eq!(support::parse_response(&raw).status, 403);
+    assert_eq!(server.admin("GET", "/api/v1/users/2001").await.status, 404);
+    // The same form from the console itself works.
+    let r = post_form(addr, "/admin/users", &cookie, &body).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    // A path that is no extension: a clear 400.
+    let r = post_form(
+        addr,
+        "/admin/users/..%2F..%2Fx/pin",
+        &cookie,
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+}

@@ -350,3 +350,235 @@ async fn a_form_posted_from_another_site_is_refused_before_it_counts() {
     // The same guess from the page itself counts.
     assert_eq!(sign_in(&server, "1001", "00000").await.status, 401);
 }
+
+// --- self-service: codes and softphones ----------------------------------------------------
+
+const LINPHONE_UA: &str = "LinphoneAndroid/5.2.5 (Pixel 7) LinphoneSDK/5.3.47";
+
+/// An admin-made activation link for `ext`, fetched by a softphone: one device of theirs.
+async fn activate(server: &Server, ext: &str, ua: &str) {
+    let r = support::request_with_body(
+        server.addr,
+        "POST",
+        &format!("/api/v1/users/{ext}/activations"),
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let url = serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = support::request(server.addr, "GET", &url, &[("User-Agent", ua)]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+async fn devices_of(server: &Server, ext: &str) -> Vec<serde_json::Value> {
+    let r = server
+        .admin("GET", &format!("/api/v1/users/{ext}/activations"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["devices"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn secret_of(page: &str) -> String {
+    let marker = "<output class=\"secret\">";
+    let at = page
+        .find(marker)
+        .unwrap_or_else(|| panic!("no secret in {page}"));
+    let rest = &page[at + marker.len()..];
+    rest[..rest.find('<').unwrap()].to_string()
+}
+
+/// A form POST with the right cookie and token that the browser says another site sent.
+async fn cross_site_post(server: &Server, path: &str, cookie: &str, body: &str) -> Response {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nCookie: {cookie}\r\n\
+         Sec-Fetch-Site: cross-site\r\nOrigin: https://evil.example\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        server.addr,
+        body.len()
+    );
+    let mut s = support::connect_from(localhost(), server.addr).await;
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    support::parse_response(&raw)
+}
+
+#[tokio::test]
+async fn a_user_sees_and_removes_only_their_own_softphones() {
+    let server = Server::start("").await;
+    activate(&server, "1001", LINPHONE_UA).await;
+    activate(&server, "1002", "Linphone-Desktop/5.2.6 (grace)").await;
+    let (cookie, csrf) = session(&server, "1001", "73915").await;
+    let page = get(&server, "/me", Some(&cookie)).await.text();
+    assert!(page.contains("LinphoneAndroid&#x2f;5.2.5"), "{page}");
+    assert!(page.contains("1 of 4"), "{page}");
+    assert!(!page.contains("grace"), "another user's softphone: {page}");
+
+    // 1002's device, named by a form with 1001's valid session and token: no such device
+    // of 1001's, nothing removed, nothing audited.
+    let theirs = devices_of(&server, "1002").await[0]["id"].as_i64().unwrap();
+    let before = server.audit().await.len();
+    let r = post(
+        &server,
+        "/me/devices/remove",
+        Some(&cookie),
+        &format!("csrf={csrf}&id={theirs}&extension=1002"),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(devices_of(&server, "1002").await.len(), 1);
+    assert_eq!(server.audit().await.len(), before);
+
+    // Without the token, or sent from another site: refused.
+    let mine = devices_of(&server, "1001").await[0]["id"].as_i64().unwrap();
+    let r = post(
+        &server,
+        "/me/devices/remove",
+        Some(&cookie),
+        &format!("id={mine}"),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let body = format!("csrf={csrf}&id={mine}");
+    let r = cross_site_post(&server, "/me/devices/remove", &cookie, &body).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(devices_of(&server, "1001").await.len(), 1);
+
+    // Their own: removed, the place is free, audited as the user.
+    let r = post(&server, "/me/devices/remove", Some(&cookie), &body).await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/me")));
+    assert!(devices_of(&server, "1001").await.is_empty());
+    let page = get(&server, "/me", Some(&cookie)).await.text();
+    assert!(
+        page.contains("0 of 4") && page.contains("No softphone activated."),
+        "{page}"
+    );
+    let audit = kinds_and_details(&server.audit().await);
+    assert!(
+        audit.contains(&(
+            "devices-reset".into(),
+            format!("user page (1001): device {mine} removed")
+        )),
+        "{audit:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_user_makes_a_login_code_for_themselves_and_no_one_else() {
+    let server = Server::start("").await;
+    let (cookie, csrf) = session(&server, "1001", "73915").await;
+    let page = get(&server, "/me", Some(&cookie)).await.text();
+    assert!(page.contains("action=\"/me/code\""), "{page}");
+
+    // A forged extension field is ignored: the code is the session's user's.
+    let r = post(
+        &server,
+        "/me/code",
+        Some(&cookie),
+        &format!("csrf={csrf}&extension=1002"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    let code = secret_of(&text);
+    assert!(
+        code.len() == 8 && code.bytes().all(|b| b.is_ascii_digit()),
+        "{code}"
+    );
+    assert!(text.contains("Valid once, until <time"), "{text}");
+    let audit = server.audit().await;
+    let codes: Vec<_> = audit.iter().filter(|e| e["kind"] == "login-code").collect();
+    assert_eq!(codes.len(), 1, "{audit:?}");
+    assert_eq!(codes[0]["extension"], "1001");
+    assert!(
+        codes[0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("user page (1001): one-time login code made"),
+        "{audit:?}"
+    );
+    // Shown once: not on the page later, not in the audit trail.
+    let later = get(&server, "/me", Some(&cookie)).await.text();
+    assert!(!later.contains(&code));
+    assert!(!serde_json::to_string(&audit).unwrap().contains(&code));
+
+    // No token, another site, no session: no code.
+    let r = post(&server, "/me/code", Some(&cookie), "extension=1001").await;
+    assert_eq!(r.status, 403);
+    let r = cross_site_post(&server, "/me/code", &cookie, &format!("csrf={csrf}")).await;
+    assert_eq!(r.status, 403);
+    let r = post(&server, "/me/code", None, &format!("csrf={csrf}")).await;
+    assert_eq!(r.header("location"), Some("/me/signin"));
+    let audit = server.audit().await;
+    assert_eq!(
+        audit.iter().filter(|e| e["kind"] == "login-code").count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn without_self_service_a_user_gets_no_activation_link() {
+    let server = Server::start("").await;
+    let (cookie, csrf) = session(&server, "1001", "73915").await;
+    let page = get(&server, "/me", Some(&cookie)).await.text();
+    assert!(!page.contains("action=\"/me/link\""), "{page}");
+    let r = post(&server, "/me/link", Some(&cookie), &format!("csrf={csrf}")).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(!r.text().contains("/provisioning/"));
+    let audit = server.audit().await;
+    assert!(
+        audit.iter().all(|e| e["kind"] != "activation-link"),
+        "{audit:?}"
+    );
+}
+
+#[tokio::test]
+async fn with_self_service_a_user_activates_their_own_softphone() {
+    let server = Server::start("[activation]\nself_service = true\n").await;
+    let (cookie, csrf) = session(&server, "1001", "73915").await;
+    let page = get(&server, "/me", Some(&cookie)).await.text();
+    assert!(page.contains("action=\"/me/link\""), "{page}");
+    let r = cross_site_post(&server, "/me/link", &cookie, &format!("csrf={csrf}")).await;
+    assert_eq!(r.status, 403);
+    // A forged extension field changes nothing: the link is 1001's.
+    let r = post(
+        &server,
+        "/me/link",
+        Some(&cookie),
+        &format!("csrf={csrf}&extension=1002"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    let src = {
+        let at = text.find("<img class=\"qr\" src=\"").expect("a QR image") + 21;
+        text[at..].split('"').next().unwrap().replace("&#x2f;", "/")
+    };
+    assert!(
+        src.starts_with("/provisioning/") && src.ends_with("/qr.svg"),
+        "{src}"
+    );
+    let img = get(&server, &src, None).await;
+    assert_eq!(img.status, 200);
+    assert_eq!(img.header("content-type"), Some("image/svg+xml"));
+    let url = format!("http://{}{}", server.addr, src.trim_end_matches("/qr.svg"));
+    let xml = support::request(server.addr, "GET", &url, &[("User-Agent", LINPHONE_UA)]).await;
+    assert_eq!(xml.status, 200, "{}", xml.text());
+    let xml = xml.text();
+    assert!(xml.contains("sip:1001@") && !xml.contains("1002"), "{xml}");
+    assert_eq!(devices_of(&server, "1001").await.len(), 1);
+    assert!(devices_of(&server, "1002").await.is_empty());
+    let audit = kinds_and_details(&server.audit().await);
+    assert!(
+        audit.iter().any(|(k, d)| k == "activation-link"
+            && d.starts_with("user page (1001): activation link made")),
+        "{audit:?}"
+    );
+}

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::respond::{self, Resp};
 use crate::App;
-use crate::directory::embedded::{Embedded, NewUser, Patch, UsersError, secrets};
+use crate::directory::embedded::{Embedded, NewUser, Patch, UserRecord, UsersError, secrets};
 use crate::directory::valid_extension;
 use crate::secret::Secret;
 use crate::store::EventKind;
@@ -82,20 +82,47 @@ fn parse_required<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn error(e: UsersError) -> Resp {
-    let status = match &e {
-        UsersError::NotFound(_) => StatusCode::NOT_FOUND,
-        UsersError::Exists(_) => StatusCode::CONFLICT,
-        UsersError::Invalid(_) => StatusCode::BAD_REQUEST,
-        UsersError::Store(why) => {
-            tracing::error!(error = %why, "users not saved");
-            return respond::json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the users could not be saved",
-            );
+/// Why a change was refused: a status and a message fit to show (never a secret). The JSON
+/// API answers it as `{"error"}`, the console and the user page as a page.
+#[derive(Debug)]
+pub struct Refused {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl Refused {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
         }
-    };
-    respond::json_error(status, &e.to_string())
+    }
+
+    pub fn json(&self) -> Resp {
+        respond::json_error(self.status, &self.message)
+    }
+}
+
+impl From<UsersError> for Refused {
+    fn from(e: UsersError) -> Self {
+        let status = match &e {
+            UsersError::NotFound(_) => StatusCode::NOT_FOUND,
+            UsersError::Exists(_) => StatusCode::CONFLICT,
+            UsersError::Invalid(_) => StatusCode::BAD_REQUEST,
+            UsersError::Store(why) => {
+                tracing::error!(error = %why, "users not saved");
+                return Refused::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the users could not be saved",
+                );
+            }
+        };
+        Refused::new(status, e.to_string())
+    }
+}
+
+fn error(e: UsersError) -> Resp {
+    Refused::from(e).json()
 }
 
 /// The one answer that carries a secret: never cached.
@@ -103,7 +130,7 @@ fn once(body: serde_json::Value) -> Resp {
     respond::json(StatusCode::OK, &body)
 }
 
-fn check_template(app: &App, template: Option<&str>) -> Result<(), Box<Resp>> {
+fn check_template(app: &App, template: Option<&str>) -> Result<(), Refused> {
     let Some(t) = template.filter(|t| !t.is_empty()) else {
         return Ok(());
     };
@@ -111,14 +138,14 @@ fn check_template(app: &App, template: Option<&str>) -> Result<(), Box<Resp>> {
     if known.contains(t) {
         return Ok(());
     }
-    Err(Box::new(respond::json_error(
+    Err(Refused::new(
         StatusCode::BAD_REQUEST,
-        &format!(
+        format!(
             "template `{}` exists for no brand (known: {})",
             t.escape_debug(),
             known.into_iter().collect::<Vec<_>>().join(", ")
         ),
-    )))
+    ))
 }
 
 pub(super) async fn handle(
@@ -167,24 +194,10 @@ pub(super) async fn handle(
             None => error(UsersError::NotFound(ext)),
         },
         (&Method::PATCH, None) => patch(app, &users, &ext, body, &ip, actor).await,
-        (&Method::DELETE, None) => {
-            if users.get(&ext).is_none() {
-                return error(UsersError::NotFound(ext));
-            }
-            let detail = format!("{actor}: user deleted");
-            if let Err(resp) = log_out_everywhere(app, &ext, &ip, &detail).await {
-                return resp;
-            }
-            match users.delete(&ext, actor).await {
-                Ok(()) => {
-                    app.directory.invalidate(&ext).await;
-                    forget_softphones(app, &ext, &format!("{actor}: user deleted")).await;
-                    tracing::info!(extension = %ext, "user deleted");
-                    respond::empty(StatusCode::NO_CONTENT)
-                }
-                Err(e) => error(e),
-            }
-        }
+        (&Method::DELETE, None) => match delete_user(app, &users, &ext, &ip, actor).await {
+            Ok(()) => respond::empty(StatusCode::NO_CONTENT),
+            Err(r) => r.json(),
+        },
         (&Method::POST, Some("pin")) => set_pin(app, &users, &ext, body, actor).await,
         (&Method::POST, Some("sip-secret")) => set_sip_secret(app, &users, &ext, body, actor).await,
         _ => respond::json_error(StatusCode::NOT_FOUND, "no such API route"),
@@ -210,37 +223,47 @@ async fn create(app: &App, users: &Embedded, body: &[u8], actor: &str) -> Resp {
         Ok(b) => b,
         Err(resp) => return *resp,
     };
-    if let Err(resp) = check_template(app, b.template.as_deref()) {
-        return *resp;
-    }
-    if let Some(pin) = &b.pin
-        && let Err(weak) = secrets::check_pin(pin, &b.extension)
-    {
-        return respond::json_error(StatusCode::BAD_REQUEST, &weak.to_string());
-    }
-    if let Some(s) = &b.sip_secret
-        && let Err(why) = secrets::check_sip_secret(s)
-    {
-        return respond::json_error(StatusCode::BAD_REQUEST, &why);
-    }
     let user = NewUser {
         extension: b.extension,
         name: b.name,
         pin: b.pin.map(Secret::new),
         sip_secret: b.sip_secret.map(Secret::new),
-        template: b.template.filter(|t| !t.is_empty()),
-        email: b.email.filter(|e| !e.is_empty()),
+        template: b.template,
+        email: b.email,
         enabled: b.enabled.unwrap_or(true),
     };
-    let ext = user.extension.clone();
-    match users.create(user, actor).await {
-        Ok(rec) => {
-            app.directory.invalidate(&ext).await;
-            tracing::info!(extension = %ext, "user created");
-            respond::json(StatusCode::CREATED, &rec)
-        }
-        Err(e) => error(e),
+    match create_user(app, users, user, actor).await {
+        Ok(rec) => respond::json(StatusCode::CREATED, &rec),
+        Err(r) => r.json(),
     }
+}
+
+/// Adds a user after the checks a form or a JSON body both need (template known, a chosen
+/// PIN or SIP secret strong enough); empty template and email count as none.
+pub(crate) async fn create_user(
+    app: &App,
+    users: &Embedded,
+    mut user: NewUser,
+    actor: &str,
+) -> Result<UserRecord, Refused> {
+    user.template = user.template.filter(|t| !t.is_empty());
+    user.email = user.email.filter(|e| !e.is_empty());
+    check_template(app, user.template.as_deref())?;
+    if let Some(pin) = &user.pin
+        && let Err(weak) = secrets::check_pin(pin.expose(), &user.extension)
+    {
+        return Err(Refused::new(StatusCode::BAD_REQUEST, weak.to_string()));
+    }
+    if let Some(s) = &user.sip_secret
+        && let Err(why) = secrets::check_sip_secret(s.expose())
+    {
+        return Err(Refused::new(StatusCode::BAD_REQUEST, why));
+    }
+    let ext = user.extension.clone();
+    let rec = users.create(user, actor).await?;
+    app.directory.invalidate(&ext).await;
+    tracing::info!(extension = %ext, "user created");
+    Ok(rec)
 }
 
 async fn patch(
@@ -256,27 +279,36 @@ async fn patch(
         Ok(b) => b,
         Err(resp) => return *resp,
     };
-    if let Err(resp) = check_template(app, b.template.as_deref()) {
-        return *resp;
-    }
-    let was_enabled = users.get(ext).map(|u| u.enabled);
     let patch = Patch {
         name: b.name,
         template: b.template,
         email: b.email,
         enabled: b.enabled,
     };
-    let rec = match users.update(ext, patch, actor).await {
-        Ok(rec) => rec,
-        Err(e) => return error(e),
-    };
+    match change_user(app, users, ext, patch, ip, actor).await {
+        Ok(rec) => respond::json(StatusCode::OK, &rec),
+        Err(r) => r.json(),
+    }
+}
+
+/// Changes a user's plain fields. Disabling logs the user out everywhere; disabling or
+/// enabling starts their softphones over.
+pub(crate) async fn change_user(
+    app: &Arc<App>,
+    users: &Embedded,
+    ext: &str,
+    patch: Patch,
+    ip: &str,
+    actor: &str,
+) -> Result<UserRecord, Refused> {
+    check_template(app, patch.template.as_deref())?;
+    let was_enabled = users.get(ext).map(|u| u.enabled);
+    let rec = users.update(ext, patch, actor).await?;
     app.directory.invalidate(ext).await;
     if was_enabled == Some(true) && !rec.enabled {
         // A disabled user may not stay at a desk either.
         let detail = format!("{actor}: user disabled");
-        if let Err(resp) = log_out_everywhere(app, ext, ip, &detail).await {
-            return resp;
-        }
+        log_out_everywhere(app, ext, ip, &detail).await?;
         tracing::info!(extension = %ext, "user disabled");
     }
     if was_enabled.is_some_and(|was| was != rec.enabled) {
@@ -284,7 +316,27 @@ async fn patch(
         let what = if rec.enabled { "enabled" } else { "disabled" };
         forget_softphones(app, ext, &format!("{actor}: user {what}")).await;
     }
-    respond::json(StatusCode::OK, &rec)
+    Ok(rec)
+}
+
+/// Deletes a user: their logins end first, then the user, then their softphones.
+pub(crate) async fn delete_user(
+    app: &Arc<App>,
+    users: &Embedded,
+    ext: &str,
+    ip: &str,
+    actor: &str,
+) -> Result<(), Refused> {
+    if users.get(ext).is_none() {
+        return Err(UsersError::NotFound(ext.to_owned()).into());
+    }
+    let detail = format!("{actor}: user deleted");
+    log_out_everywhere(app, ext, ip, &detail).await?;
+    users.delete(ext, actor).await?;
+    app.directory.invalidate(ext).await;
+    forget_softphones(app, ext, &detail).await;
+    tracing::info!(extension = %ext, "user deleted");
+    Ok(())
 }
 
 /// Resets the softphone count and voids unused links and codes; a failure is logged (the
@@ -303,7 +355,12 @@ async fn forget_softphones(app: &App, ext: &str, why: &str) {
 }
 
 /// Ends every login of `ext` (audited as admin logouts) and tells the phones to reload.
-async fn log_out_everywhere(app: &Arc<App>, ext: &str, ip: &str, detail: &str) -> Result<(), Resp> {
+async fn log_out_everywhere(
+    app: &Arc<App>,
+    ext: &str,
+    ip: &str,
+    detail: &str,
+) -> Result<(), Refused> {
     let book = app.flow.book();
     let mut ended = Vec::new();
     for login in book.all().iter().filter(|l| l.extension == ext) {
@@ -321,7 +378,7 @@ async fn log_out_everywhere(app: &Arc<App>, ext: &str, ip: &str, detail: &str) -
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(error = %e, extension = %ext, "logout of a disabled user failed");
-                return Err(respond::json_error(
+                return Err(Refused::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "the user's logins could not be ended",
                 ));
@@ -337,26 +394,38 @@ async fn set_pin(app: &App, users: &Embedded, ext: &str, body: &[u8], actor: &st
         Ok(b) => b,
         Err(resp) => return *resp,
     };
-    let (pin, how) = match b.pin {
+    match new_pin(app, users, ext, b.pin, actor).await {
+        Ok(pin) => once(serde_json::json!({
+            "extension": ext,
+            "pin": pin.expose(),
+            "note": "shown once: hotdesk keeps only a hash of this PIN",
+        })),
+        Err(r) => r.json(),
+    }
+}
+
+/// Sets the PIN `chosen` (if strong enough) or a generated one; returns it to be shown once.
+pub(crate) async fn new_pin(
+    app: &App,
+    users: &Embedded,
+    ext: &str,
+    chosen: Option<String>,
+    actor: &str,
+) -> Result<Secret, Refused> {
+    let (pin, how) = match chosen {
         Some(pin) => match secrets::check_pin(&pin, ext) {
             Ok(()) => (Secret::new(pin), "chosen"),
-            Err(weak) => return respond::json_error(StatusCode::BAD_REQUEST, &weak.to_string()),
+            Err(weak) => return Err(Refused::new(StatusCode::BAD_REQUEST, weak.to_string())),
         },
         None => match secrets::generate_pin(app.config.directory.pin_length, ext) {
             Ok(pin) => (pin, "generated"),
-            Err(e) => return error(UsersError::Store(e)),
+            Err(e) => return Err(UsersError::Store(e).into()),
         },
     };
-    if let Err(e) = users.set_pin(ext, pin.clone(), how, actor).await {
-        return error(e);
-    }
+    users.set_pin(ext, pin.clone(), how, actor).await?;
     app.directory.invalidate(ext).await;
     tracing::info!(extension = %ext, how, "PIN set");
-    once(serde_json::json!({
-        "extension": ext,
-        "pin": pin.expose(),
-        "note": "shown once: hotdesk keeps only a hash of this PIN",
-    }))
+    Ok(pin)
 }
 
 async fn set_sip_secret(app: &App, users: &Embedded, ext: &str, body: &[u8], actor: &str) -> Resp {
@@ -364,24 +433,39 @@ async fn set_sip_secret(app: &App, users: &Embedded, ext: &str, body: &[u8], act
         Ok(b) => b,
         Err(resp) => return *resp,
     };
-    let (secret, how) = match b.sip_secret {
+    match new_sip_secret(app, users, ext, b.sip_secret, actor).await {
+        Ok(secret) => once(serde_json::json!({
+            "extension": ext,
+            "sip_secret": secret.expose(),
+            "note": "shown once: set the same secret for this extension on the PBX; hotdesk does not show it again",
+        })),
+        Err(r) => r.json(),
+    }
+}
+
+/// Sets the SIP secret `chosen` (if acceptable) or a generated one; returns it to be shown
+/// once.
+pub(crate) async fn new_sip_secret(
+    app: &App,
+    users: &Embedded,
+    ext: &str,
+    chosen: Option<String>,
+    actor: &str,
+) -> Result<Secret, Refused> {
+    let (secret, how) = match chosen {
         Some(s) => match secrets::check_sip_secret(&s) {
             Ok(()) => (Secret::new(s), "chosen"),
-            Err(why) => return respond::json_error(StatusCode::BAD_REQUEST, &why),
+            Err(why) => return Err(Refused::new(StatusCode::BAD_REQUEST, why)),
         },
         None => match secrets::generate_sip_secret() {
             Ok(s) => (s, "generated"),
-            Err(e) => return error(UsersError::Store(e)),
+            Err(e) => return Err(UsersError::Store(e).into()),
         },
     };
-    if let Err(e) = users.set_sip_secret(ext, secret.clone(), how, actor).await {
-        return error(e);
-    }
+    users
+        .set_sip_secret(ext, secret.clone(), how, actor)
+        .await?;
     app.directory.invalidate(ext).await;
     tracing::info!(extension = %ext, how, "SIP secret set");
-    once(serde_json::json!({
-        "extension": ext,
-        "sip_secret": secret.expose(),
-        "note": "shown once: set the same secret for this extension on the PBX; hotdesk does not show it again",
-    }))
+    Ok(secret)
 }

@@ -43,6 +43,7 @@ pub fn routes() -> Router {
         .merge(super::outbox::routes())
         .merge(super::preview::routes())
         .merge(super::settings::routes())
+        .merge(super::users::routes())
         .route(
             "/admin/static/console.css",
             get(|| async {
@@ -73,12 +74,24 @@ pub(super) fn signed_in(ctx: &Ctx, headers: &HeaderMap) -> Result<Session, Box<R
         .ok_or_else(|| Box::new(see_other("/admin/signin", None)))
 }
 
-/// A form's session and CSRF check: 403 when the token is not this session's.
+/// A form's session and CSRF check: 403 when the token is not this session's or the
+/// browser says another site sent it.
 pub(super) fn checked_form(
     ctx: &Ctx,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(Session, std::collections::HashMap<String, String>), Box<Response>> {
+    if super::cross_site(headers) {
+        // A second wall behind the SameSite cookie and the token.
+        tracing::warn!("console form sent from another site; refused");
+        return Err(Box::new(
+            (
+                StatusCode::FORBIDDEN,
+                "this form was sent from another site; open the console itself",
+            )
+                .into_response(),
+        ));
+    }
     let session = signed_in(ctx, headers)?;
     let f = form(body);
     if !csrf_ok(&session, f.get("csrf").map(String::as_str)) {

@@ -16,11 +16,13 @@ use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
 use super::session::{Session, csrf_ok};
-use super::{asset, form, render, see_other};
+use super::{asset, cross_site, form, render, see_other};
 use crate::App;
 use crate::flow::{AuthFailure, Authenticated, Channel, Claim};
 use crate::phone::Mac;
+use crate::server::activations_api;
 use crate::server::routes::Ctx;
+use crate::server::users_api::Refused;
 use crate::store::{AuditEvent, Change, EventKind};
 
 /// How many recent logins and failed attempts the page lists.
@@ -34,6 +36,9 @@ pub fn routes() -> Router {
         .route("/me/signin", get(signin_form).post(signin))
         .route("/me/signout", post(signout))
         .route("/me/logout", post(logout))
+        .route("/me/code", post(code))
+        .route("/me/link", post(link))
+        .route("/me/devices/remove", post(remove_device))
         .route(
             "/me/static/me.css",
             get(|| async {
@@ -52,15 +57,6 @@ fn signed_in(ctx: &Ctx, headers: &HeaderMap) -> Result<Session, Box<Response>> {
         .users
         .get(headers, Instant::now())
         .ok_or_else(|| Box::new(see_other("/me/signin", None)))
-}
-
-/// Whether the browser says another site sent this form (Fetch Metadata). Without it, any
-/// web page an employee opens could make their browser, inside `[users] allow`, post PIN
-/// guesses (and lock users out) here. Clients that send no such header are judged as usual.
-fn cross_site(headers: &HeaderMap) -> bool {
-    headers
-        .get("sec-fetch-site")
-        .is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"))
 }
 
 fn cross_site_refused() -> Box<Response> {
@@ -289,6 +285,8 @@ async fn home(Extension(ctx): Extension<Ctx>, headers: HeaderMap) -> Response {
     if let Err(e) = logins.as_ref().and(failures.as_ref()) {
         tracing::error!(error = %e, "user page: audit trail not read");
     }
+    let softphones = super::users::softphones_view(app, &session.who).await.ok();
+    let config = app.live_config();
     render(
         StatusCode::OK,
         "me.html",
@@ -297,6 +295,9 @@ async fn home(Extension(ctx): Extension<Ctx>, headers: HeaderMap) -> Response {
             logins => event_rows(app, logins.unwrap_or_default()),
             failures => event_rows(app, failures.unwrap_or_default()),
             history_error => history_error,
+            softphones => softphones,
+            self_service => config.activation.self_service,
+            code_minutes => config.activation.code_ttl.0.as_secs().div_ceil(60),
         },
     )
 }
@@ -355,6 +356,95 @@ async fn logout(Extension(ctx): Extension<Ctx>, headers: HeaderMap, body: Bytes)
             )
                 .into_response()
         }
+    }
+}
+
+// --- self-service: codes, softphones -------------------------------------------------------
+// Every action is for the session's own extension: a form field naming another is ignored.
+
+fn actor(session: &Session) -> String {
+    format!("user page ({})", session.who)
+}
+
+fn result(session: &Session, status: StatusCode, kind: &str, extra: minijinja::Value) -> Response {
+    render(
+        status,
+        "me_result.html",
+        context! { csrf => session.csrf, extension => session.who, kind => kind, ..extra },
+    )
+}
+
+fn refused(session: &Session, r: &Refused) -> Response {
+    result(
+        session,
+        r.status,
+        "refused",
+        context! { error => r.message },
+    )
+}
+
+/// A one-time desk login code for oneself, shown once.
+async fn code(Extension(ctx): Extension<Ctx>, headers: HeaderMap, body: Bytes) -> Response {
+    let (session, _) = match checked_form(&ctx, &headers, &body) {
+        Ok(x) => x,
+        Err(resp) => return *resp,
+    };
+    match activations_api::make_code(&ctx.app, &session.who, &actor(&session)).await {
+        Ok((code, expires)) => result(
+            &session,
+            StatusCode::OK,
+            "code",
+            super::users::code_context(&code, expires),
+        ),
+        Err(r) => refused(&session, &r),
+    }
+}
+
+/// An activation link for oneself, only with `[activation] self_service = true`.
+async fn link(Extension(ctx): Extension<Ctx>, headers: HeaderMap, body: Bytes) -> Response {
+    let (session, _) = match checked_form(&ctx, &headers, &body) {
+        Ok(x) => x,
+        Err(resp) => return *resp,
+    };
+    if !ctx.app.live_config().activation.self_service {
+        tracing::warn!(extension = %session.who, "user page: activation link asked for without self-service");
+        let r = Refused::new(
+            StatusCode::FORBIDDEN,
+            "softphone activation links are made by an administrator here",
+        );
+        return refused(&session, &r);
+    }
+    match activations_api::make_link(&ctx.app, &session.who, None, &actor(&session)).await {
+        Ok(made) => result(
+            &session,
+            StatusCode::OK,
+            "link",
+            super::users::link_context(&made),
+        ),
+        Err(r) => refused(&session, &r),
+    }
+}
+
+/// Removes one of one's own softphones (frees its place); another user's is "no such device".
+async fn remove_device(
+    Extension(ctx): Extension<Ctx>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (session, f) = match checked_form(&ctx, &headers, &body) {
+        Ok(x) => x,
+        Err(resp) => return *resp,
+    };
+    let Some(id) = f.get("id").and_then(|i| i.parse::<i64>().ok()) else {
+        return refused(
+            &session,
+            &Refused::new(StatusCode::BAD_REQUEST, "expected a device id"),
+        );
+    };
+    let why = format!("{}: device {id} removed", actor(&session));
+    match activations_api::remove_softphones(&ctx.app, &session.who, Some(id), why).await {
+        Ok(_) => see_other("/me", None),
+        Err(r) => refused(&session, &r),
     }
 }
 

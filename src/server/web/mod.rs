@@ -10,6 +10,7 @@ pub mod outbox;
 pub mod preview;
 pub mod session;
 pub mod settings;
+pub mod users;
 
 use std::sync::LazyLock;
 
@@ -54,6 +55,15 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("preview.html", include_str!("templates/preview.html")),
         ("config.html", include_str!("templates/config.html")),
         ("activate.html", include_str!("templates/activate.html")),
+        ("users.html", include_str!("templates/users.html")),
+        ("user.html", include_str!("templates/user.html")),
+        (
+            "user_result.html",
+            include_str!("templates/user_result.html"),
+        ),
+        ("link_made.html", include_str!("templates/link_made.html")),
+        ("softphones.html", include_str!("templates/softphones.html")),
+        ("me_result.html", include_str!("templates/me_result.html")),
     ] {
         env.add_template(name, source)
             .expect("the built-in templates parse (checked by a unit test)");
@@ -128,6 +138,19 @@ pub fn see_other(to: &'static str, cookie: Option<HeaderValue>) -> Response {
     resp
 }
 
+/// A 303 to `to`, a path of ours built at run time (its parts percent-encoded by the caller).
+pub fn see_other_path(to: String) -> Response {
+    match HeaderValue::try_from(to) {
+        Ok(location) => {
+            let mut resp = StatusCode::SEE_OTHER.into_response();
+            resp.headers_mut().insert(header::LOCATION, location);
+            harden(&mut resp);
+            resp
+        }
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "bad redirect").into_response(),
+    }
+}
+
 /// A file to save (`Content-Disposition: attachment`), never cached.
 pub fn download(content_type: &'static str, file_name: &'static str, body: String) -> Response {
     let mut resp = Response::new(axum::body::Body::new(Full::new(Bytes::from(body))));
@@ -154,6 +177,16 @@ pub fn asset(content_type: &'static str, body: &'static str) -> Response {
         HeaderValue::from_static("private, max-age=300"),
     );
     resp
+}
+
+/// Whether the browser says another site sent this form (Fetch Metadata). Without it, any
+/// web page an employee opens could make their browser, inside `[users] allow`, post PIN
+/// guesses (and lock users out) on the user page. Clients that send no such header are
+/// judged as usual (by the session cookie and the CSRF token).
+pub fn cross_site(headers: &http::HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"))
 }
 
 /// Decodes an `application/x-www-form-urlencoded` body: first value of each key wins.
