@@ -582,3 +582,34 @@ async fn with_self_service_a_user_activates_their_own_softphone() {
         "{audit:?}"
     );
 }
+
+#[tokio::test]
+async fn a_new_pin_or_disabling_the_user_ends_their_open_pages() {
+    let server = Server::start_with(
+        "[directory]\nkind = \"embedded\"\npoll_interval = \"50ms\"\n".into(),
+        "",
+    )
+    .await;
+    for (ext, pin) in [("1001", "583920"), ("1002", "604172")] {
+        let body = format!("{{\"extension\": \"{ext}\", \"name\": \"U\", \"pin\": \"{pin}\"}}");
+        let r = support::request_with_body(server.addr, "POST", "/api/v1/users", &body).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let (cookie, _) = session(&server, "1001", "583920").await;
+    let (other, _) = session(&server, "1002", "604172").await;
+    let r = support::request_with_body(server.addr, "POST", "/api/v1/users/1001/pin", "{}").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The page opened with the old PIN is closed; another user's is not.
+    let page = get(&server, "/me", Some(&cookie)).await;
+    assert_eq!(page.status, 303, "{}", page.text());
+    assert_eq!(get(&server, "/me", Some(&other)).await.status, 200);
+    let r = support::request_with_body(
+        server.addr,
+        "PATCH",
+        "/api/v1/users/1002",
+        "{\"enabled\": false}",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(get(&server, "/me", Some(&other)).await.status, 303);
+}

@@ -309,6 +309,7 @@ pub(crate) async fn change_user(
         // A disabled user may not stay at a desk either.
         let detail = format!("{actor}: user disabled");
         log_out_everywhere(app, ext, ip, &detail).await?;
+        app.web.users.end_all_of(ext);
         tracing::info!(extension = %ext, "user disabled");
     }
     if was_enabled.is_some_and(|was| was != rec.enabled) {
@@ -334,6 +335,7 @@ pub(crate) async fn delete_user(
     log_out_everywhere(app, ext, ip, &detail).await?;
     users.delete(ext, actor).await?;
     app.directory.invalidate(ext).await;
+    app.web.users.end_all_of(ext);
     forget_softphones(app, ext, &detail).await;
     tracing::info!(extension = %ext, "user deleted");
     Ok(())
@@ -424,6 +426,8 @@ pub(crate) async fn new_pin(
     };
     users.set_pin(ext, pin.clone(), how, actor).await?;
     app.directory.invalidate(ext).await;
+    // Pages opened with the old PIN close with it.
+    app.web.users.end_all_of(ext);
     tracing::info!(extension = %ext, how, "PIN set");
     Ok(pin)
 }

@@ -101,6 +101,15 @@ impl Sessions {
         Some(s.clone())
     }
 
+    /// Ends every session of `who` (a user whose PIN changed, or who was disabled or deleted:
+    /// a session must not outlive the credential that opened it).
+    pub fn end_all_of(&self, who: &str) -> usize {
+        let mut map = self.lock();
+        let before = map.len();
+        map.retain(|_, s| s.who != who);
+        before - map.len()
+    }
+
     /// Ends the session the request's cookie names.
     pub fn end(&self, headers: &HeaderMap) {
         if let Some(token) = self.token(headers) {
