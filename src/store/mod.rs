@@ -289,6 +289,12 @@ pub trait Store: Send + Sync + 'static {
     fn mark_applied(&self, mac: Mac, at: OffsetDateTime) -> Result<(), StoreError>;
     /// Applies the whole change in one transaction, durable when it returns.
     fn commit(&self, change: &Change) -> Result<(), StoreError>;
+    /// Commits each change, all durable when it returns, one result per change in order;
+    /// a change that fails leaves nothing of itself behind. A store that can share one
+    /// transaction (and one sync) between them should.
+    fn commit_batch(&self, changes: &[&Change]) -> Vec<Result<(), StoreError>> {
+        changes.iter().map(|c| self.commit(c)).collect()
+    }
     /// Newest first.
     fn audit(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
     /// One extension's events of these kinds, newest first (the user page).
