@@ -116,7 +116,11 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 pub struct SqliteStore {
+    /// The one connection that writes (and what `conn()` hands out).
     conn: Mutex<Connection>,
+    /// Reads only (`query_only`): the console and the API read while a commit is being
+    /// synced on `conn` (WAL lets one writer and readers run at once).
+    reader: Mutex<Connection>,
     /// Write transactions committed, for tests and metrics.
     transactions: AtomicU64,
     path: PathBuf,
@@ -201,8 +205,13 @@ impl SqliteStore {
         let quick: String = conn
             .query_row("PRAGMA quick_check", [], |r| r.get(0))
             .unwrap_or_else(|e| e.to_string());
+        let reader = Connection::open(path)
+            .map_err(|e| StoreError::Db(format!("cannot open {}: {e}", path.display())))?;
+        reader.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
+        reader.pragma_update(None, "query_only", true).map_err(db)?;
         let store = Self {
             conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
             transactions: AtomicU64::new(0),
             path: path.to_owned(),
             file_id: file_id(path),
@@ -260,7 +269,7 @@ impl SqliteStore {
         sql: &str,
         mut map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<Option<T>>,
     ) -> Result<Vec<T>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare(sql).map_err(db)?;
         let rows = stmt.query_map([], |r| map(r)).map_err(db)?;
         let mut out = Vec::new();
@@ -272,6 +281,11 @@ impl SqliteStore {
 
     pub(super) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The read-only connection: never waits for a commit's sync.
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// How many write transactions `commit` and `commit_batch` have committed.
@@ -325,7 +339,7 @@ fn restrict_mode(_: &Path) {}
 
 impl Store for SqliteStore {
     fn load_logins(&self) -> Result<Vec<Login>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn
             .prepare(
                 "SELECT mac, extension, name, vendor, model, network, template, since, source_ip, credential, applied_at, identity
@@ -414,7 +428,7 @@ impl Store for SqliteStore {
     }
 
     fn load_lockouts(&self) -> Result<Vec<LockoutRow>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn
             .prepare("SELECT subject, failures, strikes, locked_until, last FROM lockouts")
             .map_err(db)?;
@@ -514,7 +528,7 @@ impl Store for SqliteStore {
     }
 
     fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let (pending, oldest): (i64, Option<String>) = conn
             .query_row(
                 "SELECT COUNT(*), MIN(created) FROM outbox WHERE dead = 0",
@@ -588,7 +602,7 @@ impl Store for SqliteStore {
         }
         sql.push_str(" ORDER BY id DESC LIMIT ?");
         values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare(&sql).map_err(db)?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(values), audit_row)
@@ -679,7 +693,7 @@ impl Store for SqliteStore {
         let mut values: Vec<rusqlite::types::Value> =
             vec![extension.to_owned().into(), (limit as i64).into()];
         values.extend(kinds.iter().map(|k| k.as_str().to_owned().into()));
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare(&sql).map_err(db)?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(values), audit_row)
@@ -813,7 +827,7 @@ pub(super) fn insert_event(
 
 impl SqliteStore {
     fn outbox_query(&self, sql: &str, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare(sql).map_err(db)?;
         let rows = stmt
             .query_map(params![limit as i64], |r| {
@@ -845,7 +859,7 @@ impl SqliteStore {
 
     /// The schema version on disk (for tests and `check-config`).
     pub fn schema_version(&self) -> Result<usize, StoreError> {
-        self.conn()
+        self.reader()
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .optional()
             .map_err(db)
@@ -958,6 +972,28 @@ mod tests {
         );
         let details: Vec<String> = s.audit(10).unwrap().into_iter().map(|e| e.detail).collect();
         assert_eq!(details, ["kept"]);
+    }
+
+    #[test]
+    fn reads_do_not_wait_for_a_write_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("r.sqlite")).unwrap();
+        s.commit(&login_change("00085d000001", "1001", "committed"))
+            .unwrap();
+        let mut conn = s.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .unwrap();
+        write_change(&tx, &login_change("00085d000002", "1002", "in flight")).unwrap();
+        // The write connection is held (as during a commit's sync): reads answer anyway,
+        // with the committed state only. (Were they on the write connection, this would
+        // deadlock on its mutex.)
+        let details: Vec<String> = s.audit(10).unwrap().into_iter().map(|e| e.detail).collect();
+        assert_eq!(details, ["committed"]);
+        assert_eq!(s.load_logins().unwrap().len(), 1);
+        tx.commit().unwrap();
+        drop(conn);
+        assert_eq!(s.load_logins().unwrap().len(), 2);
     }
 
     #[test]
