@@ -706,49 +706,50 @@ impl Store for SqliteStore {
 fn write_change(tx: &rusqlite::Transaction<'_>, change: &Change) -> Result<(), StoreError> {
     for (mac, identity) in &change.remove {
         match identity {
-            Some(i) => tx.execute(
-                "DELETE FROM logins WHERE mac = ?1 AND identity = ?2",
-                params![mac.to_string(), i],
-            ),
-            None => tx.execute(
-                "DELETE FROM logins WHERE mac = ?1",
-                params![mac.to_string()],
-            ),
+            Some(i) => tx
+                .prepare_cached("DELETE FROM logins WHERE mac = ?1 AND identity = ?2")
+                .map_err(db)?
+                .execute(params![mac.to_string(), i]),
+            None => tx
+                .prepare_cached("DELETE FROM logins WHERE mac = ?1")
+                .map_err(db)?
+                .execute(params![mac.to_string()]),
         }
         .map_err(db)?;
     }
+    const PUT: &str = "INSERT OR REPLACE INTO logins
+        (mac, extension, name, vendor, model, network, template, since, source_ip, credential, applied_at, identity)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
     for l in &change.put {
-        tx.execute(
-                "INSERT OR REPLACE INTO logins
-                 (mac, extension, name, vendor, model, network, template, since, source_ip, credential, applied_at, identity)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
-                    l.mac.to_string(),
-                    l.extension,
-                    l.name,
-                    l.vendor,
-                    l.model,
-                    l.network,
-                    l.template,
-                    ts(l.since),
-                    l.source_ip,
-                    l.credential,
-                    l.applied_at.map(ts),
-                    l.identity
-                ],
-            )
+        tx.prepare_cached(PUT)
+            .map_err(db)?
+            .execute(params![
+                l.mac.to_string(),
+                l.extension,
+                l.name,
+                l.vendor,
+                l.model,
+                l.network,
+                l.template,
+                ts(l.since),
+                l.source_ip,
+                l.credential,
+                l.applied_at.map(ts),
+                l.identity
+            ])
             .map_err(db)?;
     }
     for o in &change.outbox {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO outbox (mac, method, body, created) VALUES (?1, ?2, ?3, ?4)",
-            params![
-                o.mac.to_string(),
-                o.method.as_str(),
-                o.body,
-                ts(OffsetDateTime::now_utc())
-            ],
         )
+        .map_err(db)?
+        .execute(params![
+            o.mac.to_string(),
+            o.method.as_str(),
+            o.body,
+            ts(OffsetDateTime::now_utc())
+        ])
         .map_err(db)?;
     }
     for e in &change.events {
@@ -756,48 +757,50 @@ fn write_change(tx: &rusqlite::Transaction<'_>, change: &Change) -> Result<(), S
     }
     for l in &change.lockouts {
         let failures: Vec<String> = l.failures.iter().map(i64::to_string).collect();
-        tx.execute(
+        tx.prepare_cached(
             "INSERT OR REPLACE INTO lockouts (subject, failures, strikes, locked_until, last)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                l.subject,
-                failures.join(","),
-                l.strikes,
-                l.locked_until,
-                l.last
-            ],
         )
+        .map_err(db)?
+        .execute(params![
+            l.subject,
+            failures.join(","),
+            l.strikes,
+            l.locked_until,
+            l.last
+        ])
         .map_err(db)?;
     }
     for c in &change.credentials_put {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT OR REPLACE INTO phone_credentials (mac, username, password, created)
                  VALUES (?1, ?2, ?3, ?4)",
-            params![
-                c.mac.to_string(),
-                c.username,
-                c.password.expose(),
-                ts(c.created)
-            ],
         )
+        .map_err(db)?
+        .execute(params![
+            c.mac.to_string(),
+            c.username,
+            c.password.expose(),
+            ts(c.created)
+        ])
         .map_err(db)?;
     }
     for mac in &change.credentials_removed {
-        tx.execute(
-            "DELETE FROM phone_credentials WHERE mac = ?1",
-            params![mac.to_string()],
-        )
-        .map_err(db)?;
+        tx.prepare_cached("DELETE FROM phone_credentials WHERE mac = ?1")
+            .map_err(db)?
+            .execute(params![mac.to_string()])
+            .map_err(db)?;
     }
     for r in &change.reloads {
-        tx.execute(
-            "INSERT OR REPLACE INTO reloads (mac, at, result) VALUES (?1, ?2, ?3)",
-            params![r.mac.to_string(), ts(r.at), r.result],
-        )
-        .map_err(db)?;
+        tx.prepare_cached("INSERT OR REPLACE INTO reloads (mac, at, result) VALUES (?1, ?2, ?3)")
+            .map_err(db)?
+            .execute(params![r.mac.to_string(), ts(r.at), r.result])
+            .map_err(db)?;
     }
     for subject in &change.lockouts_cleared {
-        tx.execute("DELETE FROM lockouts WHERE subject = ?1", params![subject])
+        tx.prepare_cached("DELETE FROM lockouts WHERE subject = ?1")
+            .map_err(db)?
+            .execute(params![subject])
             .map_err(db)?;
     }
     Ok(())
@@ -808,19 +811,20 @@ pub(super) fn insert_event(
     tx: &rusqlite::Transaction<'_>,
     e: &AuditEvent,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO audit (at, kind, mac, extension, network, source_ip, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            ts(e.at),
-            e.kind.as_str(),
-            e.mac.map(|m| m.to_string()),
-            e.extension,
-            e.network,
-            e.source_ip,
-            e.detail
-        ],
     )
+    .map_err(db)?
+    .execute(params![
+        ts(e.at),
+        e.kind.as_str(),
+        e.mac.map(|m| m.to_string()),
+        e.extension,
+        e.network,
+        e.source_ip,
+        e.detail
+    ])
     .map(|_| ())
     .map_err(db)
 }
