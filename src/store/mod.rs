@@ -167,6 +167,9 @@ pub struct Change {
     pub credentials_removed: Vec<Mac>,
     /// The last reload request sent to each phone.
     pub reloads: Vec<ReloadSent>,
+    /// The phone fetched its configuration then: its logins that began by then (and are
+    /// not yet marked) are applied; a newer login stays unapplied.
+    pub applied: Vec<(Mac, OffsetDateTime)>,
 }
 
 /// A reload request hotdesk sent to a phone (a SIP NOTIFY check-sync), and its outcome.
@@ -285,8 +288,6 @@ pub enum StoreError {
 /// Durable storage. Calls block; [`LoginBook`] runs them on the blocking pool.
 pub trait Store: Send + Sync + 'static {
     fn load_logins(&self) -> Result<Vec<Login>, StoreError>;
-    /// Marks the phone's logins that began by `at` (a newer login stays unapplied).
-    fn mark_applied(&self, mac: Mac, at: OffsetDateTime) -> Result<(), StoreError>;
     /// Applies the whole change in one transaction, durable when it returns.
     fn commit(&self, change: &Change) -> Result<(), StoreError>;
     /// Commits each change, all durable when it returns, one result per change in order;

@@ -492,17 +492,6 @@ impl Store for SqliteStore {
         }
     }
 
-    fn mark_applied(&self, mac: crate::phone::Mac, at: OffsetDateTime) -> Result<(), StoreError> {
-        // RFC 3339 UTC strings of one format compare in time order.
-        self.conn()
-            .execute(
-                "UPDATE logins SET applied_at = ?2 WHERE mac = ?1 AND since <= ?2 AND applied_at IS NULL",
-                params![mac.to_string(), ts(at)],
-            )
-            .map_err(db)?;
-        Ok(())
-    }
-
     fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
         self.outbox_query(
             "SELECT id, mac, method, body, attempts FROM outbox WHERE dead = 0 ORDER BY id LIMIT ?1",
@@ -801,6 +790,15 @@ fn write_change(tx: &rusqlite::Transaction<'_>, change: &Change) -> Result<(), S
         tx.prepare_cached("DELETE FROM lockouts WHERE subject = ?1")
             .map_err(db)?
             .execute(params![subject])
+            .map_err(db)?;
+    }
+    const APPLIED: &str = "UPDATE logins SET applied_at = ?2
+        WHERE mac = ?1 AND since <= ?2 AND applied_at IS NULL";
+    for (mac, at) in &change.applied {
+        // RFC 3339 UTC strings of one format compare in time order.
+        tx.prepare_cached(APPLIED)
+            .map_err(db)?
+            .execute(params![mac.to_string(), ts(*at)])
             .map_err(db)?;
     }
     Ok(())
