@@ -33,24 +33,91 @@ const MAX_BATCH: usize = 256;
 use crate::config::Policy;
 use crate::phone::Mac;
 
-type Logins = HashMap<Mac, Vec<Arc<Login>>>;
+/// The committed logins: each phone's, ordered by identity, and which phones each
+/// extension is on (so a login decision does not scan every login).
+#[derive(Default)]
+struct Logins {
+    by_mac: HashMap<Mac, Vec<Arc<Login>>>,
+    by_extension: HashMap<String, HashSet<Mac>>,
+}
+
+impl Logins {
+    fn get(&self, mac: &Mac) -> Option<&Vec<Arc<Login>>> {
+        self.by_mac.get(mac)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Vec<Arc<Login>>> {
+        self.by_mac.values()
+    }
+
+    /// Every login of `extension`, on any phone.
+    fn holding<'a>(&'a self, extension: &'a str) -> impl Iterator<Item = &'a Arc<Login>> {
+        self.by_extension
+            .get(extension)
+            .into_iter()
+            .flatten()
+            .flat_map(|mac| self.by_mac.get(mac).into_iter().flatten())
+            .filter(move |l| l.extension == extension)
+    }
+
+    /// Adds `login`, replacing whoever held its identity on its phone.
+    fn insert(&mut self, login: Arc<Login>) {
+        self.remove(login.mac, Some(login.identity));
+        self.by_extension
+            .entry(login.extension.clone())
+            .or_default()
+            .insert(login.mac);
+        let list = self.by_mac.entry(login.mac).or_default();
+        list.push(login);
+        list.sort_by_key(|l| l.identity);
+    }
+
+    /// Ends the phone's logins of one identity, or all of them (`None`).
+    fn remove(&mut self, mac: Mac, identity: Option<u8>) {
+        let Some(list) = self.by_mac.get_mut(&mac) else {
+            return;
+        };
+        let (gone, kept): (Vec<_>, Vec<_>) = list
+            .drain(..)
+            .partition(|l| identity.is_none_or(|i| i == l.identity));
+        *list = kept;
+        if list.is_empty() {
+            self.by_mac.remove(&mac);
+        }
+        for old in gone {
+            self.unindex(&old, mac);
+        }
+    }
+
+    /// Forgets that `old`'s extension is on `mac`, unless another identity there holds it.
+    fn unindex(&mut self, old: &Login, mac: Mac) {
+        let still = self
+            .by_mac
+            .get(&mac)
+            .is_some_and(|v| v.iter().any(|l| l.extension == old.extension));
+        if still {
+            return;
+        }
+        if let Some(macs) = self.by_extension.get_mut(&old.extension) {
+            macs.remove(&mac);
+            if macs.is_empty() {
+                self.by_extension.remove(&old.extension);
+            }
+        }
+    }
+}
 
 /// What a committed change does to the logins in memory: removals, then additions, then
 /// applied marks (the order `SqliteStore` writes them in).
 fn apply(map: &mut Logins, change: &Change) {
     for (mac, identity) in &change.remove {
-        if let Some(v) = map.get_mut(mac) {
-            v.retain(|l| identity.is_some_and(|i| i != l.identity));
-        }
+        map.remove(*mac, *identity);
     }
     for login in &change.put {
-        let list = map.entry(login.mac).or_default();
-        list.retain(|l| l.identity != login.identity);
-        list.push(Arc::new(login.clone()));
-        list.sort_by_key(|l| l.identity);
+        map.insert(Arc::new(login.clone()));
     }
     for (mac, at) in &change.applied {
-        for l in map.get_mut(mac).into_iter().flatten() {
+        for l in map.by_mac.get_mut(mac).into_iter().flatten() {
             if l.applied_at.is_none() && l.since <= *at {
                 let mut updated = (**l).clone();
                 updated.applied_at = Some(*at);
@@ -58,7 +125,6 @@ fn apply(map: &mut Logins, change: &Change) {
             }
         }
     }
-    map.retain(|_, v| !v.is_empty());
 }
 
 /// What a queued change holds until it is settled (see the module doc).
@@ -229,12 +295,9 @@ impl LoginBook {
     /// Loads the stored logins into memory and starts the writer thread. With `writeback`,
     /// every login and logout also queues a delivery to the PBX in the same transaction.
     pub fn open(store: Arc<dyn Store>, writeback: bool) -> Result<Self, StoreError> {
-        let mut by_mac: HashMap<Mac, Vec<Arc<Login>>> = HashMap::new();
+        let mut by_mac = Logins::default();
         for l in store.load_logins()? {
-            by_mac.entry(l.mac).or_default().push(Arc::new(l));
-        }
-        for v in by_mac.values_mut() {
-            v.sort_by_key(|l| l.identity);
+            by_mac.insert(Arc::new(l));
         }
         let reloads = store
             .load_reloads()?
@@ -403,9 +466,8 @@ impl LoginBook {
         let plan = |map: &Logins| {
             let mut login = login.clone();
             let elsewhere: Vec<Arc<Login>> = map
-                .values()
-                .flatten()
-                .filter(|l| l.extension == login.extension && l.mac != login.mac)
+                .holding(&login.extension)
+                .filter(|l| l.mac != login.mac)
                 .cloned()
                 .collect();
             let here = map.get(&login.mac).cloned().unwrap_or_default();
@@ -786,6 +848,56 @@ mod tests {
             .collect();
         rows.sort();
         rows
+    }
+
+    #[test]
+    fn the_extension_index_follows_every_change() {
+        let at = |mac: &str, identity: u8, ext: &str| {
+            let mut l = login(mac, ext);
+            l.identity = identity;
+            l
+        };
+        let put = |l: Login| Change {
+            put: vec![l],
+            ..Change::default()
+        };
+        let remove = |m: &str, identity| Change {
+            remove: vec![(mac(m), identity)],
+            ..Change::default()
+        };
+        let steps = [
+            put(at("000000000001", 0, "1001")),
+            put(at("000000000001", 1, "1001")),
+            put(at("000000000002", 0, "1001")),
+            // Replacing identity 0 keeps 1001 on the phone through identity 1.
+            put(at("000000000001", 0, "1002")),
+            remove("000000000001", Some(1)),
+            remove("000000000002", None),
+            remove("000000000001", None),
+        ];
+        let mut m = Logins::default();
+        for (i, change) in steps.iter().enumerate() {
+            apply(&mut m, change);
+            let mut scanned: HashMap<String, HashSet<Mac>> = HashMap::new();
+            for l in m.values().flatten() {
+                scanned
+                    .entry(l.extension.clone())
+                    .or_default()
+                    .insert(l.mac);
+            }
+            assert_eq!(m.by_extension, scanned, "after step {i}");
+            let mut held: Vec<_> = m.holding("1001").map(|l| (l.mac, l.identity)).collect();
+            let mut want: Vec<_> = m
+                .values()
+                .flatten()
+                .filter(|l| l.extension == "1001")
+                .map(|l| (l.mac, l.identity))
+                .collect();
+            held.sort();
+            want.sort();
+            assert_eq!(held, want, "after step {i}");
+        }
+        assert!(m.by_mac.is_empty() && m.by_extension.is_empty());
     }
 
     #[tokio::test]
