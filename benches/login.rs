@@ -269,6 +269,7 @@ shared_max_failures = 1000000
         "  upstream calls per login",
         (up.lookups() - before) as f64 / USERS as f64
     );
+    login_rates(addr, &login, &ua).await;
 
     // The render hot path: a logged-in phone pressing its key.
     let entry = drive(addr, SCREENS, Arc::new(|_| "/app".to_owned()), Arc::new(ua)).await;
@@ -300,6 +301,46 @@ shared_max_failures = 1000000
     // server::LISTEN_BACKLOG; the second run is what it binds with now.
     flood(1024).await;
     flood(hotdesk::server::LISTEN_BACKLOG).await;
+}
+
+/// Warm logins (each one durable before its answer) with 1, 16 and 64 phones at once; each
+/// phone logs in only its own users (user u belongs to phone u % phones), so no two
+/// concurrent logins touch the same MAC or extension.
+async fn login_rates(
+    addr: SocketAddr,
+    login: &(impl Fn(usize) -> String + Clone + Send + 'static),
+    ua: &(impl Fn(usize) -> String + Clone + Send + 'static),
+) {
+    for phones in [1, 16, 64] {
+        let per_phone = if phones == 1 { 1000 } else { 8000 / phones };
+        let start = Instant::now();
+        let workers: Vec<_> = (0..phones)
+            .map(|w| {
+                let (login, ua) = (login.clone(), ua.clone());
+                tokio::spawn(async move {
+                    let mut conn = Conn::open(addr).await;
+                    let mut lat = Vec::with_capacity(per_phone);
+                    for k in 0..per_phone {
+                        let user = w + phones * (k % (USERS / phones));
+                        let t = Instant::now();
+                        assert_eq!(conn.get(&login(user), &ua(user)).await, 200);
+                        lat.push(t.elapsed());
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut latencies = Vec::new();
+        for w in workers {
+            latencies.extend(w.await.unwrap());
+        }
+        let run = Run {
+            count: latencies.len(),
+            elapsed: start.elapsed(),
+            latencies,
+        };
+        run.report(&format!("login, warm, {phones} at once"));
+    }
 }
 
 /// A field of /proc/self/status in kB (VmRSS, VmHWM), or 0 where there is none.

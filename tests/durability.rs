@@ -75,6 +75,92 @@ async fn a_confirmed_login_survives_kill_9() {
     );
 }
 
+/// Logins arriving together share commits (group commit); a phone is still answered only
+/// once its own login is durable. Phones log in at once, the server is killed after half
+/// of them were answered, and every answered login (with its write-back) must be on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_answered_during_a_storm_survive_kill_9_with_their_write_backs() {
+    const PHONES: usize = 40;
+    let tmp = tempfile::tempdir().unwrap();
+    let directory: String = (0..PHONES)
+        .map(|i| {
+            format!(
+                "[[user]]\nextension = \"{}\"\nname = \"User {i}\"\nvoicemail_pin = \"{}\"\nsip_password = \"s{i}\"\n",
+                2000 + i,
+                70_000 + i
+            )
+        })
+        .collect();
+    std::fs::write(tmp.path().join("directory.toml"), directory).unwrap();
+    let config = tmp.path().join("hotdesk.toml");
+    std::fs::write(
+        &config,
+        support::config_text(tmp.path(), "http://127.0.0.1:1", WRITEBACK),
+    )
+    .unwrap();
+
+    let (mut child, addr) = spawn(&config);
+    let (answered, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    let phones: Vec<_> = (0..PHONES)
+        .map(|i| {
+            let answered = answered.clone();
+            tokio::spawn(async move {
+                let ua = format!("Yealink SIP-T46S 66.86.0.15 80:5e:c0:00:01:{i:02x}");
+                let phone = Phone::new(addr, &ua);
+                let ext = (2000 + i).to_string();
+                let done = phone
+                    .login("Internal", &ext, &(70_000 + i).to_string())
+                    .await;
+                if matches!(done, View::Message { ref title, .. } if title == "Logged in") {
+                    let _ = answered.send((format!("805ec00001{i:02x}"), ext));
+                }
+            })
+        })
+        .collect();
+    let mut told = Vec::new();
+    while told.len() < PHONES / 2 {
+        told.push(answers.recv().await.unwrap());
+    }
+    child.kill().unwrap(); // SIGKILL while the other half are still logging in
+    child.wait().unwrap();
+    for p in &phones {
+        p.abort();
+    }
+    for p in phones {
+        let _ = p.await; // a phone cut off mid-login fails its request: expected
+    }
+    // Answers that arrived before the kill landed are answers too.
+    while let Ok(t) = answers.try_recv() {
+        told.push(t);
+    }
+
+    let (mut child, addr) = spawn(&config);
+    let auth = format!("Bearer {}", support::API_KEY);
+    let r = support::request(addr, "GET", "/api/v1/logins", &[("Authorization", &auth)]).await;
+    let logins: Vec<serde_json::Value> = serde_json::from_slice(&r.body).unwrap();
+    let r = support::request(addr, "GET", "/api/v1/outbox", &[("Authorization", &auth)]).await;
+    let outbox: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let stored: Vec<(String, String)> = logins
+        .iter()
+        .map(|l| {
+            (
+                l["mac"].as_str().unwrap_or_default().to_owned(),
+                l["extension"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    for t in &told {
+        assert!(
+            stored.contains(t),
+            "{t:?} was answered but is not stored: {stored:?}"
+        );
+    }
+    // Each login committed with its write-back, or neither did.
+    assert_eq!(outbox["pending"], stored.len(), "{outbox}");
+}
+
 /// Runs `hotdesk check-config` from the project folder; it must succeed. Returns stdout.
 fn check_ok(config: &std::path::Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_hotdesk"))

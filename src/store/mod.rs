@@ -189,6 +189,9 @@ pub struct Change {
     pub credentials_removed: Vec<Mac>,
     /// The last reload request sent to each phone.
     pub reloads: Vec<ReloadSent>,
+    /// The phone fetched its configuration then: its logins that began by then (and are
+    /// not yet marked) are applied; a newer login stays unapplied.
+    pub applied: Vec<(Mac, OffsetDateTime)>,
 }
 
 /// A reload request hotdesk sent to a phone (a SIP NOTIFY check-sync), and its outcome.
@@ -307,10 +310,14 @@ pub enum StoreError {
 /// Durable storage. Calls block; [`LoginBook`] runs them on the blocking pool.
 pub trait Store: Send + Sync + 'static {
     fn load_logins(&self) -> Result<Vec<Login>, StoreError>;
-    /// Marks the phone's logins that began by `at` (a newer login stays unapplied).
-    fn mark_applied(&self, mac: Mac, at: OffsetDateTime) -> Result<(), StoreError>;
     /// Applies the whole change in one transaction, durable when it returns.
     fn commit(&self, change: &Change) -> Result<(), StoreError>;
+    /// Commits each change, all durable when it returns, one result per change in order;
+    /// a change that fails leaves nothing of itself behind. A store that can share one
+    /// transaction (and one sync) between them should.
+    fn commit_batch(&self, changes: &[&Change]) -> Vec<Result<(), StoreError>> {
+        changes.iter().map(|c| self.commit(c)).collect()
+    }
     /// Newest first.
     fn audit(&self, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
     /// One extension's events of these kinds, newest first (the user page).

@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -142,7 +143,13 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 pub struct SqliteStore {
+    /// The one connection that writes (and what `conn()` hands out).
     conn: Mutex<Connection>,
+    /// Reads only (`query_only`): the console and the API read while a commit is being
+    /// synced on `conn` (WAL lets one writer and readers run at once).
+    reader: Mutex<Connection>,
+    /// Write transactions committed, for tests and metrics.
+    transactions: AtomicU64,
     path: PathBuf,
     /// The file the connection opened (device, inode): a deleted or replaced file is noticed
     /// before a write is acknowledged, since SQLite would go on writing to the unlinked one.
@@ -225,8 +232,14 @@ impl SqliteStore {
         let quick: String = conn
             .query_row("PRAGMA quick_check", [], |r| r.get(0))
             .unwrap_or_else(|e| e.to_string());
+        let reader = Connection::open(path)
+            .map_err(|e| StoreError::Db(format!("cannot open {}: {e}", path.display())))?;
+        reader.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
+        reader.pragma_update(None, "query_only", true).map_err(db)?;
         let store = Self {
             conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
+            transactions: AtomicU64::new(0),
             path: path.to_owned(),
             file_id: file_id(path),
             broken: Mutex::new(None),
@@ -283,7 +296,7 @@ impl SqliteStore {
         sql: &str,
         mut map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<Option<T>>,
     ) -> Result<Vec<T>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare(sql).map_err(db)?;
         let rows = stmt.query_map([], |r| map(r)).map_err(db)?;
         let mut out = Vec::new();
@@ -295,6 +308,30 @@ impl SqliteStore {
 
     pub(super) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The read-only connection: never waits for a commit's sync.
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many write transactions `commit` and `commit_batch` have committed.
+    pub fn transactions(&self) -> u64 {
+        self.transactions.load(Ordering::Relaxed)
+    }
+
+    /// Writes `changes` in one transaction on `conn`: all of them or, on any error, none.
+    fn write_together(&self, conn: &mut Connection, changes: &[&Change]) -> Result<(), StoreError> {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        for change in changes {
+            write_change(&tx, change)?;
+        }
+        // On any `?` above the dropped transaction rolls back; a failed COMMIT too.
+        tx.commit().map_err(db)?;
+        self.transactions.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -329,7 +366,7 @@ fn restrict_mode(_: &Path) {}
 
 impl Store for SqliteStore {
     fn load_logins(&self) -> Result<Vec<Login>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn
             .prepare(
                 "SELECT mac, extension, name, vendor, model, network, template, since, source_ip, credential, applied_at, identity
@@ -372,12 +409,53 @@ impl Store for SqliteStore {
     }
 
     fn commit(&self, change: &Change) -> Result<(), StoreError> {
-        let result = self.same_file().and_then(|()| self.write_change(change));
-        self.noted(result)
+        let mut results = self.commit_batch(&[change]);
+        results.pop().unwrap_or(Ok(()))
+    }
+
+    /// One transaction (one sync) for the whole batch. If it fails, each change is retried
+    /// in its own transaction, so one bad row fails only its own change and every caller
+    /// learns its own outcome.
+    fn commit_batch(&self, changes: &[&Change]) -> Vec<Result<(), StoreError>> {
+        if changes.is_empty() {
+            return Vec::new();
+        }
+        if let Err(StoreError::Db(why)) = self.same_file() {
+            self.set_broken(Some(why.clone()));
+            return changes
+                .iter()
+                .map(|_| Err(StoreError::Db(why.clone())))
+                .collect();
+        }
+        let mut conn = self.conn();
+        let together = self.write_together(&mut conn, changes);
+        let results = match together {
+            Ok(()) => changes.iter().map(|_| Ok(())).collect(),
+            Err(e) if changes.len() == 1 => vec![Err(e)],
+            Err(e) => {
+                tracing::warn!(error = %e, changes = changes.len(), "a batch commit failed; committing its changes one by one");
+                changes
+                    .iter()
+                    .map(|c| self.write_together(&mut conn, &[c]))
+                    .collect::<Vec<_>>()
+            }
+        };
+        drop(conn);
+        // The store is healthy if it took any write; one refused row is not a broken store.
+        let refused = results.iter().find_map(|r| match r {
+            Err(StoreError::Db(why)) => Some(why.clone()),
+            Ok(()) => None,
+        });
+        if results.iter().any(Result::is_ok) {
+            self.set_broken(None);
+        } else {
+            self.set_broken(refused);
+        }
+        results
     }
 
     fn load_lockouts(&self) -> Result<Vec<LockoutRow>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn
             .prepare("SELECT subject, failures, strikes, locked_until, last FROM lockouts")
             .map_err(db)?;
@@ -441,17 +519,6 @@ impl Store for SqliteStore {
         }
     }
 
-    fn mark_applied(&self, mac: crate::phone::Mac, at: OffsetDateTime) -> Result<(), StoreError> {
-        // RFC 3339 UTC strings of one format compare in time order.
-        self.conn()
-            .execute(
-                "UPDATE logins SET applied_at = ?2 WHERE mac = ?1 AND since <= ?2 AND applied_at IS NULL",
-                params![mac.to_string(), ts(at)],
-            )
-            .map_err(db)?;
-        Ok(())
-    }
-
     fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
         self.outbox_query(
             "SELECT id, mac, method, body, attempts FROM outbox WHERE dead = 0 ORDER BY id LIMIT ?1",
@@ -477,7 +544,7 @@ impl Store for SqliteStore {
     }
 
     fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let (pending, oldest): (i64, Option<String>) = conn
             .query_row(
                 "SELECT COUNT(*), MIN(created) FROM outbox WHERE dead = 0",
@@ -551,7 +618,7 @@ impl Store for SqliteStore {
         }
         sql.push_str(" ORDER BY id DESC LIMIT ?");
         values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare(&sql).map_err(db)?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(values), audit_row)
@@ -642,7 +709,7 @@ impl Store for SqliteStore {
         let mut values: Vec<rusqlite::types::Value> =
             vec![extension.to_owned().into(), (limit as i64).into()];
         values.extend(kinds.iter().map(|k| k.as_str().to_owned().into()));
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare(&sql).map_err(db)?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(values), audit_row)
@@ -651,108 +718,117 @@ impl Store for SqliteStore {
     }
 }
 
-impl SqliteStore {
-    fn write_change(&self, change: &Change) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(db)?;
-        for (mac, identity) in &change.remove {
-            match identity {
-                Some(i) => tx.execute(
-                    "DELETE FROM logins WHERE mac = ?1 AND identity = ?2",
-                    params![mac.to_string(), i],
-                ),
-                None => tx.execute(
-                    "DELETE FROM logins WHERE mac = ?1",
-                    params![mac.to_string()],
-                ),
-            }
-            .map_err(db)?;
+/// Writes one change inside the caller's transaction (which commits or rolls back).
+fn write_change(tx: &rusqlite::Transaction<'_>, change: &Change) -> Result<(), StoreError> {
+    for (mac, identity) in &change.remove {
+        match identity {
+            Some(i) => tx
+                .prepare_cached("DELETE FROM logins WHERE mac = ?1 AND identity = ?2")
+                .map_err(db)?
+                .execute(params![mac.to_string(), i]),
+            None => tx
+                .prepare_cached("DELETE FROM logins WHERE mac = ?1")
+                .map_err(db)?
+                .execute(params![mac.to_string()]),
         }
-        for l in &change.put {
-            tx.execute(
-                "INSERT OR REPLACE INTO logins
-                 (mac, extension, name, vendor, model, network, template, since, source_ip, credential, applied_at, identity)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
-                    l.mac.to_string(),
-                    l.extension,
-                    l.name,
-                    l.vendor,
-                    l.model,
-                    l.network,
-                    l.template,
-                    ts(l.since),
-                    l.source_ip,
-                    l.credential,
-                    l.applied_at.map(ts),
-                    l.identity
-                ],
-            )
-            .map_err(db)?;
-        }
-        for o in &change.outbox {
-            tx.execute(
-                "INSERT INTO outbox (mac, method, body, created) VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    o.mac.to_string(),
-                    o.method.as_str(),
-                    o.body,
-                    ts(OffsetDateTime::now_utc())
-                ],
-            )
-            .map_err(db)?;
-        }
-        for e in &change.events {
-            insert_event(&tx, e)?;
-        }
-        for l in &change.lockouts {
-            let failures: Vec<String> = l.failures.iter().map(i64::to_string).collect();
-            tx.execute(
-                "INSERT OR REPLACE INTO lockouts (subject, failures, strikes, locked_until, last)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    l.subject,
-                    failures.join(","),
-                    l.strikes,
-                    l.locked_until,
-                    l.last
-                ],
-            )
-            .map_err(db)?;
-        }
-        for c in &change.credentials_put {
-            tx.execute(
-                "INSERT OR REPLACE INTO phone_credentials (mac, username, password, created)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    c.mac.to_string(),
-                    c.username,
-                    c.password.expose(),
-                    ts(c.created)
-                ],
-            )
-            .map_err(db)?;
-        }
-        for mac in &change.credentials_removed {
-            tx.execute(
-                "DELETE FROM phone_credentials WHERE mac = ?1",
-                params![mac.to_string()],
-            )
-            .map_err(db)?;
-        }
-        for r in &change.reloads {
-            tx.execute(
-                "INSERT OR REPLACE INTO reloads (mac, at, result) VALUES (?1, ?2, ?3)",
-                params![r.mac.to_string(), ts(r.at), r.result],
-            )
-            .map_err(db)?;
-        }
-        for subject in &change.lockouts_cleared {
-            tx.execute("DELETE FROM lockouts WHERE subject = ?1", params![subject])
-                .map_err(db)?;
-        }
-        tx.commit().map_err(db)
+        .map_err(db)?;
     }
+    const PUT: &str = "INSERT OR REPLACE INTO logins
+        (mac, extension, name, vendor, model, network, template, since, source_ip, credential, applied_at, identity)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+    for l in &change.put {
+        tx.prepare_cached(PUT)
+            .map_err(db)?
+            .execute(params![
+                l.mac.to_string(),
+                l.extension,
+                l.name,
+                l.vendor,
+                l.model,
+                l.network,
+                l.template,
+                ts(l.since),
+                l.source_ip,
+                l.credential,
+                l.applied_at.map(ts),
+                l.identity
+            ])
+            .map_err(db)?;
+    }
+    for o in &change.outbox {
+        tx.prepare_cached(
+            "INSERT INTO outbox (mac, method, body, created) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(db)?
+        .execute(params![
+            o.mac.to_string(),
+            o.method.as_str(),
+            o.body,
+            ts(OffsetDateTime::now_utc())
+        ])
+        .map_err(db)?;
+    }
+    for e in &change.events {
+        insert_event(tx, e)?;
+    }
+    for l in &change.lockouts {
+        let failures: Vec<String> = l.failures.iter().map(i64::to_string).collect();
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO lockouts (subject, failures, strikes, locked_until, last)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(db)?
+        .execute(params![
+            l.subject,
+            failures.join(","),
+            l.strikes,
+            l.locked_until,
+            l.last
+        ])
+        .map_err(db)?;
+    }
+    for c in &change.credentials_put {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO phone_credentials (mac, username, password, created)
+                 VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(db)?
+        .execute(params![
+            c.mac.to_string(),
+            c.username,
+            c.password.expose(),
+            ts(c.created)
+        ])
+        .map_err(db)?;
+    }
+    for mac in &change.credentials_removed {
+        tx.prepare_cached("DELETE FROM phone_credentials WHERE mac = ?1")
+            .map_err(db)?
+            .execute(params![mac.to_string()])
+            .map_err(db)?;
+    }
+    for r in &change.reloads {
+        tx.prepare_cached("INSERT OR REPLACE INTO reloads (mac, at, result) VALUES (?1, ?2, ?3)")
+            .map_err(db)?
+            .execute(params![r.mac.to_string(), ts(r.at), r.result])
+            .map_err(db)?;
+    }
+    for subject in &change.lockouts_cleared {
+        tx.prepare_cached("DELETE FROM lockouts WHERE subject = ?1")
+            .map_err(db)?
+            .execute(params![subject])
+            .map_err(db)?;
+    }
+    const APPLIED: &str = "UPDATE logins SET applied_at = ?2
+        WHERE mac = ?1 AND since <= ?2 AND applied_at IS NULL";
+    for (mac, at) in &change.applied {
+        // RFC 3339 UTC strings of one format compare in time order.
+        tx.prepare_cached(APPLIED)
+            .map_err(db)?
+            .execute(params![mac.to_string(), ts(*at)])
+            .map_err(db)?;
+    }
+    Ok(())
 }
 
 /// One audit row, inside the caller's transaction.
@@ -760,26 +836,27 @@ pub(super) fn insert_event(
     tx: &rusqlite::Transaction<'_>,
     e: &AuditEvent,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO audit (at, kind, mac, extension, network, source_ip, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            ts(e.at),
-            e.kind.as_str(),
-            e.mac.map(|m| m.to_string()),
-            e.extension,
-            e.network,
-            e.source_ip,
-            e.detail
-        ],
     )
+    .map_err(db)?
+    .execute(params![
+        ts(e.at),
+        e.kind.as_str(),
+        e.mac.map(|m| m.to_string()),
+        e.extension,
+        e.network,
+        e.source_ip,
+        e.detail
+    ])
     .map(|_| ())
     .map_err(db)
 }
 
 impl SqliteStore {
     fn outbox_query(&self, sql: &str, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare(sql).map_err(db)?;
         let rows = stmt
             .query_map(params![limit as i64], |r| {
@@ -811,7 +888,7 @@ impl SqliteStore {
 
     /// The schema version on disk (for tests and `check-config`).
     pub fn schema_version(&self) -> Result<usize, StoreError> {
-        self.conn()
+        self.reader()
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .optional()
             .map_err(db)
@@ -823,6 +900,130 @@ impl SqliteStore {
 mod tests {
     use super::*;
     use crate::store::sample_login as login;
+
+    /// Makes the write connection refuse any audit row whose detail is `poison` (a temporary
+    /// trigger: this connection only, nothing on disk).
+    fn poison(s: &SqliteStore) {
+        s.conn()
+            .execute_batch(
+                "CREATE TEMP TRIGGER poison BEFORE INSERT ON audit WHEN NEW.detail = 'poison'
+                 BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;",
+            )
+            .unwrap();
+    }
+
+    fn login_change(mac: &str, ext: &str, detail: &str) -> Change {
+        let l = login(mac, ext);
+        Change {
+            events: vec![AuditEvent::new(EventKind::Login, detail).about(&l)],
+            put: vec![l],
+            ..Change::default()
+        }
+    }
+
+    #[test]
+    fn a_batch_shares_one_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("b.sqlite")).unwrap();
+        let before = s.transactions();
+        let changes: Vec<Change> = (1..=20)
+            .map(|i| login_change(&format!("00085d0000{i:02}"), &format!("10{i:02}"), "pin"))
+            .collect();
+        let refs: Vec<&Change> = changes.iter().collect();
+        let results = s.commit_batch(&refs);
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(s.transactions() - before, 1);
+        assert_eq!(s.load_logins().unwrap().len(), 20);
+        assert_eq!(s.audit(100).unwrap().len(), 20);
+    }
+
+    #[test]
+    fn a_failing_change_fails_alone_and_leaves_nothing_of_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.sqlite");
+        let s = SqliteStore::open(&path).unwrap();
+        poison(&s);
+        let changes = [
+            login_change("00085d000001", "1001", "pin"),
+            // Its login row is fine; its audit row is refused: neither may stay.
+            login_change("00085d000002", "1002", "poison"),
+            login_change("00085d000003", "1003", "pin"),
+        ];
+        let before = s.transactions();
+        let results = s.commit_batch(&changes.iter().collect::<Vec<_>>());
+        assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+        let err = results[1].as_ref().unwrap_err().to_string();
+        assert!(err.contains("poisoned row"), "{err}");
+        // The shared transaction rolled back; the two good changes committed on their own.
+        assert_eq!(s.transactions() - before, 2);
+        assert_eq!(s.health(), Ok(()), "one refused row is not a broken store");
+        drop(s);
+        let s = SqliteStore::open(&path).unwrap();
+        let macs: Vec<String> = s
+            .load_logins()
+            .unwrap()
+            .iter()
+            .map(|l| l.mac.to_string())
+            .collect();
+        assert_eq!(macs, ["00085d000001", "00085d000003"]);
+        let details: Vec<String> = s.audit(10).unwrap().into_iter().map(|e| e.detail).collect();
+        assert_eq!(details, ["pin", "pin"]);
+    }
+
+    #[test]
+    fn a_batch_cut_off_before_its_commit_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        let s = SqliteStore::open(&path).unwrap();
+        s.commit(&login_change("00085d000001", "1001", "kept"))
+            .unwrap();
+        {
+            let mut conn = s.conn();
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .unwrap();
+            write_change(&tx, &login_change("00085d000002", "1002", "lost")).unwrap();
+            write_change(
+                &tx,
+                &Change {
+                    remove: vec![("00085d000001".parse().unwrap(), None)],
+                    ..Change::default()
+                },
+            )
+            .unwrap();
+            // Dropped without COMMIT, as a crash mid-batch would leave it.
+        }
+        drop(s);
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            s.load_logins().unwrap(),
+            vec![login("00085d000001", "1001")]
+        );
+        let details: Vec<String> = s.audit(10).unwrap().into_iter().map(|e| e.detail).collect();
+        assert_eq!(details, ["kept"]);
+    }
+
+    #[test]
+    fn reads_do_not_wait_for_a_write_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("r.sqlite")).unwrap();
+        s.commit(&login_change("00085d000001", "1001", "committed"))
+            .unwrap();
+        let mut conn = s.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .unwrap();
+        write_change(&tx, &login_change("00085d000002", "1002", "in flight")).unwrap();
+        // The write connection is held (as during a commit's sync): reads answer anyway,
+        // with the committed state only. (Were they on the write connection, this would
+        // deadlock on its mutex.)
+        let details: Vec<String> = s.audit(10).unwrap().into_iter().map(|e| e.detail).collect();
+        assert_eq!(details, ["committed"]);
+        assert_eq!(s.load_logins().unwrap().len(), 1);
+        tx.commit().unwrap();
+        drop(conn);
+        assert_eq!(s.load_logins().unwrap().len(), 2);
+    }
 
     #[test]
     fn credentials_and_reloads_survive_a_reopen_and_can_be_removed() {
