@@ -146,7 +146,7 @@ impl SqliteStore {
         hash: &[u8; 32],
         now: OffsetDateTime,
     ) -> Result<LinkState, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let row = conn
             .query_row(
                 "SELECT extension, network, expires, used FROM activation_links WHERE token_hash = ?1",
@@ -180,7 +180,7 @@ impl SqliteStore {
         extension: &str,
         now: OffsetDateTime,
     ) -> Result<Option<OffsetDateTime>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         conn.query_row(
             "SELECT MAX(expires) FROM activation_links
              WHERE extension = ?1 AND used IS NULL AND expires > ?2",
@@ -281,12 +281,12 @@ impl SqliteStore {
 
     /// The softphones `extension` activated, oldest first.
     pub fn devices(&self, extension: &str) -> Result<Vec<Device>, StoreError> {
-        devices_of(&self.conn(), extension)
+        devices_of(&self.reader(), extension)
     }
 
     /// Every user's softphone count.
     pub fn device_counts(&self) -> Result<std::collections::HashMap<String, usize>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn
             .prepare("SELECT extension, COUNT(*) FROM devices GROUP BY extension")
             .map_err(db)?;

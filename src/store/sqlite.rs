@@ -311,7 +311,7 @@ impl SqliteStore {
     }
 
     /// The read-only connection: never waits for a commit's sync.
-    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.reader.lock().unwrap_or_else(|e| e.into_inner())
     }
 
