@@ -9,48 +9,32 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Server, request, request_with_body};
+use support::{Server, request};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const EMBEDDED: &str = "[directory]\nkind = \"embedded\"\npoll_interval = \"50ms\"\n";
 const LINPHONE_UA: &str = "LinphoneAndroid/5.2.5 (Pixel 7) LinphoneSDK/5.3.47";
 
-fn json(r: &support::Response) -> serde_json::Value {
-    serde_json::from_slice(&r.body).unwrap_or_else(|_| panic!("not JSON: {}", r.text()))
-}
-
-async fn call(server: &Server, method: &str, path: &str, body: &str) -> support::Response {
-    request_with_body(server.addr, method, path, body).await
-}
-
 /// A user with a SIP secret (returned) and, optionally, an email address.
 async fn user(server: &Server, ext: &str, email: Option<&str>) -> String {
     let email = email.map_or(String::new(), |e| format!(", \"email\": \"{e}\""));
     let body = format!("{{\"extension\": \"{ext}\", \"name\": \"Ada \\\"A\\\" <&>\"{email}}}");
-    let r = call(server, "POST", "/api/v1/users", &body).await;
+    let r = server.call("POST", "/api/v1/users", &body).await;
     assert_eq!(r.status, 201, "{}", r.text());
-    let r = call(
-        server,
-        "POST",
-        &format!("/api/v1/users/{ext}/sip-secret"),
-        "",
-    )
-    .await;
+    let r = server
+        .call("POST", &format!("/api/v1/users/{ext}/sip-secret"), "")
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    json(&r)["sip_secret"].as_str().unwrap().to_owned()
+    r.json()["sip_secret"].as_str().unwrap().to_owned()
 }
 
 async fn new_link(server: &Server, ext: &str) -> serde_json::Value {
-    let r = call(
-        server,
-        "POST",
-        &format!("/api/v1/users/{ext}/activations"),
-        "",
-    )
-    .await;
+    let r = server
+        .call("POST", &format!("/api/v1/users/{ext}/activations"), "")
+        .await;
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.header("cache-control"), Some("no-store"));
-    json(&r)
+    r.json()
 }
 
 async fn fetch(server: &Server, url: &str) -> support::Response {
@@ -221,7 +205,10 @@ async fn a_softphone_activates_once_through_the_url_its_qr_code_holds() {
     assert_eq!(page.status, 410);
 
     // One device, audited with what it said it was; the token is in no audit line.
-    let status = json(&server.admin("GET", "/api/v1/users/2001/activations").await);
+    let status = server
+        .admin("GET", "/api/v1/users/2001/activations")
+        .await
+        .json();
     assert_eq!(status["devices"].as_array().unwrap().len(), 1, "{status}");
     assert_eq!(status["devices"][0]["user_agent"], LINPHONE_UA);
     assert_eq!(status["limit_reached"], false);
@@ -253,7 +240,10 @@ async fn the_fifth_device_is_refused_until_the_count_is_reset() {
         "{}",
         refused.text()
     );
-    let status = json(&server.admin("GET", "/api/v1/users/2001/activations").await);
+    let status = server
+        .admin("GET", "/api/v1/users/2001/activations")
+        .await
+        .json();
     assert_eq!(status["limit_reached"], true);
     assert_eq!(status["max_devices"], 4);
     assert!(
@@ -266,7 +256,7 @@ async fn the_fifth_device_is_refused_until_the_count_is_reset() {
     let r = server
         .admin("DELETE", &format!("/api/v1/users/2001/devices/{id}"))
         .await;
-    assert_eq!(json(&r)["removed"], 1);
+    assert_eq!(r.json()["removed"], 1);
     let r = server
         .admin("DELETE", &format!("/api/v1/users/2001/devices/{id}"))
         .await;
@@ -282,7 +272,7 @@ async fn the_fifth_device_is_refused_until_the_count_is_reset() {
     let r = server
         .admin("DELETE", "/api/v1/users/2001/activations")
         .await;
-    assert_eq!(json(&r)["removed"], 4);
+    assert_eq!(r.json()["removed"], 4);
     assert_eq!(
         fetch(&server, sixth["url"].as_str().unwrap()).await.status,
         200
@@ -293,22 +283,23 @@ async fn the_fifth_device_is_refused_until_the_count_is_reset() {
 
     // Disabling the user resets the count and voids the unused link.
     let unused = new_link(&server, "2001").await;
-    let r = call(
-        &server,
-        "PATCH",
-        "/api/v1/users/2001",
-        "{\"enabled\": false}",
-    )
-    .await;
+    let r = server
+        .call("PATCH", "/api/v1/users/2001", "{\"enabled\": false}")
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let status = json(&server.admin("GET", "/api/v1/users/2001/activations").await);
+    let status = server
+        .admin("GET", "/api/v1/users/2001/activations")
+        .await
+        .json();
     assert_eq!(status["devices"].as_array().unwrap().len(), 0, "{status}");
     assert_eq!(
         fetch(&server, unused["url"].as_str().unwrap()).await.status,
         410
     );
     // A disabled user gets no new link.
-    let r = call(&server, "POST", "/api/v1/users/2001/activations", "").await;
+    let r = server
+        .call("POST", "/api/v1/users/2001/activations", "")
+        .await;
     assert_eq!(r.status, 404, "{}", r.text());
 }
 
@@ -345,17 +336,21 @@ async fn links_expire_are_replaced_by_a_new_one_and_are_not_guessable() {
     assert!(statuses.contains(&429), "{statuses:?}");
 
     // No link for an unknown user, nor for one without a SIP secret.
-    let r = call(&server, "POST", "/api/v1/users/9999/activations", "").await;
+    let r = server
+        .call("POST", "/api/v1/users/9999/activations", "")
+        .await;
     assert_eq!(r.status, 404, "{}", r.text());
-    let r = call(
-        &server,
-        "POST",
-        "/api/v1/users",
-        "{\"extension\": \"2002\", \"name\": \"No secret\"}",
-    )
-    .await;
+    let r = server
+        .call(
+            "POST",
+            "/api/v1/users",
+            "{\"extension\": \"2002\", \"name\": \"No secret\"}",
+        )
+        .await;
     assert_eq!(r.status, 201);
-    let r = call(&server, "POST", "/api/v1/users/2002/activations", "").await;
+    let r = server
+        .call("POST", "/api/v1/users/2002/activations", "")
+        .await;
     assert_eq!(r.status, 409, "{}", r.text());
     // Without the API key: 401.
     let r = request(server.addr, "POST", "/api/v1/users/2001/activations", &[]).await;
@@ -415,8 +410,8 @@ async fn the_activation_email_has_the_link_and_username_and_no_secret() {
     );
     let server = Server::start_with(EMBEDDED.into(), &smtp).await;
     let secret = user(&server, "2001", Some("ada@example.com")).await;
-    let r = call(&server, "POST", "/api/v1/users/2001/pin", "{}").await;
-    let pin = json(&r)["pin"].as_str().unwrap().to_owned();
+    let r = server.call("POST", "/api/v1/users/2001/pin", "{}").await;
+    let pin = r.json()["pin"].as_str().unwrap().to_owned();
     let link = new_link(&server, "2001").await;
     assert_eq!(link["email"]["sent"], true, "{link}");
     assert_eq!(link["email"]["to"], "ada@example.com");
@@ -433,24 +428,24 @@ async fn the_activation_email_has_the_link_and_username_and_no_secret() {
     assert!(!unfolded.contains(&pin), "PIN in the email");
 
     // Asked not to: no email. A user without an address: said so, link still made.
-    let r = call(
-        &server,
-        "POST",
-        "/api/v1/users/2001/activations",
-        "{\"email\": false}",
-    )
-    .await;
-    assert!(json(&r).get("email").is_none(), "{}", r.text());
+    let r = server
+        .call(
+            "POST",
+            "/api/v1/users/2001/activations",
+            "{\"email\": false}",
+        )
+        .await;
+    assert!(r.json().get("email").is_none(), "{}", r.text());
     user(&server, "2002", None).await;
-    let r = call(
-        &server,
-        "POST",
-        "/api/v1/users/2002/activations",
-        "{\"email\": true}",
-    )
-    .await;
+    let r = server
+        .call(
+            "POST",
+            "/api/v1/users/2002/activations",
+            "{\"email\": true}",
+        )
+        .await;
     assert_eq!(r.status, 201);
-    assert_eq!(json(&r)["email"]["error"], "the user has no email address");
+    assert_eq!(r.json()["email"]["error"], "the user has no email address");
 }
 
 #[test]

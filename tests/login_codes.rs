@@ -10,10 +10,6 @@ use std::time::Duration;
 use support::phone::*;
 use support::{Server, request_with_body};
 
-fn json(r: &support::Response) -> serde_json::Value {
-    serde_json::from_slice(&r.body).unwrap_or_else(|_| panic!("not JSON: {}", r.text()))
-}
-
 async fn new_code(server: &Server, ext: &str) -> String {
     let r = request_with_body(
         server.addr,
@@ -24,7 +20,7 @@ async fn new_code(server: &Server, ext: &str) -> String {
     .await;
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.header("cache-control"), Some("no-store"));
-    let code = json(&r)["code"].as_str().unwrap().to_owned();
+    let code = r.json()["code"].as_str().unwrap().to_owned();
     assert!(
         code.len() == 8 && code.bytes().all(|b| b.is_ascii_digit()),
         "{code}"
@@ -113,7 +109,7 @@ async fn guessed_codes_lock_the_phone_out_like_wrong_pins() {
     assert_eq!(last.title(), "Login locked", "{last:?}");
     // Even the right code is not tried while locked.
     let r = request_with_body(server.addr, "POST", "/api/v1/users/1001/login-codes", "").await;
-    let code = json(&r)["code"].as_str().unwrap().to_owned();
+    let code = r.json()["code"].as_str().unwrap().to_owned();
     let locked = login_with_code(&phone, &code).await;
     assert_eq!(locked.title(), "Login locked", "{locked:?}");
     // ... and stays usable for when the lockout ends (cleared here by the admin).

@@ -8,42 +8,32 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use support::Server;
 use support::phone::*;
-use support::{Server, request_with_body};
 
 const EMBEDDED: &str = "[directory]\nkind = \"embedded\"\npoll_interval = \"50ms\"\n";
 
-fn json(r: &support::Response) -> serde_json::Value {
-    serde_json::from_slice(&r.body).unwrap_or_else(|_| panic!("not JSON: {}", r.text()))
-}
-
-async fn call(server: &Server, method: &str, path: &str, body: &str) -> support::Response {
-    request_with_body(server.addr, method, path, body).await
-}
-
 async fn create(server: &Server, ext: &str) {
     let body = format!("{{\"extension\": \"{ext}\", \"name\": \"Ada <&> Lovelace\"}}");
-    let r = call(server, "POST", "/api/v1/users", &body).await;
+    let r = server.call("POST", "/api/v1/users", &body).await;
     assert_eq!(r.status, 201, "{}", r.text());
 }
 
 async fn new_pin(server: &Server, ext: &str) -> String {
-    let r = call(server, "POST", &format!("/api/v1/users/{ext}/pin"), "{}").await;
+    let r = server
+        .call("POST", &format!("/api/v1/users/{ext}/pin"), "{}")
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("cache-control"), Some("no-store"));
-    json(&r)["pin"].as_str().unwrap().to_owned()
+    r.json()["pin"].as_str().unwrap().to_owned()
 }
 
 async fn new_sip_secret(server: &Server, ext: &str) -> String {
-    let r = call(
-        server,
-        "POST",
-        &format!("/api/v1/users/{ext}/sip-secret"),
-        "",
-    )
-    .await;
+    let r = server
+        .call("POST", &format!("/api/v1/users/{ext}/sip-secret"), "")
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    json(&r)["sip_secret"].as_str().unwrap().to_owned()
+    r.json()["sip_secret"].as_str().unwrap().to_owned()
 }
 
 fn title(v: &View) -> &str {
@@ -70,13 +60,13 @@ fn contains(hay: &[u8], needle: &str) -> bool {
 async fn a_new_user_logs_in_with_the_pin_shown_once_and_no_secret_leaks() {
     let server = Server::start_with(EMBEDDED.into(), "").await;
     create(&server, "2001").await;
-    let again = call(
-        &server,
-        "POST",
-        "/api/v1/users",
-        "{\"extension\": \"2001\", \"name\": \"Twice\"}",
-    )
-    .await;
+    let again = server
+        .call(
+            "POST",
+            "/api/v1/users",
+            "{\"extension\": \"2001\", \"name\": \"Twice\"}",
+        )
+        .await;
     assert_eq!(again.status, 409, "{}", again.text());
 
     let pin = new_pin(&server, "2001").await;
@@ -116,7 +106,7 @@ async fn a_new_user_logs_in_with_the_pin_shown_once_and_no_secret_leaks() {
         assert!(!r.text().contains(&pin), "{}", r.text());
         assert!(!r.text().contains(&secret), "{}", r.text());
     }
-    let u = json(&user);
+    let u = user.json();
     assert_eq!(
         (u["has_pin"].as_bool(), u["has_sip_secret"].as_bool()),
         (Some(true), Some(true))
@@ -174,15 +164,15 @@ async fn weak_pins_are_refused_with_the_rule_and_a_strong_one_is_taken() {
     for weak in [
         "123456", "654321", "111111", "121212", "992001", "12345", "12a456",
     ] {
-        let r = call(
-            &server,
-            "POST",
-            "/api/v1/users/2001/pin",
-            &format!("{{\"pin\": \"{weak}\"}}"),
-        )
-        .await;
+        let r = server
+            .call(
+                "POST",
+                "/api/v1/users/2001/pin",
+                &format!("{{\"pin\": \"{weak}\"}}"),
+            )
+            .await;
         assert_eq!(r.status, 400, "{weak}: {}", r.text());
-        let msg = json(&r)["error"].as_str().unwrap().to_owned();
+        let msg = r.json()["error"].as_str().unwrap().to_owned();
         assert!(
             msg.contains("not a run") && msg.contains("not contain the extension"),
             "{msg}"
@@ -192,39 +182,31 @@ async fn weak_pins_are_refused_with_the_rule_and_a_strong_one_is_taken() {
         }
     }
     // A PIN given as a number: the error does not quote it either.
-    let r = call(
-        &server,
-        "POST",
-        "/api/v1/users/2001/pin",
-        "{\"pin\": 583920}",
-    )
-    .await;
+    let r = server
+        .call("POST", "/api/v1/users/2001/pin", "{\"pin\": 583920}")
+        .await;
     assert_eq!(r.status, 400);
     assert!(!r.text().contains("583920"), "{}", r.text());
-    let r = call(
-        &server,
-        "POST",
-        "/api/v1/users/2001/pin",
-        "{\"pin\": \"583920\"}",
-    )
-    .await;
+    let r = server
+        .call("POST", "/api/v1/users/2001/pin", "{\"pin\": \"583920\"}")
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(json(&r)["pin"], "583920");
-    let r = call(
-        &server,
-        "POST",
-        "/api/v1/users/2001/sip-secret",
-        "{\"sip_secret\": \"short\"}",
-    )
-    .await;
+    assert_eq!(r.json()["pin"], "583920");
+    let r = server
+        .call(
+            "POST",
+            "/api/v1/users/2001/sip-secret",
+            "{\"sip_secret\": \"short\"}",
+        )
+        .await;
     assert_eq!(r.status, 400, "{}", r.text());
-    let r = call(
-        &server,
-        "POST",
-        "/api/v1/users",
-        "{\"extension\": \"2002\", \"name\": \"B\", \"pin\": \"222222\"}",
-    )
-    .await;
+    let r = server
+        .call(
+            "POST",
+            "/api/v1/users",
+            "{\"extension\": \"2002\", \"name\": \"B\", \"pin\": \"222222\"}",
+        )
+        .await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(server.admin("GET", "/api/v1/users/2002").await.status, 404);
     assert_eq!(server.admin("GET", "/api/v1/users/20.02").await.status, 400);
@@ -243,15 +225,11 @@ async fn disabling_a_user_logs_them_out_and_refuses_new_logins() {
     );
     assert_eq!(server.logins().await.len(), 1);
 
-    let r = call(
-        &server,
-        "PATCH",
-        "/api/v1/users/2001",
-        "{\"enabled\": false}",
-    )
-    .await;
+    let r = server
+        .call("PATCH", "/api/v1/users/2001", "{\"enabled\": false}")
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(json(&r)["enabled"], false);
+    assert_eq!(r.json()["enabled"], false);
     assert!(server.logins().await.is_empty(), "logged out");
     let audit = server.audit().await;
     assert!(
@@ -275,13 +253,9 @@ async fn disabling_a_user_logs_them_out_and_refuses_new_logins() {
         "Login failed"
     );
 
-    let r = call(
-        &server,
-        "PATCH",
-        "/api/v1/users/2001",
-        "{\"enabled\": true}",
-    )
-    .await;
+    let r = server
+        .call("PATCH", "/api/v1/users/2001", "{\"enabled\": true}")
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         title(&other.login("External", "2001", &pin).await),
@@ -302,7 +276,7 @@ async fn other_directory_kinds_answer_409() {
     let r = server.admin("GET", "/api/v1/users").await;
     assert_eq!(r.status, 409);
     assert!(r.text().contains("kind = \\\"embedded\\\""), "{}", r.text());
-    let r = call(&server, "POST", "/api/v1/users/1001/pin", "{}").await;
+    let r = server.call("POST", "/api/v1/users/1001/pin", "{}").await;
     assert_eq!(r.status, 409);
 }
 

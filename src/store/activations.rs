@@ -85,6 +85,26 @@ fn prune(tx: &rusqlite::Transaction<'_>, now: OffsetDateTime) -> Result<(), Stor
     Ok(())
 }
 
+/// A link's row: extension, network, expiry and when it was used.
+type LinkRow = (String, String, OffsetDateTime, Option<String>);
+
+fn link_row(conn: &rusqlite::Connection, hash: &[u8; 32]) -> Result<Option<LinkRow>, StoreError> {
+    conn.query_row(
+        "SELECT extension, network, expires, used FROM activation_links WHERE token_hash = ?1",
+        params![&hash[..]],
+        |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                parse_ts(&r.get::<_, String>(2)?),
+                r.get(3)?,
+            ))
+        },
+    )
+    .optional()
+    .map_err(db)
+}
+
 fn devices_of(conn: &rusqlite::Connection, extension: &str) -> Result<Vec<Device>, StoreError> {
     let mut stmt = conn
         .prepare(
@@ -146,22 +166,7 @@ impl SqliteStore {
         hash: &[u8; 32],
         now: OffsetDateTime,
     ) -> Result<LinkState, StoreError> {
-        let conn = self.reader();
-        let row = conn
-            .query_row(
-                "SELECT extension, network, expires, used FROM activation_links WHERE token_hash = ?1",
-                params![&hash[..]],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        parse_ts(&r.get::<_, String>(2)?),
-                        r.get::<_, Option<String>>(3)?,
-                    ))
-                },
-            )
-            .optional()
-            .map_err(db)?;
+        let row = link_row(&self.reader(), hash)?;
         Ok(match row {
             None => LinkState::Unknown,
             Some((_, _, expires, used)) if used.is_some() || expires <= now => LinkState::Gone,
@@ -211,21 +216,7 @@ impl SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db)?;
-            let row = tx
-                .query_row(
-                    "SELECT extension, network, expires, used FROM activation_links WHERE token_hash = ?1",
-                    params![&hash[..]],
-                    |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            parse_ts(&r.get::<_, String>(2)?),
-                            r.get::<_, Option<String>>(3)?,
-                        ))
-                    },
-                )
-                .optional()
-                .map_err(db)?;
+            let row = link_row(&tx, hash)?;
             let Some((extension, network, expires, used)) = row else {
                 return Ok(Redeemed::Unknown);
             };

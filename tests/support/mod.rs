@@ -221,6 +221,11 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
+    /// An admin API call with a JSON body (`""` for none).
+    pub async fn call(&self, method: &str, path: &str, body: &str) -> Response {
+        request_with_body(self.addr, method, path, body).await
+    }
+
     pub async fn admin(&self, method: &str, path: &str) -> Response {
         request(
             self.addr,
@@ -261,6 +266,11 @@ impl Response {
 
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON; a test fails with the body if it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.text()))
     }
 }
 
