@@ -7,6 +7,7 @@
 //! the new connection is closed. Each closure is counted into one periodic summary line.
 
 pub mod access;
+pub mod access_log;
 mod admin;
 pub mod conns;
 pub mod digest;

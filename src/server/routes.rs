@@ -21,7 +21,7 @@ use tower::ServiceExt;
 use tracing::Instrument;
 
 use super::respond::{self, Resp};
-use super::{access, admin};
+use super::{access, access_log, admin};
 use crate::App;
 use crate::config::{Config, ReloadMethod};
 use crate::dialect::Target;
@@ -231,18 +231,12 @@ async fn answer(
     req: http::Request<Incoming>,
 ) -> Response {
     let started = Instant::now();
-    // The path and query never go into the log: the query carries the PIN.
     let route = route_name(req.uri().path());
-    let span = tracing::info_span!(
-        "req",
-        method = %req.method(),
-        route,
-        peer = %peer.ip().to_canonical(),
-        vendor = tracing::field::Empty,
-        mac = tracing::field::Empty,
-        key = tracing::field::Empty,
-    );
+    let method = req.method().clone();
     let client = access::client_ip(peer.ip(), req.headers(), &app.config.server.trusted_proxies);
+    // Context for what handlers log at debug level; the access line below carries it at
+    // info (a span at info cost an allocation and a line of its own per request).
+    let span = tracing::debug_span!("req", route, client = %client);
     let timeout = app.config.server.request_timeout.0;
     let (mut parts, body) = req.into_parts();
     parts.extensions.insert(Ctx {
@@ -251,31 +245,27 @@ async fn answer(
         secure,
     });
     let req = Request::from_parts(parts, axum::body::Body::new(body));
-    let resp = async {
-        match tokio::time::timeout(timeout, ROUTER.clone().oneshot(req)).await {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(never)) => match never {},
-            Err(_) => {
-                tracing::warn!("request timed out");
-                respond::text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "hotdesk took too long to answer; try again",
-                )
-                .into_response()
+    let (resp, noted) = access_log::scope(
+        async {
+            match tokio::time::timeout(timeout, ROUTER.clone().oneshot(req)).await {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(never)) => match never {},
+                Err(_) => {
+                    tracing::warn!(route, %client, "request timed out");
+                    respond::text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "hotdesk took too long to answer; try again",
+                    )
+                    .into_response()
+                }
             }
         }
-    }
-    .instrument(span.clone())
+        .instrument(span),
+    )
     .await;
     let took = started.elapsed();
     app.metrics.http_request(route, resp.status(), took);
-    span.in_scope(|| {
-        tracing::info!(
-            status = resp.status().as_u16(),
-            us = took.as_micros() as u64,
-            "request"
-        )
-    });
+    access_log::line(&method, route, client, &noted, resp.status().as_u16(), took);
     resp
 }
 
@@ -516,9 +506,7 @@ pub(super) fn identify_request(
             tracing::info!(error = %e, "phone not identified");
             respond::text(StatusCode::BAD_REQUEST, e.to_string())
         })?;
-    let span = tracing::Span::current();
-    span.record("vendor", handset.vendor.as_str());
-    span.record("mac", tracing::field::display(handset.mac));
+    super::access_log::note_phone(handset.vendor.as_str(), handset.mac);
     Ok(handset)
 }
 
