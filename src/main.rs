@@ -169,11 +169,16 @@ fn serve(path: PathBuf, log_format: Option<String>) -> anyhow::Result<()> {
         None => config.log.format == LogFormat::Json,
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Lines are formatted on the worker and written in batches by a thread of their own, so
+    // a slow terminal, pipe or disk never stalls a request (`_flush` writes out what is
+    // pending when serve returns).
+    let (writer, _flush) = hotdesk::log_writer::batched(std::io::stdout());
     if json {
         tracing_subscriber::fmt()
             .json()
             .flatten_event(true)
             .with_env_filter(filter)
+            .with_writer(writer)
             .init();
     } else {
         // Colour codes only for a person at a terminal, never into a file or journald.
@@ -181,6 +186,7 @@ fn serve(path: PathBuf, log_format: Option<String>) -> anyhow::Result<()> {
         tracing_subscriber::fmt()
             .with_ansi(std::io::stdout().is_terminal())
             .with_env_filter(filter)
+            .with_writer(writer)
             .init();
     }
     // Read the time zone while the process still has one thread (time refuses later).
