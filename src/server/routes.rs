@@ -181,9 +181,22 @@ async fn group(
 
 /// Decodes the query: first value of each key wins, at most [`MAX_QUERY_PAIRS`].
 pub fn parse_query(query: Option<&str>) -> HashMap<String, String> {
+    first_wins(query_pairs(query))
+}
+
+/// The query's pairs in the order received, decoded, at most [`MAX_QUERY_PAIRS`].
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .take(MAX_QUERY_PAIRS)
+        .collect()
+}
+
+/// The pairs by key; the first value of a repeated key wins.
+fn first_wins(pairs: impl IntoIterator<Item = (String, String)>) -> HashMap<String, String> {
     let mut out = HashMap::new();
-    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()).take(MAX_QUERY_PAIRS) {
-        out.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+    for (k, v) in pairs {
+        out.entry(k).or_insert(v);
     }
     out
 }
@@ -306,18 +319,23 @@ async fn step(step: Step, ctx: Ctx, req: Request) -> Resp {
         return resp;
     }
     let (parts, _) = req.into_parts();
-    let query = parse_query(parts.uri.query());
+    // Parsed once: the signature covers the pairs in order, the flow looks them up by key.
+    let ordered = query_pairs(parts.uri.query());
+    let query = first_wins(ordered.iter().cloned());
     let base = link_base(&ctx.app, ctx.secure, &parts.headers);
-    phone(
-        &ctx.app,
-        ctx.client,
-        base,
-        step,
-        &parts.uri,
-        &parts.headers,
-        &query,
-    )
-    .await
+    let req = PhoneQuery {
+        path: parts.uri.path(),
+        ordered: &ordered,
+        query: &query,
+    };
+    phone(&ctx.app, ctx.client, base, step, &parts.headers, req).await
+}
+
+/// A phone request's path and query, in order and by key.
+struct PhoneQuery<'a> {
+    path: &'a str,
+    ordered: &'a [(String, String)],
+    query: &'a HashMap<String, String>,
 }
 
 async fn push(Extension(ctx): Extension<Ctx>, req: Request) -> Resp {
@@ -382,9 +400,12 @@ async fn phone(
     peer: SocketAddr,
     base: &str,
     step: Step,
-    uri: &http::Uri,
     headers: &http::HeaderMap,
-    query: &HashMap<String, String>,
+    PhoneQuery {
+        path,
+        ordered,
+        query,
+    }: PhoneQuery<'_>,
 ) -> Resp {
     let handset = match identify_request(headers, query) {
         Ok(h) => h,
@@ -402,12 +423,7 @@ async fn phone(
     };
     let step = match &app.signer {
         Some(signer) if beyond_entry => {
-            let ordered: Vec<(String, String)> =
-                form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-                    .into_owned()
-                    .take(MAX_QUERY_PAIRS)
-                    .collect();
-            if signer.verify(uri.path(), &ordered, now) {
+            if signer.verify(path, ordered, now) {
                 step
             } else {
                 tracing::info!("unsigned, forged or expired link; starting over");
