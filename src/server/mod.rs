@@ -202,19 +202,24 @@ pub async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let streams = Streams::new();
+        // Only an HTTP/2 connection's idle time is ours to bound (by its open streams), and
+        // only TLS connections may speak it: plain HTTP/1 requests are not counted.
+        let streams = secure.then(Streams::new);
         let svc = {
             let (app, streams) = (app.clone(), streams.clone());
             service_fn(move |req| {
                 // Counted from the request until its answer is sent (or reset).
-                let open = streams.open();
+                let open = streams.as_ref().map(Streams::open);
                 // Called here, not inside the async block: `handle` starts state-changing
                 // phone steps at once, before hyper polls (or drops) the future.
                 let answer = routes::handle(app.clone(), peer, secure, req);
-                async move {
+                // Boxed per request: hyper keeps a slot the size of this future for the whole
+                // life of a connection, so unboxed an idle keep-alive connection would hold
+                // the full request state (kilobytes) between requests.
+                Box::pin(async move {
                     let resp = answer.await;
                     resp.map(|r| r.map(|body| Counted::new(body, open)))
-                }
+                })
             })
         };
         let stopped = stopped.clone();
@@ -245,7 +250,7 @@ pub async fn serve(
             let io = TokioIo::new(stream);
             let (closing, result) = if is_h2 {
                 let conn = h2.serve_connection(io, svc);
-                conns::drive(conn, Some(&streams), h2_life, stopped).await
+                conns::drive(conn, streams.as_ref(), h2_life, stopped).await
             } else {
                 let conn = http.serve_connection(io, svc);
                 conns::drive(conn, None, h1_life, stopped).await
