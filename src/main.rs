@@ -203,6 +203,7 @@ fn serve(path: PathBuf, log_format: Option<String>) -> anyhow::Result<()> {
             "hotdesk listening on http://{addr} (phones use {}/app)",
             config.base()
         );
+        intake(config.server.max_connections);
         let tls = hotdesk::bind_tls(&config)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -221,6 +222,43 @@ fn serve(path: PathBuf, log_format: Option<String>) -> anyhow::Result<()> {
         reloads.abort();
         served.map_err(|e| anyhow::anyhow!("{e}"))
     })
+}
+
+/// Says how many connections the system lets the server take at once: the accept queue
+/// (capped by net.core.somaxconn) and open files (the soft limit raised to the hard one,
+/// since every connection is a file). A site booting after a power cut needs both. Logged,
+/// not printed: whoever started us may have stopped reading stdout after the first line.
+fn intake(max_connections: usize) {
+    let backlog = hotdesk::server::listen_backlog();
+    match hotdesk::server::somaxconn() {
+        Some(max) if max < hotdesk::server::LISTEN_BACKLOG => tracing::info!(
+            backlog,
+            somaxconn = max,
+            "listen backlog capped by net.core.somaxconn; raise it for larger boot storms"
+        ),
+        _ => tracing::info!(backlog, "listen backlog"),
+    }
+    let before = rlimit::getrlimit(rlimit::Resource::NOFILE).ok();
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(files) => {
+            match before {
+                Some((soft, _)) if soft < files => {
+                    tracing::info!(files, raised_from = soft, "open files limit")
+                }
+                _ => tracing::info!(files, "open files limit"),
+            }
+            // The store, the log and the listeners need a few files beside the connections.
+            if files < max_connections as u64 + 64 {
+                tracing::warn!(
+                    files,
+                    max_connections,
+                    "the open files limit is below [server] max_connections: accepts will \
+                     fail before the cap (raise LimitNOFILE / ulimit -n)"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open files limit"),
+    }
 }
 
 /// Tells systemd (Type=notify) where the server is; nothing when NOTIFY_SOCKET is unset.
