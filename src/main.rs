@@ -10,6 +10,13 @@ use tracing_subscriber::EnvFilter;
 
 use hotdesk::config::{Config, LogFormat};
 
+/// jemalloc with its background purge thread: after a boot storm's connections close, their
+/// memory goes back to the system within seconds (glibc kept all of it; see README,
+/// Performance). glibc builds only: the static musl build keeps musl's allocator.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// What `--help` says after the commands: where the config lives and what signals do.
 const AFTER_HELP: &str = "\
 Config file:
