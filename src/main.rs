@@ -201,7 +201,10 @@ fn serve(path: PathBuf, log_format: Option<String>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    // Everything runs in a task on the workers, the accept loop included: run by block_on it
+    // would sit on this thread, and every connection it accepted would be handed to a worker
+    // through the shared queue with a wake-up (a boot storm is 10,000 of them).
+    let served = runtime.spawn(async move {
         let listener = hotdesk::server::bind(config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
@@ -228,7 +231,10 @@ fn serve(path: PathBuf, log_format: Option<String>) -> anyhow::Result<()> {
         .await;
         reloads.abort();
         served.map_err(|e| anyhow::anyhow!("{e}"))
-    })
+    });
+    runtime
+        .block_on(served)
+        .map_err(|e| anyhow::anyhow!("the server task failed: {e}"))?
 }
 
 /// Says how many connections the system lets the server take at once: the accept queue
