@@ -1,7 +1,7 @@
 # The two commands that matter: `make run` and `make test`.
 CONFIG ?= fixtures/hotdesk.toml
 
-.PHONY: run build test test-deps browser-deps screenshot lint fmt bench fuzz clean dist
+.PHONY: run build test test-deps browser-deps screenshot lint fmt bench bench-login fuzz clean dist
 
 # Seconds each fuzz target runs for `make fuzz`.
 FUZZ_SECONDS ?= 60
@@ -83,7 +83,17 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -- -D warnings
 
+# hotdesk against its anchors in one run (bench/run.sh): pages vs nginx serving the same bytes
+# and a bare hyper server, each on one pinned core with the access log on; a 10,000-phone boot
+# storm; logins at 1/16/64 at once; memory per idle connection and after they close. Installs
+# nginx-light and wrk from Debian when missing (as root). Knobs: see the top of bench/run.sh
+# (BENCH_AFTER=10 for a quicker run). Not part of `make test`.
 bench:
+	bash bench/run.sh
+
+# The in-process login benchmark: a 50 ms upstream with the cache cold and warm, failed-login
+# memory, a phone beside a host holding 1,100 sockets.
+bench-login:
 	cargo bench --locked --bench login
 
 # cargo-fuzz on stable: -s none (coverage only; the code is safe Rust, no ASan needed).

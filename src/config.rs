@@ -163,7 +163,7 @@ impl Default for ServerConfig {
         Self {
             header_timeout: Span(Duration::from_secs(10)),
             request_timeout: Span(Duration::from_secs(8)),
-            max_connections: 1024,
+            max_connections: 16_384,
             max_connections_per_source: 64,
             h2_idle_timeout: Span(Duration::from_secs(30)),
             max_connection_age: Span(Duration::from_secs(600)),

@@ -10,6 +10,13 @@ use tracing_subscriber::EnvFilter;
 
 use hotdesk::config::{Config, LogFormat};
 
+/// jemalloc with its background purge thread: after a boot storm's connections close, their
+/// memory goes back to the system within seconds (glibc kept all of it; see README,
+/// Performance). glibc builds only: the static musl build keeps musl's allocator.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// What `--help` says after the commands: where the config lives and what signals do.
 const AFTER_HELP: &str = "\
 Config file:
@@ -169,11 +176,16 @@ fn serve(path: PathBuf, log_format: Option<String>) -> anyhow::Result<()> {
         None => config.log.format == LogFormat::Json,
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Lines are formatted on the worker and written in batches by a thread of their own, so
+    // a slow terminal, pipe or disk never stalls a request (`_flush` writes out what is
+    // pending when serve returns).
+    let (writer, _flush) = hotdesk::log_writer::batched(std::io::stdout());
     if json {
         tracing_subscriber::fmt()
             .json()
             .flatten_event(true)
             .with_env_filter(filter)
+            .with_writer(writer)
             .init();
     } else {
         // Colour codes only for a person at a terminal, never into a file or journald.
@@ -181,6 +193,7 @@ fn serve(path: PathBuf, log_format: Option<String>) -> anyhow::Result<()> {
         tracing_subscriber::fmt()
             .with_ansi(std::io::stdout().is_terminal())
             .with_env_filter(filter)
+            .with_writer(writer)
             .init();
     }
     // Read the time zone while the process still has one thread (time refuses later).
@@ -188,7 +201,10 @@ fn serve(path: PathBuf, log_format: Option<String>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    // Everything runs in a task on the workers, the accept loop included: run by block_on it
+    // would sit on this thread, and every connection it accepted would be handed to a worker
+    // through the shared queue with a wake-up (a boot storm is 10,000 of them).
+    let served = runtime.spawn(async move {
         let listener = hotdesk::server::bind(config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
@@ -197,6 +213,7 @@ fn serve(path: PathBuf, log_format: Option<String>) -> anyhow::Result<()> {
             "hotdesk listening on http://{addr} (phones use {}/app)",
             config.base()
         );
+        intake(config.server.max_connections);
         let tls = hotdesk::bind_tls(&config)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -214,7 +231,47 @@ fn serve(path: PathBuf, log_format: Option<String>) -> anyhow::Result<()> {
         .await;
         reloads.abort();
         served.map_err(|e| anyhow::anyhow!("{e}"))
-    })
+    });
+    runtime
+        .block_on(served)
+        .map_err(|e| anyhow::anyhow!("the server task failed: {e}"))?
+}
+
+/// Says how many connections the system lets the server take at once: the accept queue
+/// (capped by net.core.somaxconn) and open files (the soft limit raised to the hard one,
+/// since every connection is a file). A site booting after a power cut needs both. Logged,
+/// not printed: whoever started us may have stopped reading stdout after the first line.
+fn intake(max_connections: usize) {
+    let backlog = hotdesk::server::listen_backlog();
+    match hotdesk::server::somaxconn() {
+        Some(max) if max < hotdesk::server::LISTEN_BACKLOG => tracing::info!(
+            backlog,
+            somaxconn = max,
+            "listen backlog capped by net.core.somaxconn; raise it for larger boot storms"
+        ),
+        _ => tracing::info!(backlog, "listen backlog"),
+    }
+    let before = rlimit::getrlimit(rlimit::Resource::NOFILE).ok();
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(files) => {
+            match before {
+                Some((soft, _)) if soft < files => {
+                    tracing::info!(files, raised_from = soft, "open files limit")
+                }
+                _ => tracing::info!(files, "open files limit"),
+            }
+            // The store, the log and the listeners need a few files beside the connections.
+            if files < max_connections as u64 + 64 {
+                tracing::warn!(
+                    files,
+                    max_connections,
+                    "the open files limit is below [server] max_connections: accepts will \
+                     fail before the cap (raise LimitNOFILE / ulimit -n)"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open files limit"),
+    }
 }
 
 /// Tells systemd (Type=notify) where the server is; nothing when NOTIFY_SOCKET is unset.

@@ -21,18 +21,22 @@ impl Link {
         self
     }
 
-    /// `base` + path + percent-encoded query.
+    /// `base` + path + percent-encoded query, written into one string.
     pub fn absolute(&self, base: &str) -> String {
-        let mut url = format!("{base}{}", self.path);
-        if !self.query.is_empty() {
-            url.push('?');
-            let mut q = form_urlencoded::Serializer::new(String::new());
-            for (k, v) in &self.query {
-                q.append_pair(k, v);
-            }
-            url.push_str(&q.finish());
+        let query: usize = self.query.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        let mut url = String::with_capacity(base.len() + self.path.len() + query);
+        url.push_str(base);
+        url.push_str(self.path);
+        if self.query.is_empty() {
+            return url;
         }
-        url
+        url.push('?');
+        let start = url.len();
+        let mut q = form_urlencoded::Serializer::for_suffix(url, start);
+        for (k, v) in &self.query {
+            q.append_pair(k, v);
+        }
+        q.finish()
     }
 }
 

@@ -122,12 +122,33 @@ fn ascii_for(c: char) -> &'static str {
 
 /// `clean` then `clip`: the one call every dialect uses for display text.
 pub fn display(text: &str, max: usize, multiline: bool) -> String {
+    // Most text is already clean, trimmed and short enough: one copy instead of three.
+    if text.trim().len() == text.len()
+        && text.chars().all(|c| keeps(c, multiline))
+        && text.chars().count() <= max
+    {
+        return text.to_owned();
+    }
     clip(clean(text, multiline).trim(), max)
+}
+
+/// Whether [`clean`] keeps `c` as it is.
+fn keeps(c: char, multiline: bool) -> bool {
+    match c {
+        '\n' => multiline,
+        '\t' | '\r' => false,
+        c => is_xml_char(c),
+    }
 }
 
 /// [`display`] for a display that shows only `charset`.
 pub fn display_in(text: &str, max: usize, multiline: bool, charset: Charset) -> String {
-    display(&to_charset(text, charset), max, multiline)
+    match charset {
+        Charset::Latin1 if !text.chars().all(|c| u32::from(c) <= 0xFF) => {
+            display(&to_charset(text, charset), max, multiline)
+        }
+        _ => display(text, max, multiline),
+    }
 }
 
 #[cfg(test)]
@@ -183,6 +204,20 @@ mod tests {
     }
 
     proptest! {
+        /// The shortcut for text that needs no change gives what the three steps give.
+        #[test]
+        fn display_is_clean_trim_clip(
+            s in prop_oneof![any::<String>(), "[ a-zA-Z\t\n\r\u{7}é€]{0,40}"],
+            max in 1usize..50,
+            ml in any::<bool>(),
+        ) {
+            prop_assert_eq!(display(&s, max, ml), clip(clean(&s, ml).trim(), max));
+            prop_assert_eq!(
+                display_in(&s, max, ml, Charset::Latin1),
+                clip(clean(&to_charset(&s, Charset::Latin1), ml).trim(), max)
+            );
+        }
+
         #[test]
         fn latin1_output_stays_latin1(s in any::<String>(), max in 1usize..300) {
             let out = display_in(&s, max, false, Charset::Latin1);

@@ -12,15 +12,20 @@ use crate::screen::{Link, Screen};
 /// Input fields a phone appends to a signed link; not covered by the signature.
 const PHONE_INPUTS: [&str; 3] = ["ext", "pin", "code"];
 
+/// A signature as lower-case hex: 64 ASCII bytes.
+type Hex = [u8; 64];
+
 pub struct Signer {
-    key: Vec<u8>,
+    /// The HMAC state with the key already absorbed (ipad/opad blocks), made once: each
+    /// link clones it instead of hashing the key again.
+    keyed: Hmac<Sha256>,
     ttl_secs: i64,
 }
 
 impl Signer {
     pub fn new(key: Vec<u8>, ttl: std::time::Duration) -> Self {
         Self {
-            key,
+            keyed: Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key length"),
             ttl_secs: ttl.as_secs() as i64,
         }
     }
@@ -46,8 +51,8 @@ impl Signer {
         Ok(key)
     }
 
-    fn mac(&self, path: &str, pairs: &[(&str, &str)]) -> String {
-        let mut m = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
+    fn mac<'a>(&self, path: &str, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Hex {
+        let mut m = self.keyed.clone();
         m.update(path.as_bytes());
         for (k, v) in pairs {
             // Length-prefixed so that no two different queries hash the same.
@@ -56,11 +61,7 @@ impl Signer {
             m.update(&(v.len() as u32).to_be_bytes());
             m.update(v.as_bytes());
         }
-        m.finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex(&m.finalize().into_bytes().into())
     }
 
     /// Adds `exp` and `sig` to `link`.
@@ -68,8 +69,9 @@ impl Signer {
         link.query.retain(|(k, _)| *k != "exp" && *k != "sig");
         link.query
             .push(("exp", (now_unix + self.ttl_secs).to_string()));
-        let pairs: Vec<(&str, &str)> = link.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let sig = self.mac(link.path, &pairs);
+        let sig = self.mac(link.path, link.query.iter().map(|(k, v)| (*k, v.as_str())));
+        // Hex digits are ASCII.
+        let sig = String::from_utf8_lossy(&sig).into_owned();
         link.query.push(("sig", sig));
     }
 
@@ -121,21 +123,29 @@ impl Signer {
         }
         // The signed part ends at `sig`; inputs may follow (Aastra appends them) or, for
         // token-replacing phones, sit before it with a server-given name.
-        let signed: Vec<(&str, &str)> = query
-            .iter()
-            .take_while(|(k, _)| k != "sig")
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let without_inputs: Vec<(&str, &str)> = signed
-            .iter()
-            .copied()
-            .filter(|(k, _)| !PHONE_INPUTS.contains(k))
-            .collect();
+        let signed = || {
+            query
+                .iter()
+                .take_while(|(k, _)| k != "sig")
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+        };
+        let with_inputs = self.mac(path, signed());
+        let without_inputs = self.mac(path, signed().filter(|(k, _)| !PHONE_INPUTS.contains(k)));
         use subtle::ConstantTimeEq;
-        [signed, without_inputs]
-            .iter()
-            .any(|pairs| bool::from(self.mac(path, pairs).as_bytes().ct_eq(sig.as_bytes())))
+        let sig = sig.as_bytes();
+        bool::from(with_inputs.ct_eq(sig) | without_inputs.ct_eq(sig))
     }
+}
+
+/// `digest` as lower-case hex, written into a stack buffer.
+fn hex(digest: &[u8; 32]) -> Hex {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (pair, b) in out.chunks_exact_mut(2).zip(digest) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0x0f)];
+    }
+    out
 }
 
 #[cfg(unix)]
@@ -196,6 +206,35 @@ mod tests {
         assert!(!s.verify("/app/login", &query("/app/login?net=internal"), 1000));
         let other = Signer::new(b"x".repeat(32), std::time::Duration::from_secs(600));
         assert!(!other.verify("/app/login", &query(&url), 1000));
+    }
+
+    /// The signature is HMAC-SHA256 over the path and the length-prefixed pairs, in hex:
+    /// pinned so that a faster implementation cannot change a link phones already hold.
+    #[test]
+    fn signatures_are_unchanged_byte_for_byte() {
+        let s = Signer::new(b"k".repeat(32), std::time::Duration::from_secs(600));
+        let mut link = Link::new("/app/login").with("net", "internal");
+        s.sign(&mut link, 1000);
+        // Python: hmac.new(b"k" * 32, b"/app/login" + pairs, sha256), each key and value
+        // prefixed with its length as a big-endian u32.
+        let want = "6e4c4d43dd8a0c09108f0e6cce985b76b6b41a94802e07409136ac7996ddbfee".to_owned();
+        assert_eq!(link.query.last().unwrap(), &("sig", want));
+        assert_eq!(hex(&[0x00; 32])[..4], *b"0000");
+        assert_eq!(hex(&[0xaf; 32])[..4], *b"afaf");
+        assert_eq!(hex(&[0x1e; 32])[62..], *b"1e");
+    }
+
+    #[test]
+    fn a_signature_of_another_length_is_refused() {
+        let s = Signer::new(b"k".repeat(32), std::time::Duration::from_secs(600));
+        let mut link = Link::new("/app/logout");
+        s.sign(&mut link, 1000);
+        let url = link.absolute("http://h");
+        let mut q = query(&url);
+        q.last_mut().unwrap().1.truncate(63);
+        assert!(!s.verify("/app/logout", &q, 1000));
+        q.last_mut().unwrap().1.clear();
+        assert!(!s.verify("/app/logout", &q, 1000));
     }
 
     #[test]

@@ -91,7 +91,7 @@ pub(super) async fn handle(app: &std::sync::Arc<App>, req: AdminRequest<'_>) -> 
             "missing or wrong API key (Authorization: Bearer <key>)",
         );
     };
-    tracing::Span::current().record("key", key_name);
+    super::access_log::note_key(key_name);
     let detail = format!("admin API (key {key_name})");
     match (method, path) {
         (&Method::GET, "/api/v1/logins") => {

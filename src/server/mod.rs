@@ -7,6 +7,7 @@
 //! the new connection is closed. Each closure is counted into one periodic summary line.
 
 pub mod access;
+pub mod access_log;
 mod activations_api;
 mod admin;
 pub mod conns;
@@ -42,13 +43,32 @@ use conns::{Counted, Lifetime, PerSource, Shed, ShedSummary, SourceKey, SourceSl
 /// At most one "connections closed at accept" line per this long.
 const SHED_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// The accept queue a listener asks the kernel for (capped by net.core.somaxconn). tokio's
-/// `TcpListener::bind` asks for 1,024; a host reconnecting every socket the server sheds keeps
-/// about one pending connection per socket it runs, so past 1,024 sockets a phone's SYN was
-/// sometimes dropped and retried a second later (measured by `make bench`).
-pub const LISTEN_BACKLOG: u32 = 4096;
+/// The accept queue a listener asks the kernel for, before the cap of net.core.somaxconn
+/// ([`listen_backlog`]). tokio's `TcpListener::bind` asks for 1,024; a site's phones booting
+/// together after a power cut, or a host reconnecting every socket the server sheds, fill
+/// that, and a dropped SYN is retried only a second later (measured by `make bench`).
+pub const LISTEN_BACKLOG: u32 = 16_384;
 
-/// Binds `addr` (SO_REUSEADDR, as `TcpListener::bind` does) with [`LISTEN_BACKLOG`].
+/// The accept queue a listener gets: [`LISTEN_BACKLOG`], capped by the kernel's
+/// net.core.somaxconn where it can be read (the kernel caps it silently otherwise).
+pub fn listen_backlog() -> u32 {
+    backlog_within(somaxconn())
+}
+
+/// net.core.somaxconn, where the system says it.
+pub fn somaxconn() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn backlog_within(somaxconn: Option<u32>) -> u32 {
+    somaxconn.map_or(LISTEN_BACKLOG, |max| max.clamp(1, LISTEN_BACKLOG))
+}
+
+/// Binds `addr` (SO_REUSEADDR, as `TcpListener::bind` does) with [`listen_backlog`].
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
@@ -57,7 +77,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
+    socket.listen(listen_backlog())
 }
 
 /// A TLS listener and what it hands out.
@@ -203,19 +223,24 @@ pub async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let streams = Streams::new();
+        // Only an HTTP/2 connection's idle time is ours to bound (by its open streams), and
+        // only TLS connections may speak it: plain HTTP/1 requests are not counted.
+        let streams = secure.then(Streams::new);
         let svc = {
             let (app, streams) = (app.clone(), streams.clone());
             service_fn(move |req| {
                 // Counted from the request until its answer is sent (or reset).
-                let open = streams.open();
+                let open = streams.as_ref().map(Streams::open);
                 // Called here, not inside the async block: `handle` starts state-changing
                 // phone steps at once, before hyper polls (or drops) the future.
                 let answer = routes::handle(app.clone(), peer, secure, req);
-                async move {
+                // Boxed per request: hyper keeps a slot the size of this future for the whole
+                // life of a connection, so unboxed an idle keep-alive connection would hold
+                // the full request state (kilobytes) between requests.
+                Box::pin(async move {
                     let resp = answer.await;
                     resp.map(|r| r.map(|body| Counted::new(body, open)))
-                }
+                })
             })
         };
         let stopped = stopped.clone();
@@ -246,7 +271,7 @@ pub async fn serve(
             let io = TokioIo::new(stream);
             let (closing, result) = if is_h2 {
                 let conn = h2.serve_connection(io, svc);
-                conns::drive(conn, Some(&streams), h2_life, stopped).await
+                conns::drive(conn, streams.as_ref(), h2_life, stopped).await
             } else {
                 let conn = http.serve_connection(io, svc);
                 conns::drive(conn, None, h1_life, stopped).await
@@ -277,5 +302,18 @@ fn ended(peer: SocketAddr, closing: Option<conns::Closing>, result: Result<(), h
     }
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backlog_is_capped_by_somaxconn() {
+        assert_eq!(backlog_within(Some(4096)), 4096);
+        assert_eq!(backlog_within(Some(65_535)), LISTEN_BACKLOG);
+        assert_eq!(backlog_within(None), LISTEN_BACKLOG);
+        assert_eq!(backlog_within(Some(0)), 1);
     }
 }

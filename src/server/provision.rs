@@ -72,9 +72,7 @@ pub(super) async fn handle(
         Ok(h) => h,
         Err(e) => return respond::text(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let span = tracing::Span::current();
-    span.record("vendor", handset.vendor.as_str());
-    span.record("mac", tracing::field::display(handset.mac));
+    super::access_log::note_phone(handset.vendor.as_str(), handset.mac);
 
     if let Err(resp) = check_digest(app, handset.mac, &parts.method, &parts.uri, headers) {
         return *resp;
@@ -257,7 +255,7 @@ pub(super) fn innovaphone(app: &App, sn: Option<&str>, check: Option<&str>) -> R
             "expected ?sn=<MAC>; configure the update URL as …/provision/innovaphone.txt?sn=#m",
         );
     };
-    tracing::Span::current().record("mac", tracing::field::display(mac));
+    super::access_log::note_mac(mac);
     match app
         .provisioner
         .render_innovaphone_checked(&app.config, mac, check)

@@ -21,7 +21,7 @@ use tower::ServiceExt;
 use tracing::Instrument;
 
 use super::respond::{self, Resp};
-use super::{access, admin};
+use super::{access, access_log, admin};
 use crate::App;
 use crate::config::{Config, ReloadMethod};
 use crate::dialect::Target;
@@ -201,9 +201,22 @@ async fn group(
 
 /// Decodes the query: first value of each key wins, at most [`MAX_QUERY_PAIRS`].
 pub fn parse_query(query: Option<&str>) -> HashMap<String, String> {
+    first_wins(query_pairs(query))
+}
+
+/// The query's pairs in the order received, decoded, at most [`MAX_QUERY_PAIRS`].
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .take(MAX_QUERY_PAIRS)
+        .collect()
+}
+
+/// The pairs by key; the first value of a repeated key wins.
+fn first_wins(pairs: impl IntoIterator<Item = (String, String)>) -> HashMap<String, String> {
     let mut out = HashMap::new();
-    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()).take(MAX_QUERY_PAIRS) {
-        out.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+    for (k, v) in pairs {
+        out.entry(k).or_insert(v);
     }
     out
 }
@@ -251,18 +264,12 @@ async fn answer(
     req: http::Request<Incoming>,
 ) -> Response {
     let started = Instant::now();
-    // The path and query never go into the log: the query carries the PIN.
     let route = route_name(req.uri().path());
-    let span = tracing::info_span!(
-        "req",
-        method = %req.method(),
-        route,
-        peer = %peer.ip().to_canonical(),
-        vendor = tracing::field::Empty,
-        mac = tracing::field::Empty,
-        key = tracing::field::Empty,
-    );
+    let method = req.method().clone();
     let client = access::client_ip(peer.ip(), req.headers(), &app.config.server.trusted_proxies);
+    // Context for what handlers log at debug level; the access line below carries it at
+    // info (a span at info cost an allocation and a line of its own per request).
+    let span = tracing::debug_span!("req", route, client = %client);
     let timeout = app.config.server.request_timeout.0;
     let (mut parts, body) = req.into_parts();
     parts.extensions.insert(Ctx {
@@ -271,31 +278,27 @@ async fn answer(
         secure,
     });
     let req = Request::from_parts(parts, axum::body::Body::new(body));
-    let resp = async {
-        match tokio::time::timeout(timeout, ROUTER.clone().oneshot(req)).await {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(never)) => match never {},
-            Err(_) => {
-                tracing::warn!("request timed out");
-                respond::text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "hotdesk took too long to answer; try again",
-                )
-                .into_response()
+    let (resp, noted) = access_log::scope(
+        async {
+            match tokio::time::timeout(timeout, ROUTER.clone().oneshot(req)).await {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(never)) => match never {},
+                Err(_) => {
+                    tracing::warn!(route, %client, "request timed out");
+                    respond::text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "hotdesk took too long to answer; try again",
+                    )
+                    .into_response()
+                }
             }
         }
-    }
-    .instrument(span.clone())
+        .instrument(span),
+    )
     .await;
     let took = started.elapsed();
     app.metrics.http_request(route, resp.status(), took);
-    span.in_scope(|| {
-        tracing::info!(
-            status = resp.status().as_u16(),
-            us = took.as_micros() as u64,
-            "request"
-        )
-    });
+    access_log::line(&method, route, client, &noted, resp.status().as_u16(), took);
     resp
 }
 
@@ -336,18 +339,23 @@ async fn step(step: Step, ctx: Ctx, req: Request) -> Resp {
         return resp;
     }
     let (parts, _) = req.into_parts();
-    let query = parse_query(parts.uri.query());
+    // Parsed once: the signature covers the pairs in order, the flow looks them up by key.
+    let ordered = query_pairs(parts.uri.query());
+    let query = first_wins(ordered.iter().cloned());
     let base = link_base(&ctx.app, ctx.secure, &parts.headers);
-    phone(
-        &ctx.app,
-        ctx.client,
-        base,
-        step,
-        &parts.uri,
-        &parts.headers,
-        &query,
-    )
-    .await
+    let req = PhoneQuery {
+        path: parts.uri.path(),
+        ordered: &ordered,
+        query: &query,
+    };
+    phone(&ctx.app, ctx.client, base, step, &parts.headers, req).await
+}
+
+/// A phone request's path and query, in order and by key.
+struct PhoneQuery<'a> {
+    path: &'a str,
+    ordered: &'a [(String, String)],
+    query: &'a HashMap<String, String>,
 }
 
 async fn push(Extension(ctx): Extension<Ctx>, req: Request) -> Resp {
@@ -427,9 +435,12 @@ async fn phone(
     peer: SocketAddr,
     base: &str,
     step: Step,
-    uri: &http::Uri,
     headers: &http::HeaderMap,
-    query: &HashMap<String, String>,
+    PhoneQuery {
+        path,
+        ordered,
+        query,
+    }: PhoneQuery<'_>,
 ) -> Resp {
     let handset = match identify_request(headers, query) {
         Ok(h) => h,
@@ -447,12 +458,7 @@ async fn phone(
     };
     let step = match &app.signer {
         Some(signer) if beyond_entry => {
-            let ordered: Vec<(String, String)> =
-                form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-                    .into_owned()
-                    .take(MAX_QUERY_PAIRS)
-                    .collect();
-            if signer.verify(uri.path(), &ordered, now) {
+            if signer.verify(path, ordered, now) {
                 step
             } else {
                 tracing::info!("unsigned, forged or expired link; starting over");
@@ -551,9 +557,7 @@ pub(super) fn identify_request(
             tracing::info!(error = %e, "phone not identified");
             respond::text(StatusCode::BAD_REQUEST, e.to_string())
         })?;
-    let span = tracing::Span::current();
-    span.record("vendor", handset.vendor.as_str());
-    span.record("mac", tracing::field::display(handset.mac));
+    super::access_log::note_phone(handset.vendor.as_str(), handset.mac);
     Ok(handset)
 }
 

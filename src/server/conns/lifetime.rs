@@ -64,14 +64,15 @@ impl Drop for StreamGuard {
     }
 }
 
-/// A response body that keeps its stream counted as open until it is dropped.
+/// A response body that keeps its stream counted as open until it is dropped (`None` where
+/// nothing counts streams: HTTP/1, whose idle time hyper bounds itself).
 pub struct Counted<B> {
     inner: B,
-    _open: StreamGuard,
+    _open: Option<StreamGuard>,
 }
 
 impl<B> Counted<B> {
-    pub fn new(inner: B, open: StreamGuard) -> Self {
+    pub fn new(inner: B, open: Option<StreamGuard>) -> Self {
         Self { inner, _open: open }
     }
 }
@@ -192,7 +193,7 @@ mod tests {
         let streams = Streams::new();
         let body = Counted::new(
             http_body_util::Full::new(bytes::Bytes::from("abc")),
-            streams.open(),
+            Some(streams.open()),
         );
         assert_eq!(streams.open_now(), 1);
         assert_eq!(body.size_hint().exact(), Some(3));
