@@ -97,6 +97,9 @@ EOF
 # far faster than [provision] rate_per_second allows a real phone.
 config $PAGE_PORT page 'max_connections_per_source = 1024' >"$WORK/page.toml"
 printf '[provision]\nrate_per_second = 1000000\nrate_burst = 1000000\n' >>"$WORK/page.toml"
+# One network and no code item: the entry screen is the credentials form, as it was measured
+# before codes existed, and the login client submits it directly.
+printf '[activation]\nphone_codes = false\n' >>"$WORK/page.toml"
 # The storm and memory: the default config.
 config $STORM_PORT storm '' >"$WORK/storm.toml"
 
@@ -151,7 +154,9 @@ UA_NEW="Yealink SIP-T46S 66.86.0.15 805ec0000002"
 UA_IN="Yealink SIP-T46S 66.86.0.15 805ec0000001"
 H="http://127.0.0.1:$PAGE_PORT"
 entry=$(curl -sf -A "$UA_IN" "$H/app")
-url=$(printf '%s' "$entry" | sed -n 's:.*<URL>\(.*\)</URL>.*:\1:p' | sed 's/&amp;/\&/g')
+# The first network of the login menu (its last item is "Log in with a code").
+url=$(printf '%s' "$entry" | grep -o '<UR[IL]>http[^<]*</UR[IL]>' | grep -v 'by=code' | head -n 1 |
+    sed 's:</\?UR[IL]>::g; s/&amp;/\&/g')
 curl -sf -A "$UA_IN" "$url&ext=1001&pin=7391" | grep -q "Logged in" ||
     { echo "the bench phone could not log in" >&2; exit 1; }
 curl -sf -A "$UA_NEW" "$H/app" >"$WORK/www/entry.xml"

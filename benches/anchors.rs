@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-/// Connections per source address: under `[server] max_connections_per_source` (64).
-const PER_SOURCE: usize = 40;
+/// Connections per source address: under `[server] max_connections_per_source` (64), and under
+/// `[login] max_failures_per_source` (20), which also bounds the logins one address may have in
+/// flight at once (40 per address refused a tenth of the logins at 64 at once).
+const PER_SOURCE: usize = 16;
 /// How long a phone waits for its answer, connect included (SYN retries come at 1 s, 3 s).
 const DEADLINE: Duration = Duration::from_secs(15);
 
