@@ -13,6 +13,16 @@ use crate::phone::{Handset, Mac};
 /// Phones kept; past this the longest-silent one is forgotten.
 const MAX_PHONES: usize = 20_000;
 
+/// Makes room when the list is full: the oldest tenth goes in one pass, so a storm of new
+/// phones pays one scan per 2,000 of them, not one per phone.
+fn evict_oldest_tenth(map: &mut HashMap<Mac, Seen>) {
+    let mut times: Vec<OffsetDateTime> = map.values().map(|s| s.at).collect();
+    let cut = times.len() / 10;
+    let (_, cutoff, _) = times.select_nth_unstable(cut);
+    let cutoff = *cutoff;
+    map.retain(|_, s| s.at > cutoff);
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
     pub mac: Mac,
@@ -61,10 +71,8 @@ impl PhonesSeen {
             s.vendor = handset.vendor.as_str();
             return;
         }
-        if map.len() >= MAX_PHONES
-            && let Some(oldest) = map.values().min_by_key(|s| s.at).map(|s| s.mac)
-        {
-            map.remove(&oldest);
+        if map.len() >= MAX_PHONES {
+            evict_oldest_tenth(&mut map);
         }
         map.insert(
             handset.mac,
@@ -85,5 +93,39 @@ impl PhonesSeen {
         let mut v: Vec<Seen> = map.values().cloned().collect();
         v.sort_by(|a, b| b.at.cmp(&a.at).then(a.mac.cmp(&b.mac)));
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_list_drops_its_oldest_tenth_and_keeps_the_newest() {
+        let seen = PhonesSeen::default();
+        let t0 = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let ip: IpAddr = "10.0.0.7".parse().unwrap();
+        for i in 0..=MAX_PHONES {
+            let ua = format!(
+                "Yealink SIP-T46S 66.86.0.15 80:5e:c0:{:02x}:{:02x}:{:02x}",
+                i >> 16,
+                (i >> 8) & 0xff,
+                i & 0xff
+            );
+            let h = crate::vendor::identify(Some(&ua), None, None).unwrap();
+            seen.saw(&h, ip, t0 + time::Duration::seconds(i as i64));
+        }
+        let all = seen.all();
+        assert!(
+            all.len() <= MAX_PHONES && all.len() > MAX_PHONES * 8 / 10,
+            "{}",
+            all.len()
+        );
+        let newest = t0 + time::Duration::seconds(MAX_PHONES as i64);
+        assert!(all.iter().any(|s| s.at == newest), "the newest phone stays");
+        assert!(
+            all.iter().all(|s| s.at > t0 + time::Duration::seconds(100)),
+            "the oldest went"
+        );
     }
 }
