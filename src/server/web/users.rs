@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use axum::Router;
-use axum::extract::{Extension, Path, RawQuery};
-use axum::response::Response;
+use axum::extract::{Extension, FromRequest, FromRequestParts, Path, RawQuery, Request};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
@@ -93,18 +93,41 @@ fn embedded(
     })
 }
 
-/// A form for `ext`: session, CSRF token, a valid extension.
-async fn form_for(
-    ctx: &Ctx,
-    headers: &HeaderMap,
-    ext: &str,
-    body: &[u8],
-) -> Result<(Session, HashMap<String, String>), Box<Response>> {
-    let (session, f) = checked_form(ctx, headers, body)?;
-    if !valid_extension(ext) {
-        return Err(Box::new(bad_extension(&session)));
+/// A signed-in admin's form about one user: the session (CSRF checked, cross-site refused),
+/// the form's fields and a valid extension. Every per-user action starts from it.
+struct UserForm {
+    ctx: Ctx,
+    session: Session,
+    form: HashMap<String, String>,
+    ext: String,
+}
+
+impl<S: Send + Sync> FromRequest<S> for UserForm {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let Extension(ctx) = Extension::<Ctx>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Path(ext) = Path::<String>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let headers = parts.headers.clone();
+        let body = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let (session, form) = checked_form(&ctx, &headers, &body).map_err(|r| *r)?;
+        if !valid_extension(&ext) {
+            return Err(bad_extension(&session));
+        }
+        Ok(Self {
+            ctx,
+            session,
+            form,
+            ext,
+        })
     }
-    Ok((session, f))
 }
 
 // --- the list --------------------------------------------------------------------------
@@ -307,15 +330,10 @@ fn result_page(session: &Session, ext: &str, kind: &str, extra: Value) -> Respon
 }
 
 async fn pin(
-    Extension(ctx): Extension<Ctx>,
-    headers: HeaderMap,
-    Path(ext): Path<String>,
-    body: Bytes,
+    UserForm {
+        ctx, session, ext, ..
+    }: UserForm,
 ) -> Response {
-    let (session, _) = match form_for(&ctx, &headers, &ext, &body).await {
-        Ok(x) => x,
-        Err(resp) => return *resp,
-    };
     let users = match embedded(&ctx, &session, &ext) {
         Ok(u) => u,
         Err(resp) => return *resp,
@@ -327,15 +345,10 @@ async fn pin(
 }
 
 async fn sip_secret(
-    Extension(ctx): Extension<Ctx>,
-    headers: HeaderMap,
-    Path(ext): Path<String>,
-    body: Bytes,
+    UserForm {
+        ctx, session, ext, ..
+    }: UserForm,
 ) -> Response {
-    let (session, _) = match form_for(&ctx, &headers, &ext, &body).await {
-        Ok(x) => x,
-        Err(resp) => return *resp,
-    };
     let users = match embedded(&ctx, &session, &ext) {
         Ok(u) => u,
         Err(resp) => return *resp,
@@ -352,15 +365,13 @@ async fn sip_secret(
 }
 
 async fn enabled(
-    Extension(ctx): Extension<Ctx>,
-    headers: HeaderMap,
-    Path(ext): Path<String>,
-    body: Bytes,
+    UserForm {
+        ctx,
+        session,
+        form: f,
+        ext,
+    }: UserForm,
 ) -> Response {
-    let (session, f) = match form_for(&ctx, &headers, &ext, &body).await {
-        Ok(x) => x,
-        Err(resp) => return *resp,
-    };
     let users = match embedded(&ctx, &session, &ext) {
         Ok(u) => u,
         Err(resp) => return *resp,
@@ -382,15 +393,13 @@ async fn enabled(
 
 /// Deletes after a confirmation page (the form without `confirm=yes` only asks).
 async fn delete(
-    Extension(ctx): Extension<Ctx>,
-    headers: HeaderMap,
-    Path(ext): Path<String>,
-    body: Bytes,
+    UserForm {
+        ctx,
+        session,
+        form: f,
+        ext,
+    }: UserForm,
 ) -> Response {
-    let (session, f) = match form_for(&ctx, &headers, &ext, &body).await {
-        Ok(x) => x,
-        Err(resp) => return *resp,
-    };
     let users = match embedded(&ctx, &session, &ext) {
         Ok(u) => u,
         Err(resp) => return *resp,
@@ -434,15 +443,13 @@ pub(super) fn link_context(made: &LinkMade) -> Value {
 }
 
 async fn link(
-    Extension(ctx): Extension<Ctx>,
-    headers: HeaderMap,
-    Path(ext): Path<String>,
-    body: Bytes,
+    UserForm {
+        ctx,
+        session,
+        form: f,
+        ext,
+    }: UserForm,
 ) -> Response {
-    let (session, f) = match form_for(&ctx, &headers, &ext, &body).await {
-        Ok(x) => x,
-        Err(resp) => return *resp,
-    };
     // A ticked box asks for the email; without the field, the API's default.
     let email = f.get("email").map(|v| v == "yes");
     match activations_api::make_link(&ctx.app, &ext, email, &actor(&session)).await {
@@ -456,15 +463,10 @@ pub(super) fn code_context(code: &Secret, expires: time::OffsetDateTime) -> Valu
 }
 
 async fn code(
-    Extension(ctx): Extension<Ctx>,
-    headers: HeaderMap,
-    Path(ext): Path<String>,
-    body: Bytes,
+    UserForm {
+        ctx, session, ext, ..
+    }: UserForm,
 ) -> Response {
-    let (session, _) = match form_for(&ctx, &headers, &ext, &body).await {
-        Ok(x) => x,
-        Err(resp) => return *resp,
-    };
     match activations_api::make_code(&ctx.app, &ext, &actor(&session)).await {
         Ok((code, expires)) => result_page(&session, &ext, "code", code_context(&code, expires)),
         Err(r) => refused(&session, Some(&ext), &r),
@@ -472,15 +474,10 @@ async fn code(
 }
 
 async fn reset_devices(
-    Extension(ctx): Extension<Ctx>,
-    headers: HeaderMap,
-    Path(ext): Path<String>,
-    body: Bytes,
+    UserForm {
+        ctx, session, ext, ..
+    }: UserForm,
 ) -> Response {
-    let (session, _) = match form_for(&ctx, &headers, &ext, &body).await {
-        Ok(x) => x,
-        Err(resp) => return *resp,
-    };
     let why = format!("{}: device count reset", actor(&session));
     match activations_api::remove_softphones(&ctx.app, &ext, None, why).await {
         Ok(_) => see_other_path(user_path("/admin/users", &ext)),
@@ -489,15 +486,13 @@ async fn reset_devices(
 }
 
 async fn remove_device(
-    Extension(ctx): Extension<Ctx>,
-    headers: HeaderMap,
-    Path(ext): Path<String>,
-    body: Bytes,
+    UserForm {
+        ctx,
+        session,
+        form: f,
+        ext,
+    }: UserForm,
 ) -> Response {
-    let (session, f) = match form_for(&ctx, &headers, &ext, &body).await {
-        Ok(x) => x,
-        Err(resp) => return *resp,
-    };
     let Some(id) = f.get("id").and_then(|i| i.parse::<i64>().ok()) else {
         let r = Refused::new(StatusCode::BAD_REQUEST, "expected a device id");
         return refused(&session, Some(&ext), &r);
