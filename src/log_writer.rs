@@ -118,10 +118,9 @@ impl BatchWriter {
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
     }
-}
 
-impl Write for BatchWriter {
-    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+    /// Queues `line` (whole lines only), or counts it dropped past the limit.
+    pub fn append(&self, line: &[u8]) {
         let mut p = self
             .shared
             .pending
@@ -129,7 +128,7 @@ impl Write for BatchWriter {
             .unwrap_or_else(|e| e.into_inner());
         if p.buf.len() + line.len() > self.max_pending {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            return Ok(line.len());
+            return;
         }
         let was = p.buf.len();
         p.buf.extend_from_slice(line);
@@ -138,6 +137,12 @@ impl Write for BatchWriter {
         if crossed {
             self.shared.wake.notify_one();
         }
+    }
+}
+
+impl Write for BatchWriter {
+    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+        self.append(line);
         Ok(line.len())
     }
 

@@ -180,6 +180,7 @@ fn serve(path: PathBuf, log_format: Option<String>) -> anyhow::Result<()> {
     // a slow terminal, pipe or disk never stalls a request (`_flush` writes out what is
     // pending when serve returns).
     let (writer, _flush) = hotdesk::log_writer::batched(std::io::stdout());
+    hotdesk::server::access_log::install(writer.clone(), json);
     if json {
         tracing_subscriber::fmt()
             .json()
