@@ -979,7 +979,7 @@ pub struct VendorSettings {
 
 /// The vendor-neutral reload choices; each dialect maps them to its own command
 /// (see `vendor-xml/<vendor>/README.md` for which are verified).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReloadMethod {
     /// Aastra: push the new line as `AastraIPPhoneConfiguration` without a reboot where the

@@ -68,6 +68,8 @@ pub struct App {
     pub web: server::web::Web,
     /// Phones that asked for something lately, for the console.
     pub seen: server::seen::PhonesSeen,
+    /// Entry screens rendered this second, reused for phones of the same model.
+    pub screens: server::screen_cache::ScreenCache,
     /// This server's Prometheus metrics (one registry per app, never process-global).
     pub metrics: Arc<metrics::Metrics>,
     /// The running settings: the start-up config with what SIGHUP reloads replaced.
@@ -290,6 +292,7 @@ impl App {
             refusals: server::access::RefusalLog::new(),
             web,
             seen: server::seen::PhonesSeen::default(),
+            screens: server::screen_cache::ScreenCache::default(),
             metrics,
             tls_certs: std::sync::OnceLock::new(),
             reloading: std::sync::Mutex::new(()),

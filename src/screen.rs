@@ -2,7 +2,7 @@
 //! the dialects turn them into each vendor's XML. Nothing here knows a vendor.
 
 /// A server link: a path and non-secret query pairs. Dialects make it absolute.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Link {
     pub path: &'static str,
     pub query: Vec<(&'static str, String)>,
@@ -41,7 +41,7 @@ impl Link {
 }
 
 /// What the phone shows (menu, input, message) or does (apply).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Screen {
     Menu(Menu),
     Input(Input),
@@ -51,7 +51,7 @@ pub enum Screen {
     Configuration(Vec<(String, String)>),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Menu {
     pub title: String,
     pub items: Vec<MenuItem>,
@@ -59,7 +59,7 @@ pub struct Menu {
     pub default_index: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MenuItem {
     pub label: String,
     pub link: Link,
@@ -67,14 +67,14 @@ pub struct MenuItem {
 
 /// One or more fields submitted together to `submit`; each field's value arrives as
 /// the query parameter `param`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Input {
     pub title: String,
     pub fields: Vec<Field>,
     pub submit: Link,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Field {
     pub prompt: String,
     pub param: &'static str,
@@ -84,14 +84,14 @@ pub struct Field {
     pub secret: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tone {
     Info,
     Success,
     Error,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Message {
     pub title: String,
     pub text: String,
@@ -100,14 +100,14 @@ pub struct Message {
     pub next: Option<Next>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Next {
     pub link: Link,
     pub after_secs: u32,
 }
 
 /// Commands for the phone itself, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Apply {
     pub actions: Vec<Action>,
     /// The token that lets this phone fetch its live configuration push (Aastra), issued
@@ -115,7 +115,7 @@ pub struct Apply {
     pub grant: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Action {
     /// Wipe the previous user's missed/received/dialled lists (privacy on logout).
     ClearCallLists,

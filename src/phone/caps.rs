@@ -1,7 +1,7 @@
 //! What a phone can show and do. Each vendor module fills it in from its own table.
 
 /// Per-model limits and features the dialects and the flow consult.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Caps {
     /// Programmable softkeys on the display (0 = the phone's own keys only).
     pub softkeys: u8,

@@ -18,6 +18,7 @@ mod provision;
 pub(crate) mod reload;
 mod respond;
 mod routes;
+pub mod screen_cache;
 pub mod seen;
 mod softphone;
 pub mod tls;
@@ -31,6 +32,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -237,10 +239,10 @@ pub async fn serve(
                 // Boxed per request: hyper keeps a slot the size of this future for the whole
                 // life of a connection, so unboxed an idle keep-alive connection would hold
                 // the full request state (kilobytes) between requests.
-                Box::pin(async move {
-                    let resp = answer.await;
-                    resp.map(|r| r.map(|body| Counted::new(body, open)))
-                })
+                // (A combinator, not an async block: a block would hold `answer` twice.)
+                Box::pin(
+                    answer.map(move |resp| resp.map(|r| r.map(|body| Counted::new(body, open)))),
+                )
             })
         };
         let stopped = stopped.clone();

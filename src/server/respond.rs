@@ -15,7 +15,7 @@ pub fn build(status: StatusCode, content_type: &'static str, body: impl Into<Byt
     r
 }
 
-pub fn xml(body: Vec<u8>) -> Resp {
+pub fn xml(body: impl Into<Bytes>) -> Resp {
     build(StatusCode::OK, "text/xml; charset=utf-8", body)
 }
 

@@ -14,6 +14,8 @@ use axum::handler::Handler;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
+use futures_util::FutureExt;
+use futures_util::future::Either;
 use http::{HeaderValue, Method, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body, Incoming};
@@ -21,7 +23,7 @@ use tower::ServiceExt;
 use tracing::Instrument;
 
 use super::respond::{self, Resp};
-use super::{access, access_log, admin};
+use super::{access, access_log, admin, screen_cache};
 use crate::App;
 use crate::config::{Config, ReloadMethod};
 use crate::dialect::Target;
@@ -239,21 +241,19 @@ pub fn handle(
         Method::POST => matches!(req.uri().path(), "/me/signin" | "/me/logout"),
         _ => false,
     };
+    // Combinators rather than an async block around `work`: a block would hold the answer's
+    // state twice (once captured, once awaited), and hyper moves this future per request.
     let work = answer(app, peer, secure, req);
-    let task = if eager {
-        Ok(tokio::spawn(work))
-    } else {
-        Err(work)
-    };
-    async move {
-        Ok(match task {
-            Ok(t) => t.await.unwrap_or_else(|e| {
+    if eager {
+        Either::Left(tokio::spawn(work).map(|joined| {
+            Ok(joined.unwrap_or_else(|e| {
                 tracing::error!(error = %e, "request task failed");
                 respond::text(StatusCode::INTERNAL_SERVER_ERROR, "hotdesk had a problem")
                     .into_response()
-            }),
-            Err(work) => work.await,
-        })
+            }))
+        }))
+    } else {
+        Either::Right(work.map(Ok))
     }
 }
 
@@ -277,29 +277,77 @@ async fn answer(
         client: SocketAddr::new(client, peer.port()),
         secure,
     });
-    let req = Request::from_parts(parts, axum::body::Body::new(body));
     let (resp, noted) = access_log::scope(
-        async {
-            match tokio::time::timeout(timeout, ROUTER.clone().oneshot(req)).await {
-                Ok(Ok(resp)) => resp,
-                Ok(Err(never)) => match never {},
-                Err(_) => {
-                    tracing::warn!(route, %client, "request timed out");
-                    respond::text(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "hotdesk took too long to answer; try again",
-                    )
-                    .into_response()
-                }
-            }
-        }
-        .instrument(span),
+        tokio::time::timeout(timeout, routed(route, parts, body)).instrument(span),
     )
     .await;
+    let resp = resp.unwrap_or_else(|_| {
+        tracing::warn!(route, %client, "request timed out");
+        respond::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "hotdesk took too long to answer; try again",
+        )
+        .into_response()
+    });
     let took = started.elapsed();
     app.metrics.http_request(route, resp.status(), took);
     access_log::line(&method, route, client, &noted, resp.status().as_u16(), took);
     resp
+}
+
+/// The handler's answer: the phones' hot GETs skip the router (its routing, extractors and
+/// boxed futures cost more than a cached entry screen), everything else goes through it.
+fn routed(
+    route: &'static str,
+    parts: http::request::Parts,
+    body: Incoming,
+) -> impl Future<Output = Response> + Send {
+    match fast_route(route, &parts) {
+        Some(fast) => Either::Left(fast.answer(parts)),
+        None => {
+            let req = Request::from_parts(parts, axum::body::Body::new(body));
+            Either::Right(ROUTER.clone().oneshot(req).map(|r| match r {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            }))
+        }
+    }
+}
+
+/// A GET the router need not see: the entry screen, and a provisioning file whose name
+/// needs no percent-decoding (the router's `Path` would decode it).
+enum FastRoute {
+    Entry,
+    Provision,
+}
+
+fn fast_route(route: &'static str, parts: &http::request::Parts) -> Option<FastRoute> {
+    if parts.method != Method::GET {
+        return None;
+    }
+    match route {
+        "app" => Some(FastRoute::Entry),
+        "provision" if !parts.uri.path().contains('%') => Some(FastRoute::Provision),
+        _ => None,
+    }
+}
+
+impl FastRoute {
+    fn answer(self, mut parts: http::request::Parts) -> impl Future<Output = Response> + Send {
+        let Some(ctx) = parts.extensions.remove::<Ctx>() else {
+            let resp = respond::text(StatusCode::INTERNAL_SERVER_ERROR, "no request context");
+            return Either::Left(std::future::ready(resp.into_response()));
+        };
+        Either::Right(match self {
+            FastRoute::Entry => {
+                Either::Left(step(Step::Entry, ctx, parts).map(IntoResponse::into_response))
+            }
+            FastRoute::Provision => {
+                let file = parts.uri.path()["/provision/".len()..].to_owned();
+                Either::Right(provision_file(ctx, file, parts).map(IntoResponse::into_response))
+            }
+        })
+    }
 }
 
 async fn health() -> Resp {
@@ -319,26 +367,25 @@ async fn not_found() -> Resp {
 }
 
 async fn entry(Extension(ctx): Extension<Ctx>, req: Request) -> Resp {
-    step(Step::Entry, ctx, req).await
+    step(Step::Entry, ctx, req.into_parts().0).await
 }
 
 async fn login(Extension(ctx): Extension<Ctx>, req: Request) -> Resp {
-    step(Step::Login, ctx, req).await
+    step(Step::Login, ctx, req.into_parts().0).await
 }
 
 async fn logout(Extension(ctx): Extension<Ctx>, req: Request) -> Resp {
-    step(Step::Logout, ctx, req).await
+    step(Step::Logout, ctx, req.into_parts().0).await
 }
 
 async fn apply(Extension(ctx): Extension<Ctx>, req: Request) -> Resp {
-    step(Step::Apply, ctx, req).await
+    step(Step::Apply, ctx, req.into_parts().0).await
 }
 
-async fn step(step: Step, ctx: Ctx, req: Request) -> Resp {
+async fn step(step: Step, ctx: Ctx, parts: http::request::Parts) -> Resp {
     if let Some(resp) = phone_refused(&ctx) {
         return resp;
     }
-    let (parts, _) = req.into_parts();
     // Parsed once: the signature covers the pairs in order, the flow looks them up by key.
     let ordered = query_pairs(parts.uri.query());
     let query = first_wins(ordered.iter().cloned());
@@ -368,10 +415,13 @@ async fn push(Extension(ctx): Extension<Ctx>, req: Request) -> Resp {
 }
 
 async fn provision(Extension(ctx): Extension<Ctx>, Path(file): Path<String>, req: Request) -> Resp {
+    provision_file(ctx, file, req.into_parts().0).await
+}
+
+async fn provision_file(ctx: Ctx, file: String, parts: http::request::Parts) -> Resp {
     if let Some(resp) = phone_refused(&ctx) {
         return resp;
     }
-    let (parts, _) = req.into_parts();
     let query = parse_query(parts.uri.query());
     let (app, client) = (&ctx.app, ctx.client.ip());
     if file == "innovaphone.txt" {
@@ -483,19 +533,46 @@ async fn phone(
         _ => run_to_completion(app, step, &handset, peer, effect, query).await,
     };
     super::reload::after_apply(app, &handset, peer.ip(), &mut screen, reload);
-    if let Some(signer) = &app.signer {
-        signer.sign_screen(&mut screen, now);
-    }
     let target = Target {
         handset: &handset,
         base,
         reload,
     };
-    let rendered = vendor::render(&screen, target);
-    let mut resp = respond::xml(rendered.body);
-    if let Some((secs, url)) = rendered.refresh
-        && let Ok(v) = HeaderValue::from_str(&format!("{secs}; url={url}"))
-    {
+    // The entry screen (login menu or logged-in menu) changes nothing: the same screen for
+    // the same model in the same second is the same document.
+    let cacheable = step == Step::Entry;
+    let key = screen_cache::Key {
+        screen: &screen,
+        target,
+        second: now,
+    };
+    let doc = match cacheable.then(|| app.screens.get(&key)).flatten() {
+        Some(doc) => doc,
+        None => {
+            let unsigned = cacheable.then(|| screen.clone());
+            if let Some(signer) = &app.signer {
+                signer.sign_screen(&mut screen, now);
+            }
+            let rendered = vendor::render(&screen, target);
+            let doc = screen_cache::Document {
+                body: rendered.body.into(),
+                refresh: rendered.refresh.and_then(|(secs, url)| {
+                    HeaderValue::from_str(&format!("{secs}; url={url}")).ok()
+                }),
+            };
+            if let Some(unsigned) = unsigned {
+                let key = screen_cache::Key {
+                    screen: &unsigned,
+                    target,
+                    second: now,
+                };
+                app.screens.put(&key, doc.clone());
+            }
+            doc
+        }
+    };
+    let mut resp = respond::xml(doc.body);
+    if let Some(v) = doc.refresh {
         resp.headers_mut().insert("refresh", v);
     }
     resp
