@@ -145,13 +145,20 @@ async fn render_for(
                 "the provisioning template failed; see the server log",
             )
         })?;
+    // The first fetch after a login is news (the phone is taking the user's line) and is
+    // recorded; the phone's later polls are in the access log already.
+    let first_since_login = logins
+        .iter()
+        .any(|l| l.applied_at.is_none() && l.since <= rendered_at);
     if lines.is_empty() {
-        tracing::info!(template = %rendered.template, "provisioning: base profile served");
-    } else {
+        tracing::debug!(template = %rendered.template, "provisioning: base profile served");
+    } else if first_since_login {
         if let Err(e) = book.mark_applied(handset.mac, rendered_at).await {
             tracing::error!(error = %e, "provisioning: could not record the fetch");
         }
         tracing::info!(template = %rendered.template, users = lines.len(), "provisioning: login configuration served");
+    } else {
+        tracing::debug!(template = %rendered.template, users = lines.len(), "provisioning: login configuration served again");
     }
     Ok(rendered)
 }
