@@ -13,12 +13,15 @@ use crate::phone::{Handset, Mac};
 
 pub struct LiveProvisioner {
     current: ArcSwap<(Provisioner, Arc<Config>)>,
+    /// Per-phone files rendered from the current generation.
+    files: super::files::Files,
 }
 
 impl LiveProvisioner {
     pub fn new(provisioner: Provisioner, config: Arc<Config>) -> Self {
         Self {
             current: ArcSwap::from_pointee((provisioner, config)),
+            files: Default::default(),
         }
     }
 
@@ -26,6 +29,7 @@ impl LiveProvisioner {
     /// reloadable parts replaced).
     pub fn replace(&self, provisioner: Provisioner, config: Arc<Config>) {
         self.current.store(Arc::new((provisioner, config)));
+        self.files.clear();
     }
 
     pub fn user_template_names(&self) -> BTreeSet<String> {
@@ -42,9 +46,15 @@ impl LiveProvisioner {
         lines: &[Line<'_>],
         fetch_auth: Option<(&str, &str)>,
     ) -> Result<Rendered, String> {
-        let current = self.current.load();
-        let (provisioner, config) = &**current;
-        provisioner.render_with(config, handset, lines, fetch_auth)
+        let current = self.current.load_full();
+        if let Some(kept) = self.files.get(&current, handset, lines, fetch_auth) {
+            return Ok(kept);
+        }
+        let (provisioner, config) = &*current;
+        let rendered = provisioner.render_with(config, handset, lines, fetch_auth)?;
+        self.files
+            .put(current.clone(), handset, lines, fetch_auth, &rendered);
+        Ok(rendered)
     }
 
     pub fn render(

@@ -6,6 +6,7 @@
 //! cannot add configuration lines.
 
 pub mod credentials;
+mod files;
 pub mod live;
 
 use std::collections::BTreeSet;
@@ -46,6 +47,7 @@ pub struct Line<'a> {
 }
 
 /// A rendered file and its content type.
+#[derive(Clone)]
 pub struct Rendered {
     pub body: String,
     pub content_type: &'static str,
