@@ -28,6 +28,7 @@ pub mod screen;
 pub mod secret;
 pub mod server;
 pub mod sighup;
+pub mod slots;
 pub mod store;
 pub mod upstream;
 pub mod vendor;

@@ -5,8 +5,7 @@
 //! model, firmware, MAC and limits, each logged-in line and the fetch credential), never a
 //! hash alone; a reload empties the cache. One slot per MAC hash bounds the memory.
 
-use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::{Line, Provisioner, Rendered};
 use crate::config::Config;
@@ -94,25 +93,18 @@ impl Slot {
 }
 
 pub(super) struct Files {
-    slots: Box<[Mutex<Option<Slot>>]>,
-    hasher: foldhash::fast::RandomState,
+    slots: crate::slots::Slots<Slot>,
 }
 
 impl Default for Files {
     fn default() -> Self {
         Self {
-            slots: (0..SLOTS).map(|_| Mutex::new(None)).collect(),
-            hasher: foldhash::fast::RandomState::default(),
+            slots: crate::slots::Slots::new(SLOTS),
         }
     }
 }
 
 impl Files {
-    fn slot(&self, mac: Mac) -> std::sync::MutexGuard<'_, Option<Slot>> {
-        let i = (self.hasher.hash_one(mac) % self.slots.len() as u64) as usize;
-        self.slots[i].lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The file rendered last time from exactly these inputs, if kept.
     pub(super) fn get(
         &self,
@@ -121,10 +113,10 @@ impl Files {
         lines: &[Line<'_>],
         fetch_auth: Option<(&str, &str)>,
     ) -> Option<Rendered> {
-        let slot = self.slot(handset.mac);
-        slot.as_ref()
-            .filter(|s| s.holds(generation, handset, lines, fetch_auth))
-            .map(|s| s.rendered.clone())
+        self.slots.find(self.slots.hash(handset.mac), |s| {
+            s.holds(generation, handset, lines, fetch_auth)
+                .then(|| s.rendered.clone())
+        })
     }
 
     pub(super) fn put(
@@ -147,16 +139,12 @@ impl Files {
             fetch_auth: fetch_auth.map(|(u, p)| (u.to_owned(), p.to_owned())),
             rendered: rendered.clone(),
         };
-        let old = self.slot(handset.mac).replace(fresh);
-        drop(old);
+        self.slots.put(self.slots.hash(handset.mac), fresh);
     }
 
     /// Forgets every file (templates or settings were reloaded).
     pub(super) fn clear(&self) {
-        for slot in &self.slots {
-            let old = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-            drop(old);
-        }
+        self.slots.clear();
     }
 }
 

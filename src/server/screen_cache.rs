@@ -7,9 +7,6 @@
 //! given a document made for a different screen. A fixed number of slots bounds the memory;
 //! a newer second or another key simply takes a slot over.
 
-use std::hash::BuildHasher;
-use std::sync::Mutex;
-
 use bytes::Bytes;
 use http::HeaderValue;
 
@@ -67,8 +64,7 @@ impl Slot {
 }
 
 pub struct ScreenCache {
-    slots: Box<[Mutex<Option<Slot>>]>,
-    hasher: foldhash::fast::RandomState,
+    slots: crate::slots::Slots<Slot>,
 }
 
 impl Default for ScreenCache {
@@ -80,14 +76,13 @@ impl Default for ScreenCache {
 impl ScreenCache {
     fn with_slots(n: usize) -> Self {
         Self {
-            slots: (0..n).map(|_| Mutex::new(None)).collect(),
-            hasher: foldhash::fast::RandomState::default(),
+            slots: crate::slots::Slots::new(n),
         }
     }
 
     fn hash(&self, key: &Key<'_>) -> u64 {
         let h = key.target.handset;
-        self.hasher.hash_one((
+        self.slots.hash((
             h.vendor,
             &h.model,
             &h.firmware,
@@ -98,17 +93,11 @@ impl ScreenCache {
         ))
     }
 
-    fn slot(&self, hash: u64) -> &Mutex<Option<Slot>> {
-        &self.slots[(hash % self.slots.len() as u64) as usize]
-    }
-
     /// The document made from exactly `key`, if one is kept.
     pub fn get(&self, key: &Key<'_>) -> Option<Document> {
         let hash = self.hash(key);
-        let slot = self.slot(hash).lock().unwrap_or_else(|e| e.into_inner());
-        slot.as_ref()
-            .filter(|s| s.holds(hash, key))
-            .map(|s| s.doc.clone())
+        self.slots
+            .find(hash, |s| s.holds(hash, key).then(|| s.doc.clone()))
     }
 
     /// Keeps `doc` as the document made from `key`, in place of what its slot held.
@@ -127,12 +116,7 @@ impl ScreenCache {
             screen: key.screen.clone(),
             doc,
         };
-        let old = {
-            let mut slot = self.slot(hash).lock().unwrap_or_else(|e| e.into_inner());
-            slot.replace(fresh)
-        };
-        // Freed outside the lock.
-        drop(old);
+        self.slots.put(hash, fresh);
     }
 }
 
