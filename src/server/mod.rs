@@ -156,11 +156,12 @@ pub async fn serve(
     let cfg = &app.config.server;
     let mut http = http1::Builder::new();
     // Without a timer hyper's header timeout is silently off (rust-notes C1). With it, the
-    // timeout also bounds an idle keep-alive connection.
+    // timeout also bounds an idle keep-alive connection. The header count keeps hyper's own
+    // cap (100, on the stack): setting any cap puts two arrays of it on the heap, filled per
+    // request.
     http.timer(TokioTimer::new())
         .header_read_timeout(cfg.header_timeout.0)
         .max_buf_size(cfg.max_header_bytes)
-        .max_headers(64)
         .keep_alive(true);
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new())
