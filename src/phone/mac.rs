@@ -43,16 +43,23 @@ fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
-impl fmt::Display for Mac {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Into a stack buffer, one write: every access line and screen link shows a MAC.
+impl Mac {
+    /// The twelve lower-case hex digits, on the stack: every access line and screen link
+    /// shows a MAC.
+    pub fn hex(&self) -> [u8; 12] {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut out = [0u8; 12];
         for (i, b) in self.0.iter().enumerate() {
             out[2 * i] = HEX[usize::from(b >> 4)];
             out[2 * i + 1] = HEX[usize::from(b & 0xf)];
         }
-        f.write_str(std::str::from_utf8(&out).unwrap_or_default())
+        out
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(std::str::from_utf8(&self.hex()).unwrap_or_default())
     }
 }
 

@@ -128,44 +128,62 @@ impl Line<'_> {
             *cached = (secs, out);
         }
         buf.extend_from_slice(&cached.1);
-        let _ = write!(buf, ".{:06}Z", since.subsec_micros());
+        // `.` and six digits, zero-padded.
+        let mut frac = *b".000000Z";
+        let mut us = since.subsec_micros();
+        for digit in frac[1..7].iter_mut().rev() {
+            *digit = b'0' + (us % 10) as u8;
+            us /= 10;
+        }
+        buf.extend_from_slice(&frac);
     }
 
     fn text(&self, buf: &mut Vec<u8>) {
         let n = self.noted;
-        let _ = writeln!(
-            buf,
-            "  INFO {TARGET}: request method=\"{}\" route=\"{}\" client={} vendor=\"{}\" mac={} key={} status={} us={}",
-            self.method,
-            self.route,
-            self.client,
-            n.vendor.unwrap_or("-"),
-            Or(n.mac),
-            Or(n.key.as_deref()),
-            self.status,
-            self.us,
-        );
+        buf.extend_from_slice(b"  INFO ");
+        buf.extend_from_slice(TARGET.as_bytes());
+        buf.extend_from_slice(b": request method=\"");
+        buf.extend_from_slice(self.method.as_bytes());
+        buf.extend_from_slice(b"\" route=\"");
+        buf.extend_from_slice(self.route.as_bytes());
+        buf.extend_from_slice(b"\" client=");
+        ip(buf, self.client);
+        buf.extend_from_slice(b" vendor=\"");
+        buf.extend_from_slice(n.vendor.unwrap_or("-").as_bytes());
+        buf.extend_from_slice(b"\" mac=");
+        mac(buf, n.mac);
+        buf.extend_from_slice(b" key=");
+        buf.extend_from_slice(n.key.as_deref().unwrap_or("-").as_bytes());
+        buf.extend_from_slice(b" status=");
+        number(buf, self.status);
+        buf.extend_from_slice(b" us=");
+        number(buf, self.us);
+        buf.push(b'\n');
     }
 
     /// The fields after the timestamp, as `tracing_subscriber`'s flattened JSON has them.
     fn json(&self, buf: &mut Vec<u8>) {
         let n = self.noted;
-        let _ = write!(
-            buf,
-            "\",\"level\":\"INFO\",\"message\":\"request\",\"method\":\"{}\",\"route\":\"{}\",\"client\":\"{}\",\"vendor\":\"{}\",\"mac\":\"{}\",\"key\":",
-            self.method,
-            self.route,
-            self.client,
-            n.vendor.unwrap_or("-"),
-            Or(n.mac),
-        );
+        buf.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"request\",\"method\":\"");
+        buf.extend_from_slice(self.method.as_bytes());
+        buf.extend_from_slice(b"\",\"route\":\"");
+        buf.extend_from_slice(self.route.as_bytes());
+        buf.extend_from_slice(b"\",\"client\":\"");
+        ip(buf, self.client);
+        buf.extend_from_slice(b"\",\"vendor\":\"");
+        buf.extend_from_slice(n.vendor.unwrap_or("-").as_bytes());
+        buf.extend_from_slice(b"\",\"mac\":\"");
+        mac(buf, n.mac);
+        buf.extend_from_slice(b"\",\"key\":");
         // The key's name comes from the config: escaped as any JSON string.
         let _ = serde_json::to_writer(&mut *buf, n.key.as_deref().unwrap_or("-"));
-        let _ = writeln!(
-            buf,
-            ",\"status\":{},\"us\":{},\"target\":\"{TARGET}\"}}",
-            self.status, self.us
-        );
+        buf.extend_from_slice(b",\"status\":");
+        number(buf, self.status);
+        buf.extend_from_slice(b",\"us\":");
+        number(buf, self.us);
+        buf.extend_from_slice(b",\"target\":\"");
+        buf.extend_from_slice(TARGET.as_bytes());
+        buf.extend_from_slice(b"\"}\n");
     }
 
     /// The whole line, newline included, into `buf`.
@@ -190,6 +208,35 @@ impl Line<'_> {
             (*secs, *date) = cached;
             sink.out.append(buf);
         });
+    }
+}
+
+/// The fields are written piece by piece rather than through `format_args!`: the
+/// formatting machinery was most of the line's cost.
+fn number(buf: &mut Vec<u8>, n: impl itoa::Integer) {
+    buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+fn ip(buf: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf.push(b'.');
+                }
+                number(buf, octet);
+            }
+        }
+        IpAddr::V6(_) => {
+            let _ = write!(buf, "{ip}");
+        }
+    }
+}
+
+fn mac(buf: &mut Vec<u8>, mac: Option<Mac>) {
+    match mac {
+        Some(m) => buf.extend_from_slice(&m.hex()),
+        None => buf.push(b'-'),
     }
 }
 
@@ -414,11 +461,18 @@ mod tests {
             &mut cached,
             &mut buf,
         );
+        // Microseconds are zero-padded to six digits.
+        let whole = SystemTime::UNIX_EPOCH + Duration::from_micros(1_795_462_039_000_087);
+        line.format(false, whole, &mut cached, &mut buf);
         let text = String::from_utf8(buf).unwrap();
         let stamps: Vec<&str> = text.lines().map(|l| &l[..27]).collect();
         assert_eq!(
             stamps,
-            ["2026-11-23T19:27:18.546168Z", "2027-01-02T19:27:18.546168Z"]
+            [
+                "2026-11-23T19:27:18.546168Z",
+                "2027-01-02T19:27:18.546168Z",
+                "2026-11-23T19:27:19.000087Z"
+            ]
         );
     }
 
