@@ -1,8 +1,11 @@
 //! Who is calling: the User-Agent and `?vendor=`/`?mac=` become a [`Handset`] with the
 //! capabilities of its model.
 
+use std::sync::LazyLock;
+
 use super::{all, by_name, family, parse_user_agent};
 use crate::phone::{BadMac, Handset, Mac, Vendor};
+use crate::slots::Slots;
 
 /// Why a request could not be tied to a phone. The text is shown to whoever sent it, and
 /// logged: client text in it is escaped.
@@ -76,6 +79,53 @@ fn identify_for(
     mac_param: Option<&str>,
     file: bool,
 ) -> Result<Handset, IdentifyError> {
+    let by_ua_alone = vendor_param.is_none_or(str::is_empty) && mac_param.is_none_or(str::is_empty);
+    match user_agent {
+        Some(ua) if by_ua_alone => KNOWN.identify(ua, file),
+        _ => identify_uncached(user_agent, vendor_param, mac_param, file),
+    }
+}
+
+/// A phone sends the same User-Agent on every request, and parsing it (with its model's
+/// capabilities) was a tenth of a cached screen's CPU: the phones identified by their
+/// User-Agent alone are kept per exact User-Agent.
+static KNOWN: LazyLock<KnownAgents> = LazyLock::new(|| KnownAgents::new(512));
+
+/// User-Agents this server has identified; a newcomer takes its slot over, so a client
+/// sending made-up agents only evicts.
+struct KnownAgents(Slots<(Box<str>, bool, Handset)>);
+
+impl KnownAgents {
+    /// Longer agents are parsed every time rather than kept.
+    const MAX_LEN: usize = 256;
+
+    fn new(slots: usize) -> Self {
+        Self(Slots::new(slots))
+    }
+
+    fn identify(&self, ua: &str, file: bool) -> Result<Handset, IdentifyError> {
+        if ua.len() > Self::MAX_LEN {
+            return identify_uncached(Some(ua), None, None, file);
+        }
+        let hash = self.0.hash((ua, file));
+        let hit = self.0.find(hash, |(known, for_file, handset)| {
+            (**known == *ua && *for_file == file).then(|| handset.clone())
+        });
+        if let Some(handset) = hit {
+            return Ok(handset);
+        }
+        let handset = identify_uncached(Some(ua), None, None, file)?;
+        self.0.put(hash, (ua.into(), file, handset.clone()));
+        Ok(handset)
+    }
+}
+
+fn identify_uncached(
+    user_agent: Option<&str>,
+    vendor_param: Option<&str>,
+    mac_param: Option<&str>,
+    file: bool,
+) -> Result<Handset, IdentifyError> {
     let forced = match vendor_param.filter(|v| !v.is_empty()) {
         Some(v) => Some(by_name(v).ok_or_else(|| IdentifyError::BadVendor(printable(v, 32)))?),
         None => None,
@@ -125,6 +175,40 @@ fn identify_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_known_agent_is_answered_as_parsed_and_never_for_another() {
+        // One slot: every agent competes for it.
+        let known = KnownAgents::new(1);
+        let a = "Yealink SIP-T46S 66.86.0.15 805ec0000001";
+        let b = "Yealink SIP-T46S 66.86.0.15 805ec0000002";
+        for _ in 0..2 {
+            for ua in [a, b, a] {
+                assert_eq!(
+                    known.identify(ua, false),
+                    identify_uncached(Some(ua), None, None, false)
+                );
+            }
+        }
+        // The file flag is part of the key: a device refused a screen still gets its file.
+        let dect = "Yealink W60B 77.83.0.85 805ec0aabbcc";
+        let screen = identify_uncached(Some(dect), None, None, false);
+        let file = identify_uncached(Some(dect), None, None, true);
+        assert!(screen.is_err() && file.is_ok(), "{screen:?} {file:?}");
+        assert_eq!(known.identify(dect, true), file);
+        assert_eq!(known.identify(dect, false), screen);
+        assert_eq!(known.identify(dect, true), file);
+        // A failure is not kept, and an over-long agent is parsed every time.
+        assert_eq!(
+            known.identify("curl/8.0", false),
+            Err(IdentifyError::Unknown)
+        );
+        let long = format!("{a} {}", "x".repeat(300));
+        assert_eq!(
+            known.identify(&long, false),
+            identify_uncached(Some(&long), None, None, false)
+        );
+    }
 
     #[test]
     fn query_fills_missing_mac_but_cannot_override_the_phone() {
