@@ -119,6 +119,50 @@ pub fn check_digest(
 /// Whether `client` may receive the secrets of `logins` (one phone's): only from the address
 /// every one of them logged in from.
 pub fn may_receive(logins: &[Arc<Login>], client: IpAddr) -> bool {
-    let client = client.to_canonical().to_string();
-    logins.iter().all(|l| l.source_ip == client)
+    // The record keeps the address as text; it is parsed rather than the client's printed,
+    // which cost an allocation and the formatter on every provisioning fetch.
+    let client = client.to_canonical();
+    logins.iter().all(|l| {
+        l.source_ip
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical() == client)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(source_ip: &str) -> Arc<Login> {
+        Arc::new(Login {
+            mac: "805ec0aabbcc".parse().unwrap(),
+            identity: 0,
+            extension: "1001".into(),
+            name: "Ada".into(),
+            vendor: "yealink".into(),
+            model: "T46S".into(),
+            network: "internal".into(),
+            template: None,
+            since: time::OffsetDateTime::UNIX_EPOCH,
+            source_ip: source_ip.into(),
+            credential: "voicemail-pin".into(),
+            applied_at: None,
+        })
+    }
+
+    #[test]
+    fn secrets_go_only_to_the_address_every_login_came_from() {
+        let v4: IpAddr = "10.0.0.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
+        assert!(may_receive(&[from("10.0.0.7")], v4));
+        assert!(may_receive(&[from("10.0.0.7")], mapped));
+        assert!(!may_receive(&[from("10.0.0.8")], v4));
+        assert!(!may_receive(&[from("10.0.0.7"), from("10.0.0.8")], v4));
+        assert!(!may_receive(&[from("not an address")], v4));
+        let v6: IpAddr = "2001:db8::7".parse().unwrap();
+        assert!(may_receive(&[from("2001:db8::7")], v6));
+        assert!(!may_receive(&[from("2001:db8::8")], v6));
+        // No login: the base profile, which holds no user's secret.
+        assert!(may_receive(&[], v4));
+    }
 }

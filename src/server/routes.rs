@@ -496,11 +496,12 @@ async fn phone(
         Ok(h) => h,
         Err(resp) => return *resp,
     };
-    app.seen.saw(&handset, peer.ip(), app.clock.now());
+    let at = app.clock.now();
+    app.seen.saw(&handset, peer.ip(), at);
 
     // Every step after the entry must come from a link hotdesk signed, not yet expired;
     // anything else starts over at the entry screen.
-    let now = app.clock.now().unix_timestamp();
+    let now = at.unix_timestamp();
     let beyond_entry = match step {
         Step::Entry => false,
         Step::Login => query.contains_key("net"),
