@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use super::{Line, Provisioner, Rendered};
+use super::{Line, Provisioner, Served};
 use crate::config::Config;
 use crate::phone::{Caps, Handset, Mac, Vendor};
 
@@ -64,7 +64,7 @@ struct Slot {
     mac_from_query: bool,
     lines: Vec<LineKey>,
     fetch_auth: Option<(String, String)>,
-    rendered: Rendered,
+    rendered: Served,
 }
 
 impl Slot {
@@ -112,7 +112,7 @@ impl Files {
         handset: &Handset,
         lines: &[Line<'_>],
         fetch_auth: Option<(&str, &str)>,
-    ) -> Option<Rendered> {
+    ) -> Option<Served> {
         self.slots.find(self.slots.hash(handset.mac), |s| {
             s.holds(generation, handset, lines, fetch_auth)
                 .then(|| s.rendered.clone())
@@ -125,7 +125,7 @@ impl Files {
         handset: &Handset,
         lines: &[Line<'_>],
         fetch_auth: Option<(&str, &str)>,
-        rendered: &Rendered,
+        rendered: &Served,
     ) {
         let fresh = Slot {
             generation,
@@ -177,9 +177,9 @@ mod tests {
         }
     }
 
-    fn file(text: &str) -> Rendered {
-        Rendered {
-            body: text.into(),
+    fn file(text: &str) -> Served {
+        Served {
+            body: bytes::Bytes::copy_from_slice(text.as_bytes()),
             content_type: "text/plain; charset=utf-8",
             template: "yealink".into(),
         }
@@ -201,7 +201,7 @@ mod tests {
         };
         files.put(g.clone(), &h, &[line("s1")], None, &file("one"));
         let hit = files.get(&g, &h, &[line("s1")], None).unwrap();
-        assert_eq!(hit.body, "one");
+        assert_eq!(hit.text(), "one");
         assert!(
             files.get(&g, &h, &[line("s2")], None).is_none(),
             "new SIP secret"

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::{Line, Provisioner, Rendered};
+use super::{Line, Provisioner, Served};
 use crate::config::Config;
 use crate::phone::{Handset, Mac};
 
@@ -45,16 +45,16 @@ impl LiveProvisioner {
         handset: &Handset,
         lines: &[Line<'_>],
         fetch_auth: Option<(&str, &str)>,
-    ) -> Result<Rendered, String> {
+    ) -> Result<Served, String> {
         let current = self.current.load_full();
         if let Some(kept) = self.files.get(&current, handset, lines, fetch_auth) {
             return Ok(kept);
         }
         let (provisioner, config) = &*current;
-        let rendered = provisioner.render_with(config, handset, lines, fetch_auth)?;
+        let served = Served::from(provisioner.render_with(config, handset, lines, fetch_auth)?);
         self.files
-            .put(current.clone(), handset, lines, fetch_auth, &rendered);
-        Ok(rendered)
+            .put(current.clone(), handset, lines, fetch_auth, &served);
+        Ok(served)
     }
 
     pub fn render(
@@ -62,7 +62,7 @@ impl LiveProvisioner {
         startup: &Config,
         handset: &Handset,
         lines: &[Line<'_>],
-    ) -> Result<Rendered, String> {
+    ) -> Result<Served, String> {
         self.render_with(startup, handset, lines, None)
     }
 

@@ -54,6 +54,32 @@ pub struct Rendered {
     pub template: String,
 }
 
+/// A rendered file as it is served and kept: shared bytes, so that a phone polling an
+/// unchanged file is answered without a copy.
+#[derive(Clone)]
+pub struct Served {
+    pub body: bytes::Bytes,
+    pub content_type: &'static str,
+    pub template: std::sync::Arc<str>,
+}
+
+impl From<Rendered> for Served {
+    fn from(r: Rendered) -> Self {
+        Self {
+            body: r.body.into(),
+            content_type: r.content_type,
+            template: r.template.into(),
+        }
+    }
+}
+
+impl Served {
+    /// The file as text (it was rendered from a `String`).
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).unwrap_or_default()
+    }
+}
+
 impl Provisioner {
     /// Loads the shipped defaults and every `<brand>/<name>.<cfg|xml>.j2` under `folder`.
     pub fn new(folder: Option<&Path>) -> Result<Self, String> {

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use http::{HeaderValue, StatusCode, header};
+use http::{StatusCode, header};
 
 use super::fetch_guard::{check_digest, may_receive};
 use super::respond::{self, Resp};
@@ -81,13 +81,7 @@ pub(super) async fn handle(
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let mut resp = respond::text(StatusCode::OK, String::new());
-    *resp.body_mut() = http_body_util::Full::new(bytes::Bytes::from(rendered.body));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(rendered.content_type),
-    );
-    resp
+    respond::build(StatusCode::OK, rendered.content_type, rendered.body)
 }
 
 /// Renders `handset`'s configuration (its logged-in users with their SIP secrets from the
@@ -97,7 +91,7 @@ async fn render_for(
     app: &App,
     handset: &crate::phone::Handset,
     client: IpAddr,
-) -> Result<crate::provision::Rendered, Resp> {
+) -> Result<crate::provision::Served, Resp> {
     let book = app.flow.book();
     let logins = book.identities(&handset.mac);
     if !may_receive(&logins, client) {
@@ -200,7 +194,7 @@ pub(super) async fn push(
         Err(resp) => return resp,
     };
     let family = vendor::family(handset.vendor);
-    let pages = family.push_pages(&rendered.body).unwrap_or_default();
+    let pages = family.push_pages(rendered.text()).unwrap_or_default();
     let screen = match query.get("page").map(|p| p.parse::<usize>()) {
         None => Screen::Apply(Apply {
             actions: (1..=pages.len())
