@@ -10,19 +10,37 @@ pub fn build(status: StatusCode, content_type: &'static str, body: impl Into<Byt
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::CONTENT_TYPE, header_value(content_type));
+    h.insert(header::CACHE_CONTROL, NO_STORE);
     r
 }
 
+// Made at compile time: `from_static` at run time checks every byte, on every answer.
+const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+const XML: &str = "text/xml; charset=utf-8";
+const TEXT: &str = "text/plain; charset=utf-8";
+const CONF: &str = "application/xml; charset=utf-8";
+
+fn header_value(content_type: &'static str) -> HeaderValue {
+    const XML_VALUE: HeaderValue = HeaderValue::from_static(XML);
+    const TEXT_VALUE: HeaderValue = HeaderValue::from_static(TEXT);
+    const CONF_VALUE: HeaderValue = HeaderValue::from_static(CONF);
+    match content_type {
+        XML => XML_VALUE,
+        TEXT => TEXT_VALUE,
+        CONF => CONF_VALUE,
+        other => HeaderValue::from_static(other),
+    }
+}
+
 pub fn xml(body: impl Into<Bytes>) -> Resp {
-    build(StatusCode::OK, "text/xml; charset=utf-8", body)
+    build(StatusCode::OK, XML, body)
 }
 
 pub fn text(status: StatusCode, body: impl Into<String>) -> Resp {
     let mut body = body.into();
     body.push('\n');
-    build(status, "text/plain; charset=utf-8", body)
+    build(status, TEXT, body)
 }
 
 pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Resp {
