@@ -271,14 +271,14 @@ async fn answer(
     // info (a span at info cost an allocation and a line of its own per request).
     let span = tracing::debug_span!("req", route, client = %client);
     let timeout = app.config.server.request_timeout.0;
-    let (mut parts, body) = req.into_parts();
-    parts.extensions.insert(Ctx {
+    let (parts, body) = req.into_parts();
+    let ctx = Ctx {
         app: app.clone(),
         client: SocketAddr::new(client, peer.port()),
         secure,
-    });
+    };
     let (resp, noted) = access_log::scope(
-        tokio::time::timeout(timeout, routed(route, parts, body)).instrument(span),
+        tokio::time::timeout(timeout, routed(route, ctx, parts, body)).instrument(span),
     )
     .await;
     let resp = resp.unwrap_or_else(|_| {
@@ -296,15 +296,18 @@ async fn answer(
 }
 
 /// The handler's answer: the phones' hot GETs skip the router (its routing, extractors and
-/// boxed futures cost more than a cached entry screen), everything else goes through it.
+/// boxed futures cost more than a cached entry screen), everything else goes through it
+/// with the context among the request's extensions.
 fn routed(
     route: &'static str,
-    parts: http::request::Parts,
+    ctx: Ctx,
+    mut parts: http::request::Parts,
     body: Incoming,
 ) -> impl Future<Output = Response> + Send {
     match fast_route(route, &parts) {
-        Some(fast) => Either::Left(fast.answer(parts)),
+        Some(fast) => Either::Left(fast.answer(ctx, parts)),
         None => {
+            parts.extensions.insert(ctx);
             let req = Request::from_parts(parts, axum::body::Body::new(body));
             Either::Right(ROUTER.clone().oneshot(req).map(|r| match r {
                 Ok(resp) => resp,
@@ -333,12 +336,12 @@ fn fast_route(route: &'static str, parts: &http::request::Parts) -> Option<FastR
 }
 
 impl FastRoute {
-    fn answer(self, mut parts: http::request::Parts) -> impl Future<Output = Response> + Send {
-        let Some(ctx) = parts.extensions.remove::<Ctx>() else {
-            let resp = respond::text(StatusCode::INTERNAL_SERVER_ERROR, "no request context");
-            return Either::Left(std::future::ready(resp.into_response()));
-        };
-        Either::Right(match self {
+    fn answer(
+        self,
+        ctx: Ctx,
+        parts: http::request::Parts,
+    ) -> impl Future<Output = Response> + Send {
+        match self {
             FastRoute::Entry => {
                 Either::Left(step(Step::Entry, ctx, parts).map(IntoResponse::into_response))
             }
@@ -346,7 +349,7 @@ impl FastRoute {
                 let file = parts.uri.path()["/provision/".len()..].to_owned();
                 Either::Right(provision_file(ctx, file, parts).map(IntoResponse::into_response))
             }
-        })
+        }
     }
 }
 
