@@ -177,7 +177,9 @@ impl Flow {
         link
     }
 
-    fn entry(&self, req: &PhoneRequest<'_>) -> Screen {
+    /// The entry screen: the login menu, or the logged-in menu. It changes nothing, so it is
+    /// answered without `handle`'s future (whose size is that of a login).
+    pub fn entry(&self, req: &PhoneRequest<'_>) -> Screen {
         let h = req.handset;
         let logins = self.book.identities(&h.mac);
         if logins.is_empty() {

@@ -525,15 +525,12 @@ async fn phone(
     let effect = effect_of(reload, &handset.caps);
     let mut screen = match step {
         // The entry screen changes nothing and is the hot path: answered inline.
-        Step::Entry => {
-            let req = PhoneRequest {
-                handset: &handset,
-                source_ip: peer.ip(),
-                effect,
-                query,
-            };
-            app.flow.handle(step, &req).await
-        }
+        Step::Entry => app.flow.entry(&PhoneRequest {
+            handset: &handset,
+            source_ip: peer.ip(),
+            effect,
+            query,
+        }),
         _ => run_to_completion(app, step, &handset, peer, effect, query).await,
     };
     super::reload::after_apply(app, &handset, peer.ip(), &mut screen, reload);
