@@ -55,7 +55,20 @@ impl FetchGuard {
     }
 
     /// Answers 403, audits (`provision-refused`) and logs, at most once a minute per source.
-    pub async fn refuse(&self, app: &App, client: IpAddr, mac: Mac, why: &'static str) -> Resp {
+    ///
+    /// Boxed: the refusal's audit write is rare, and unboxed its state would make every
+    /// provisioning request's future (moved whole per request) as large as itself.
+    pub fn refuse<'a>(
+        &'a self,
+        app: &'a App,
+        client: IpAddr,
+        mac: Mac,
+        why: &'static str,
+    ) -> futures_util::future::BoxFuture<'a, Resp> {
+        Box::pin(self.refuse_inner(app, client, mac, why))
+    }
+
+    async fn refuse_inner(&self, app: &App, client: IpAddr, mac: Mac, why: &'static str) -> Resp {
         if self.refusals.should_log(client) {
             tracing::warn!(%client, %mac, why, "provisioning refused (logged once a minute per source)");
             let mut event = AuditEvent::new(EventKind::ProvisionRefused, why);

@@ -147,7 +147,8 @@ async fn render_for(
     if lines.is_empty() {
         tracing::debug!(template = %rendered.template, "provisioning: base profile served");
     } else if first_since_login {
-        if let Err(e) = book.mark_applied(handset.mac, rendered_at).await {
+        // Boxed: once per login, and its store write is the largest state of this future.
+        if let Err(e) = Box::pin(book.mark_applied(handset.mac, rendered_at)).await {
             tracing::error!(error = %e, "provisioning: could not record the fetch");
         }
         tracing::info!(template = %rendered.template, users = lines.len(), "provisioning: login configuration served");
