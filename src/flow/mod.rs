@@ -7,6 +7,7 @@
 
 pub mod credentials;
 pub mod expiry;
+mod per_phone;
 pub mod screens;
 pub mod signing;
 
@@ -89,9 +90,9 @@ pub struct Flow {
     verifier: Verifier,
     lockouts: Arc<Lockouts>,
     book: Arc<LoginBook>,
-    pending: Mutex<HashMap<Mac, Pending>>,
+    pending: Mutex<per_phone::PerPhone<Pending>>,
     /// Live-push grants issued with an apply (token, when).
-    grants: Mutex<HashMap<Mac, (String, Instant)>>,
+    grants: Mutex<per_phone::PerPhone<(String, Instant)>>,
     metrics: Arc<Metrics>,
     /// One-time desk login codes (`[activation] phone_codes`).
     codes: Arc<crate::activation::Activations>,
@@ -121,8 +122,8 @@ impl Flow {
             lockouts,
             directory,
             book,
-            pending: Mutex::new(HashMap::new()),
-            grants: Mutex::new(HashMap::new()),
+            pending: Mutex::default(),
+            grants: Mutex::default(),
             config: arc_swap::ArcSwap::new(config),
             clock,
             metrics,
@@ -679,7 +680,6 @@ impl Flow {
         let token = new_token();
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        pending.retain(|_, p| now.duration_since(p.created) < PENDING_TTL);
         pending.insert(
             h.mac,
             Pending {
@@ -687,6 +687,7 @@ impl Flow {
                 actions,
                 created: now,
             },
+            |p| now.duration_since(p.created) < PENDING_TTL,
         );
         self.link(h, "/app/apply").with("t", token)
     }
@@ -711,8 +712,9 @@ impl Flow {
         let grant = actions.contains(&Action::Reload).then(|| {
             let token = new_token();
             let mut grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
-            grants.retain(|_, (_, at)| at.elapsed() < GRANT_TTL);
-            grants.insert(mac, (token.clone(), Instant::now()));
+            grants.insert(mac, (token.clone(), Instant::now()), |(_, at)| {
+                at.elapsed() < GRANT_TTL
+            });
             token
         });
         Screen::Apply(crate::screen::Apply { actions, grant })
