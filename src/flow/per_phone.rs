@@ -60,7 +60,7 @@ mod tests {
     fn expired_values_are_swept_once_the_map_has_doubled() {
         let mut m = PerPhone::default();
         // Values are their "age": odd ones are expired.
-        let live = |v: &u32| v % 2 == 0;
+        let live = |v: &u32| v.is_multiple_of(2);
         for i in 0..FIRST_SWEEP as u32 {
             m.insert(mac(i), i, live);
         }
