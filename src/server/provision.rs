@@ -115,7 +115,12 @@ async fn render_for(
             }
         }
     }
-    let rendered_at = app.clock.now();
+    // Read before rendering, and only while a login is not yet applied (a repeat poll's
+    // time is not needed).
+    let rendered_at = logins
+        .iter()
+        .any(|l| l.applied_at.is_none())
+        .then(|| app.clock.now());
     let lines: Vec<crate::provision::Line<'_>> = lines
         .iter()
         .map(|(login, user)| crate::provision::Line {
@@ -141,12 +146,14 @@ async fn render_for(
         })?;
     // The first fetch after a login is news (the phone is taking the user's line) and is
     // recorded; the phone's later polls are in the access log already.
-    let first_since_login = logins
-        .iter()
-        .any(|l| l.applied_at.is_none() && l.since <= rendered_at);
+    let first_since_login = rendered_at.filter(|at| {
+        logins
+            .iter()
+            .any(|l| l.applied_at.is_none() && l.since <= *at)
+    });
     if lines.is_empty() {
         tracing::debug!(template = %rendered.template, "provisioning: base profile served");
-    } else if first_since_login {
+    } else if let Some(rendered_at) = first_since_login {
         // Boxed: once per login, and its store write is the largest state of this future.
         if let Err(e) = Box::pin(book.mark_applied(handset.mac, rendered_at)).await {
             tracing::error!(error = %e, "provisioning: could not record the fetch");

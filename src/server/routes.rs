@@ -346,8 +346,7 @@ impl FastRoute {
                 Either::Left(step(Step::Entry, ctx, parts).map(IntoResponse::into_response))
             }
             FastRoute::Provision => {
-                let file = parts.uri.path()["/provision/".len()..].to_owned();
-                Either::Right(provision_file(ctx, file, parts).map(IntoResponse::into_response))
+                Either::Right(provision_file(ctx, None, parts).map(IntoResponse::into_response))
             }
         }
     }
@@ -418,13 +417,22 @@ async fn push(Extension(ctx): Extension<Ctx>, req: Request) -> Resp {
 }
 
 async fn provision(Extension(ctx): Extension<Ctx>, Path(file): Path<String>, req: Request) -> Resp {
-    provision_file(ctx, file, req.into_parts().0).await
+    provision_file(ctx, Some(file), req.into_parts().0).await
 }
 
-async fn provision_file(ctx: Ctx, file: String, parts: http::request::Parts) -> Resp {
+/// `decoded`: the file name the router percent-decoded; without it, the path's own.
+async fn provision_file(ctx: Ctx, decoded: Option<String>, parts: http::request::Parts) -> Resp {
     if let Some(resp) = phone_refused(&ctx) {
         return resp;
     }
+    let file = match &decoded {
+        Some(name) => name.as_str(),
+        None => parts
+            .uri
+            .path()
+            .strip_prefix("/provision/")
+            .unwrap_or_default(),
+    };
     let query = parse_query(parts.uri.query());
     let (app, client) = (&ctx.app, ctx.client.ip());
     if file == "innovaphone.txt" {
@@ -438,7 +446,7 @@ async fn provision_file(ctx: Ctx, file: String, parts: http::request::Parts) -> 
         };
     }
     let vendor = query.get("vendor").map(String::as_str);
-    super::provision::handle(app, &file, &parts, vendor, client).await
+    super::provision::handle(app, file, &parts, vendor, client).await
 }
 
 async fn softphone_fetch(
