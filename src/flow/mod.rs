@@ -443,7 +443,7 @@ impl Flow {
             extension: user.extension.clone(),
             name: user.name.clone(),
             vendor: h.vendor.to_string(),
-            model: h.model.clone(),
+            model: h.model.to_string(),
             network: net.to_owned(),
             template: user.template.clone(),
             since: self.clock.now(),

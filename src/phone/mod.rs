@@ -33,8 +33,10 @@ impl fmt::Display for Vendor {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handset {
     pub vendor: Vendor,
-    pub model: String,
-    pub firmware: String,
+    /// Shared: a phone identified by its User-Agent is cloned from the known agents per
+    /// request.
+    pub model: std::sync::Arc<str>,
+    pub firmware: std::sync::Arc<str>,
     pub mac: Mac,
     pub caps: Caps,
     /// The vendor came from `?vendor=`, so generated links must keep carrying it.

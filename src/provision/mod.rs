@@ -299,7 +299,7 @@ impl Provisioner {
                 mac => mac,
                 mac_upper => mac.to_uppercase(),
                 vendor => handset.vendor.as_str(),
-                model => handset.model,
+                model => &*handset.model,
                 entry_url => entry_url,
                 family => family_vars,
                 // `[vendors.<id>] dss_key_type`: a value only the admin can know (Htek).

@@ -7,6 +7,8 @@
 //! given a document made for a different screen. A fixed number of slots bounds the memory;
 //! a newer second or another key simply takes a slot over.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::HeaderValue;
 
@@ -39,8 +41,8 @@ struct Slot {
     hash: u64,
     second: i64,
     vendor: Vendor,
-    model: String,
-    firmware: String,
+    model: Arc<str>,
+    firmware: Arc<str>,
     caps: Caps,
     base: String,
     reload: ReloadMethod,

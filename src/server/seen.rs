@@ -56,8 +56,8 @@ impl Inner {
         }
         let kind = Arc::new(Kind {
             vendor: h.vendor.as_str(),
-            model: h.model.as_str().into(),
-            firmware: h.firmware.as_str().into(),
+            model: h.model.as_ref().into(),
+            firmware: h.firmware.as_ref().into(),
         });
         if self.kinds.len() < MAX_KINDS {
             self.kinds.push(kind.clone());

@@ -163,8 +163,8 @@ fn identify_uncached(
     let caps = family(vendor).caps(&model, &firmware);
     Ok(Handset {
         vendor,
-        model,
-        firmware,
+        model: model.into(),
+        firmware: firmware.into(),
         mac,
         caps,
         vendor_forced: forced.is_some(),
@@ -243,7 +243,7 @@ mod tests {
         // Kin families keep the model.
         let htek = "Htek UC903 2.0.4.2 00:1f:c1:1c:22:a9";
         let h = identify(Some(htek), Some("sangoma"), None).unwrap();
-        assert_eq!((h.vendor.as_str(), h.model.as_str()), ("sangoma", "UC903"));
+        assert_eq!((h.vendor.as_str(), &*h.model), ("sangoma", "UC903"));
     }
 
     #[test]

@@ -76,8 +76,8 @@ static KNOWN: LazyLock<Vec<Known>> = LazyLock::new(|| {
 fn handset(family: &dyn Family, model: &str, firmware: &str) -> Handset {
     Handset {
         vendor: Vendor::new(family.id()),
-        model: model.to_owned(),
-        firmware: firmware.to_owned(),
+        model: model.into(),
+        firmware: firmware.into(),
         mac: "000000000000".parse::<Mac>().expect("constant"),
         caps: family.caps(model, firmware),
         vendor_forced: false,
