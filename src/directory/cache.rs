@@ -77,6 +77,8 @@ pub struct CachedDirectory {
     epoch: watch::Sender<u64>,
     policy: CachePolicy,
     cache: Cache<String, Entry>,
+    /// Fresh answers read before `cache` (directory/hot.rs); told of every write to it.
+    hot: Arc<super::hot::Hot>,
     inflight: Arc<Mutex<HashMap<String, watch::Receiver<Option<Fetched>>>>>,
     metrics: Arc<Metrics>,
     adapter: &'static str,
@@ -112,6 +114,7 @@ impl CachedDirectory {
             epoch: watch::channel(0).0,
             policy,
             cache,
+            hot: Arc::new(super::hot::Hot::new(1024)),
             inflight: Arc::new(Mutex::new(HashMap::new())),
             metrics,
             adapter,
@@ -154,6 +157,7 @@ impl CachedDirectory {
 
     pub fn invalidate_all(&self) {
         self.cache.invalidate_all();
+        self.hot.changed();
     }
 
     /// `Err` while the backend has never answered and has failed: there is no data to log
@@ -170,6 +174,7 @@ impl CachedDirectory {
 
     pub async fn invalidate(&self, extension: &str) {
         self.cache.invalidate(extension).await;
+        self.hot.changed();
     }
 
     /// Starts (or joins) the one backend fetch for `ext`; the result also lands in the cache.
@@ -181,7 +186,7 @@ impl CachedDirectory {
         let (tx, rx) = watch::channel(None);
         inflight.insert(ext.to_owned(), rx.clone());
         let backend = self.backend.load_full();
-        let cache = self.cache.clone();
+        let (cache, hot) = (self.cache.clone(), self.hot.clone());
         let map = self.inflight.clone();
         let key = ext.to_owned();
         let (metrics, adapter, loaded) = (self.metrics.clone(), self.adapter, self.loaded.clone());
@@ -201,6 +206,7 @@ impl CachedDirectory {
                     fetched: Instant::now(),
                 };
                 cache.insert(key.clone(), entry).await;
+                hot.changed();
             }
             map.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
             let _ = tx.send(Some(result));
@@ -221,9 +227,17 @@ impl CachedDirectory {
     async fn lookup_inner(&self, ext: &str) -> Fetched {
         let now = Instant::now();
         let count = |result| self.metrics.directory_cache(result);
+        if let Some(user) = self.hot.get(ext, now, self.policy.fresh) {
+            count(CacheResult::Hit);
+            return Ok(Some(user));
+        }
+        let writes = self.hot.writes();
         match self.cache.get(ext).await {
             Some(e) if e.user.is_none() || now.duration_since(e.fetched) < self.policy.fresh => {
                 count(CacheResult::Hit);
+                if let Some(user) = &e.user {
+                    self.hot.keep(ext, user, e.fetched, writes);
+                }
                 Ok(e.user)
             }
             Some(stale) => match self.wait(self.fetch(ext)).await {

@@ -8,6 +8,7 @@ mod check;
 pub mod embedded;
 pub mod file;
 mod freepbx;
+mod hot;
 mod http;
 pub mod reload;
 mod sip_secrets;
