@@ -90,7 +90,10 @@ mod tests {
         let got = hot.get("1001", t0, fresh).unwrap();
         assert_eq!(got.extension, "1001");
         assert!(hot.get("1002", t0, fresh).is_none(), "another extension");
-        assert!(hot.get("1001", t0 + fresh, fresh).is_none(), "no longer fresh");
+        assert!(
+            hot.get("1001", t0 + fresh, fresh).is_none(),
+            "no longer fresh"
+        );
         hot.changed();
         assert!(hot.get("1001", t0, fresh).is_none(), "a write since");
         // Read before a write that landed meanwhile: never used.
