@@ -704,6 +704,70 @@ mod tests {
     }
 
     #[test]
+    fn routes_are_named_and_only_plain_phone_gets_bypass_the_router() {
+        let names = [
+            ("/healthz", "healthz"),
+            ("/readyz", "readyz"),
+            ("/metrics", "metrics"),
+            ("/app", "app"),
+            ("/app/", "app"),
+            ("/app/login", "app/login"),
+            ("/app/logout", "app/logout"),
+            ("/app/apply", "app/apply"),
+            ("/app/push", "app/push"),
+            ("/provision/805ec0aabbcc.cfg", "provision"),
+            ("/provision/a/b.cfg", "not-found"),
+            ("/provisioning/secret-token/qr.png", "provisioning-link"),
+            ("/api/v1/logins", "api/logins"),
+            ("/api/v1/logins/805ec0aabbcc", "api/login"),
+            ("/api/v1/audit", "api/audit"),
+            ("/api/v1/outbox", "api/outbox"),
+            ("/api/v1/lockouts", "api/lockouts"),
+            ("/api/v1/directory/invalidate", "api/directory/invalidate"),
+            (
+                "/api/v1/phones/805ec0aabbcc/credentials",
+                "api/phone-credentials",
+            ),
+            ("/api/v1/users/1001/pin", "api/users"),
+            ("/api/v2/x", "api/other"),
+            ("/admin", "admin"),
+            ("/admin/phones", "admin"),
+            ("/me", "me"),
+            ("/me/signin", "me"),
+            ("/administrator", "not-found"),
+            ("/", "not-found"),
+        ];
+        for (path, name) in names {
+            assert_eq!(route_name(path), name, "{path}");
+        }
+        let fast = |method: Method, path: &str| {
+            let req = http::Request::builder()
+                .method(method)
+                .uri(path)
+                .body(())
+                .unwrap();
+            match fast_route(route_name(req.uri().path()), &req.into_parts().0) {
+                Some(FastRoute::Entry) => "entry",
+                Some(FastRoute::Provision) => "provision",
+                None => "router",
+            }
+        };
+        assert_eq!(fast(Method::GET, "/app?mac=805ec0aabbcc"), "entry");
+        assert_eq!(fast(Method::GET, "/app/"), "entry");
+        assert_eq!(
+            fast(Method::GET, "/provision/805ec0aabbcc.cfg"),
+            "provision"
+        );
+        // HEAD and other methods get the router's 405 or HEAD handling; a name that needs
+        // percent-decoding gets the router's `Path`; state-changing steps never skip it.
+        assert_eq!(fast(Method::HEAD, "/app"), "router");
+        assert_eq!(fast(Method::POST, "/provision/805ec0aabbcc.cfg"), "router");
+        assert_eq!(fast(Method::GET, "/provision/805ec0aabbcc%2ecfg"), "router");
+        assert_eq!(fast(Method::GET, "/app/login"), "router");
+        assert_eq!(fast(Method::GET, "/healthz"), "router");
+    }
+
+    #[test]
     fn the_router_builds() {
         // Overlapping or malformed routes panic when the router is built.
         let _ = router();
