@@ -138,55 +138,49 @@ impl Line<'_> {
         buf.extend_from_slice(&frac);
     }
 
-    /// The fields in the order both shapes write them; the flag says whether the text shape
-    /// quotes the value (as tracing quotes `&str` fields but not `%` displayed ones).
-    fn fields(&self) -> [(&'static str, Value<'_>, bool); 8] {
-        let n = self.noted;
-        [
-            ("method", Value::Str(self.method), true),
-            ("route", Value::Str(self.route), true),
-            ("client", Value::Ip(self.client), false),
-            ("vendor", Value::Str(n.vendor.unwrap_or("-")), true),
-            ("mac", Value::Mac(n.mac), false),
-            // The key's name comes from the config: escaped in JSON as any string.
-            (
-                "key",
-                Value::Escaped(n.key.as_deref().unwrap_or("-")),
-                false,
-            ),
-            ("status", Value::Num(self.status.into()), false),
-            ("us", Value::Num(self.us), false),
-        ]
-    }
-
     fn text(&self, buf: &mut Vec<u8>) {
+        let n = self.noted;
         buf.extend_from_slice(b"  INFO ");
         buf.extend_from_slice(TARGET.as_bytes());
-        buf.extend_from_slice(b": request");
-        for (name, value, quoted) in self.fields() {
-            buf.push(b' ');
-            buf.extend_from_slice(name.as_bytes());
-            buf.push(b'=');
-            if quoted {
-                buf.push(b'"');
-            }
-            value.write(buf, false);
-            if quoted {
-                buf.push(b'"');
-            }
-        }
+        buf.extend_from_slice(b": request method=\"");
+        buf.extend_from_slice(self.method.as_bytes());
+        buf.extend_from_slice(b"\" route=\"");
+        buf.extend_from_slice(self.route.as_bytes());
+        buf.extend_from_slice(b"\" client=");
+        ip(buf, self.client);
+        buf.extend_from_slice(b" vendor=\"");
+        buf.extend_from_slice(n.vendor.unwrap_or("-").as_bytes());
+        buf.extend_from_slice(b"\" mac=");
+        mac(buf, n.mac);
+        buf.extend_from_slice(b" key=");
+        buf.extend_from_slice(n.key.as_deref().unwrap_or("-").as_bytes());
+        buf.extend_from_slice(b" status=");
+        number(buf, self.status);
+        buf.extend_from_slice(b" us=");
+        number(buf, self.us);
         buf.push(b'\n');
     }
 
     /// The fields after the timestamp, as `tracing_subscriber`'s flattened JSON has them.
     fn json(&self, buf: &mut Vec<u8>) {
-        buf.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"request\"");
-        for (name, value, _) in self.fields() {
-            buf.extend_from_slice(b",\"");
-            buf.extend_from_slice(name.as_bytes());
-            buf.extend_from_slice(b"\":");
-            value.write(buf, true);
-        }
+        let n = self.noted;
+        buf.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"request\",\"method\":\"");
+        buf.extend_from_slice(self.method.as_bytes());
+        buf.extend_from_slice(b"\",\"route\":\"");
+        buf.extend_from_slice(self.route.as_bytes());
+        buf.extend_from_slice(b"\",\"client\":\"");
+        ip(buf, self.client);
+        buf.extend_from_slice(b"\",\"vendor\":\"");
+        buf.extend_from_slice(n.vendor.unwrap_or("-").as_bytes());
+        buf.extend_from_slice(b"\",\"mac\":\"");
+        mac(buf, n.mac);
+        buf.extend_from_slice(b"\",\"key\":");
+        // The key's name comes from the config: escaped as any JSON string.
+        let _ = serde_json::to_writer(&mut *buf, n.key.as_deref().unwrap_or("-"));
+        buf.extend_from_slice(b",\"status\":");
+        number(buf, self.status);
+        buf.extend_from_slice(b",\"us\":");
+        number(buf, self.us);
         buf.extend_from_slice(b",\"target\":\"");
         buf.extend_from_slice(TARGET.as_bytes());
         buf.extend_from_slice(b"\"}\n");
@@ -217,40 +211,8 @@ impl Line<'_> {
     }
 }
 
-/// One field's value. The fields are written piece by piece rather than through `format_args!`: the
+/// The fields are written piece by piece rather than through `format_args!`: the
 /// formatting machinery was most of the line's cost.
-enum Value<'a> {
-    Str(&'a str),
-    /// A string JSON must escape (it may hold anything).
-    Escaped(&'a str),
-    Ip(IpAddr),
-    Mac(Option<Mac>),
-    Num(u64),
-}
-
-impl Value<'_> {
-    /// In JSON every value but a number is a string.
-    fn write(&self, buf: &mut Vec<u8>, json: bool) {
-        let quote = json && !matches!(self, Value::Num(_) | Value::Escaped(_));
-        if quote {
-            buf.push(b'"');
-        }
-        match *self {
-            Value::Str(s) => buf.extend_from_slice(s.as_bytes()),
-            Value::Escaped(s) if json => {
-                let _ = serde_json::to_writer(&mut *buf, s);
-            }
-            Value::Escaped(s) => buf.extend_from_slice(s.as_bytes()),
-            Value::Ip(a) => ip(buf, a),
-            Value::Mac(m) => mac(buf, m),
-            Value::Num(n) => number(buf, n),
-        }
-        if quote {
-            buf.push(b'"');
-        }
-    }
-}
-
 fn number(buf: &mut Vec<u8>, n: impl itoa::Integer) {
     buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
