@@ -10,8 +10,8 @@
 #           the entry screen once, against hotdesk with its default config and against nginx:
 #           phones without an answer, listen drops (/proc/net/netstat), p99.
 #   logins  logins/s and p99 at 1, 16 and 64 phones at once, the store on disk.
-#   memory  hotdesk's RSS idle, with BENCH_IDLE (10,000) idle keep-alive connections, and
-#           BENCH_AFTER seconds (60) after they closed.
+#   memory  hotdesk's RSS idle, with BENCH_IDLE (10,000) idle keep-alive connections,
+#           BENCH_AFTER seconds (60) after they closed, and as long after the storm.
 #
 # Knobs (environment): BENCH_SECONDS (5, per wrk run), BENCH_ROUNDS (3), BENCH_CONNS (64),
 # BENCH_STORM (10000), BENCH_IDLE (10000), BENCH_AFTER (60), BENCH_LOGINS (2000, at 16 and 64;
@@ -252,6 +252,9 @@ STORM_NX=$(storm /entry.xml $NGINX_PORT)
 echo "  hotdesk $STORM_HD"
 echo "  nginx   $STORM_NX"
 RSS_STORM=$(rss "$STORM_PID")
+echo "  storm over: RSS ${RSS_STORM} kB; waiting ${AFTER}s"
+sleep "$AFTER"
+RSS_STORM_AFTER=$(rss "$STORM_PID")
 
 # --- the table ---------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}'; }
@@ -298,3 +301,6 @@ printf '| %-34s | %12s | %12s | %12s | %8s | %8s | %s |\n' "  RSS MB ${AFTER}s a
 printf '| %-34s | %12s | %12s | %12s | %8s | %8s | %s |\n' "  RSS MB after the storm" \
     "$(awk -v a="$RSS_STORM" 'BEGIN {printf "%.1f", a/1024}')" - - \
     "$(ratio "$RSS_STORM" "$RSS_IDLE")" - ""
+printf '| %-34s | %12s | %12s | %12s | %8s | %8s | %s |\n' "  RSS MB ${AFTER}s after the storm" \
+    "$(awk -v a="$RSS_STORM_AFTER" 'BEGIN {printf "%.1f", a/1024}')" - - \
+    "$(ratio "$RSS_STORM_AFTER" "$RSS_IDLE")" - "≤ 1.20 ÷idle"
