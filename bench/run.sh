@@ -214,6 +214,9 @@ done
 # --- logins -----------------------------------------------------------------------------
 declare -A LOGIN
 first=20000
+# The page rounds leave hundreds of MB of access logs (hotdesk's and nginx's) in the page
+# cache; written back now, so the logins' own fsyncs do not queue behind them.
+sync
 for conc in 1 16 64; do
     n=$LOGINS
     [ "$conc" = 1 ] && n=$((LOGINS / 10))
