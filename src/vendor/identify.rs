@@ -114,7 +114,18 @@ impl KnownAgents {
         if let Some(handset) = hit {
             return Ok(handset);
         }
-        let handset = identify_uncached(Some(ua), None, None, file)?;
+        let mut handset = identify_uncached(Some(ua), None, None, file)?;
+        // Phones of one model share its strings with the agent they displace (in a storm,
+        // almost always the same model), so the kept agents do not pin a page each.
+        self.0.find(hash, |(_, _, old)| {
+            if old.model == handset.model {
+                handset.model = old.model.clone();
+            }
+            if old.firmware == handset.firmware {
+                handset.firmware = old.firmware.clone();
+            }
+            None::<()>
+        });
         self.0.put(hash, (ua.into(), file, handset.clone()));
         Ok(handset)
     }
@@ -190,6 +201,12 @@ mod tests {
                 );
             }
         }
+        // Phones of one model share its strings with the agent they displaced.
+        let fresh = KnownAgents::new(1);
+        let (first, second) = (fresh.identify(a, false), fresh.identify(b, false));
+        let (first, second) = (first.unwrap(), second.unwrap());
+        assert!(std::sync::Arc::ptr_eq(&first.model, &second.model));
+        assert!(std::sync::Arc::ptr_eq(&first.firmware, &second.firmware));
         // The file flag is part of the key: a device refused a screen still gets its file.
         let dect = "Yealink W60B 77.83.0.85 805ec0aabbcc";
         let screen = identify_uncached(Some(dect), None, None, false);
