@@ -91,10 +91,8 @@ fn batched_with<W: Write + Send + 'static>(
                 if !spare.is_empty() {
                     // Nowhere to report a failing log output; the lines are lost.
                     let _ = out.write_all(&spare).and_then(|()| out.flush());
-                    spare.clear();
-                    // Keep a buffer sized for a normal interval, not for one burst.
-                    spare.shrink_to(FLUSH_AT * 2);
                 }
+                recycle(&mut spare);
                 if closing {
                     return;
                 }
@@ -111,6 +109,21 @@ fn batched_with<W: Write + Send + 'static>(
             thread: Some(thread),
         },
     )
+}
+
+/// A batch smaller than this means traffic is light.
+const LIGHT: usize = FLUSH_AT / 16;
+
+/// Empties a written batch's buffer for the next one. Under load every batch nears
+/// [`FLUSH_AT`] and the buffer is kept (at most twice that); once traffic is light a burst's
+/// buffer is freed, or a boot storm's two buffers would stay for good.
+fn recycle(buf: &mut Vec<u8>) {
+    if buf.len() < LIGHT {
+        *buf = Vec::new();
+    } else {
+        buf.clear();
+        buf.shrink_to(FLUSH_AT * 2);
+    }
 }
 
 impl BatchWriter {
@@ -192,6 +205,22 @@ mod tests {
 
     fn text(sink: &Sink) -> String {
         String::from_utf8(sink.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn a_burst_buffer_is_kept_under_load_and_freed_once_traffic_is_light() {
+        let mut burst = Vec::with_capacity(FLUSH_AT * 16);
+        burst.resize(FLUSH_AT * 8, b'x');
+        recycle(&mut burst);
+        assert!(burst.is_empty());
+        assert!(
+            (FLUSH_AT..=FLUSH_AT * 2).contains(&burst.capacity()),
+            "{}",
+            burst.capacity()
+        );
+        burst.extend_from_slice(&[b'y'; LIGHT - 1]);
+        recycle(&mut burst);
+        assert_eq!((burst.len(), burst.capacity()), (0, 0));
     }
 
     #[test]
