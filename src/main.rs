@@ -12,7 +12,8 @@ use hotdesk::config::{Config, LogFormat};
 
 /// jemalloc with its background purge thread: after a boot storm's connections close, their
 /// memory goes back to the system within seconds (glibc kept all of it; see README,
-/// Performance). glibc builds only: the static musl build keeps musl's allocator.
+/// Performance). glibc builds only: the static musl build keeps musl's allocator. Its
+/// build-time options are in `.cargo/config.toml`.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
