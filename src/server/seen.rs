@@ -243,20 +243,24 @@ impl PhonesSeen {
 mod tests {
     use super::*;
 
+    /// The `i`th of many Yealink T46S phones of one firmware.
+    fn t46s(i: usize) -> Handset {
+        let ua = format!(
+            "Yealink SIP-T46S 66.86.0.15 80:5e:c0:{:02x}:{:02x}:{:02x}",
+            i >> 16,
+            (i >> 8) & 0xff,
+            i & 0xff
+        );
+        crate::vendor::identify(Some(&ua), None, None).unwrap()
+    }
+
     #[test]
     fn a_full_list_drops_its_oldest_tenth_and_keeps_the_newest() {
         let seen = PhonesSeen::default();
         let t0 = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
         let ip: IpAddr = "10.0.0.7".parse().unwrap();
         for i in 0..=MAX_PHONES {
-            let ua = format!(
-                "Yealink SIP-T46S 66.86.0.15 80:5e:c0:{:02x}:{:02x}:{:02x}",
-                i >> 16,
-                (i >> 8) & 0xff,
-                i & 0xff
-            );
-            let h = crate::vendor::identify(Some(&ua), None, None).unwrap();
-            seen.saw(&h, ip, t0 + time::Duration::seconds(i as i64));
+            seen.saw(&t46s(i), ip, t0 + time::Duration::seconds(i as i64));
         }
         let all = seen.all();
         assert!(
@@ -368,14 +372,7 @@ mod tests {
         let seen = PhonesSeen::default();
         let t0 = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
         for i in 0..=MAX_PHONES {
-            let ua = format!(
-                "Yealink SIP-T46S 66.86.0.15 80:5e:c0:{:02x}:{:02x}:{:02x}",
-                i >> 16,
-                (i >> 8) & 0xff,
-                i & 0xff
-            );
-            let h = crate::vendor::identify(Some(&ua), None, None).unwrap();
-            seen.saw(&h, "10.0.0.7".parse().unwrap(), t0);
+            seen.saw(&t46s(i), "10.0.0.7".parse().unwrap(), t0);
         }
         assert_eq!(seen.all().len(), MAX_PHONES - MAX_PHONES / 10 + 1);
     }
