@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::{HeaderValue, StatusCode, header};
@@ -20,8 +21,15 @@ use crate::store::{AuditEvent, EventKind, Login};
 /// Sources tracked before idle ones are swept.
 const MAX_TRACKED: usize = 10_000;
 
+/// The tracked sources are counted once per this many checks: counting locks every shard
+/// of the limiter's map, which cost more than the check itself on each request. At most
+/// this many sources are added past [`MAX_TRACKED`] before a sweep.
+const COUNT_EVERY: u32 = 256;
+
 pub struct FetchGuard {
     limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// Checks since the tracked sources were last counted.
+    checks: AtomicU32,
     refusals: RefusalLog,
 }
 
@@ -31,13 +39,15 @@ impl FetchGuard {
         let burst = NonZeroU32::new(config.rate_burst).unwrap_or(NonZeroU32::MIN);
         Self {
             limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
+            checks: AtomicU32::new(0),
             refusals: RefusalLog::new(),
         }
     }
 
     /// `Err(429)` when `client` (IPv6: its /64) is over its provisioning rate.
     pub fn rate(&self, client: IpAddr) -> Result<(), Box<Resp>> {
-        if self.limiter.len() > MAX_TRACKED {
+        let counted = self.checks.fetch_add(1, Ordering::Relaxed) % COUNT_EVERY == 0;
+        if counted && self.limiter.len() > MAX_TRACKED {
             self.limiter.retain_recent();
         }
         match self.limiter.check_key(&source_key(client)) {
@@ -161,6 +171,29 @@ mod tests {
             credential: "voicemail-pin".into(),
             applied_at: None,
         })
+    }
+
+    #[test]
+    fn a_sweep_of_sources_stays_bounded() {
+        // A source's state is spent a microsecond after its check at this rate, so the
+        // sweeps (once per COUNT_EVERY checks past MAX_TRACKED) drop all but the newest.
+        let guard = FetchGuard::new(&crate::config::ProvisionConfig {
+            rate_per_second: 1_000_000,
+            rate_burst: 1,
+            ..Default::default()
+        });
+        let sources = 5 * MAX_TRACKED as u32 / 2;
+        let mut most = 0;
+        for n in 0..sources {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n));
+            assert!(guard.rate(ip).is_ok(), "a first request from {ip}");
+            most = most.max(guard.limiter.len());
+        }
+        assert!(
+            most <= MAX_TRACKED + COUNT_EVERY as usize,
+            "{most} sources tracked at once"
+        );
+        assert!(guard.limiter.len() < MAX_TRACKED, "never swept");
     }
 
     #[test]
