@@ -277,10 +277,11 @@ async fn answer(
         client: SocketAddr::new(client, peer.port()),
         secure,
     };
-    let (resp, noted) = access_log::scope(
-        tokio::time::timeout(timeout, routed(route, ctx, parts, body)).instrument(span),
-    )
-    .await;
+    // Boxed: the handler's future is a kilobyte or more, and the layers around it (time-out,
+    // span, access record) and hyper move the request's future whole several times.
+    let work = Box::pin(routed(route, ctx, parts, body));
+    let (resp, noted) =
+        access_log::scope(tokio::time::timeout(timeout, work).instrument(span)).await;
     let resp = resp.unwrap_or_else(|_| {
         tracing::warn!(route, %client, "request timed out");
         respond::text(
