@@ -46,7 +46,10 @@ impl FetchGuard {
 
     /// `Err(429)` when `client` (IPv6: its /64) is over its provisioning rate.
     pub fn rate(&self, client: IpAddr) -> Result<(), Box<Resp>> {
-        let counted = self.checks.fetch_add(1, Ordering::Relaxed) % COUNT_EVERY == 0;
+        let counted = self
+            .checks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(COUNT_EVERY);
         if counted && self.limiter.len() > MAX_TRACKED {
             self.limiter.retain_recent();
         }
