@@ -262,15 +262,16 @@ storm() { # $1 url path, $2 port, $3 server pid
 # that half second). The p99 and CPU are medians; unanswered phones and drops are summed.
 echo "storm: $STORM_ROUNDS rounds of $STORM phones each"
 for who in hotdesk nginx; do : >"$WORK/storm.$who"; done
+storm_round() { # $1 who, then storm's arguments
+    local out
+    out=$(storm "$2" "$3" "$4")
+    printf '  %-7s %s\n' "$1" "$out"
+    echo "$out" >>"$WORK/storm.$1"
+    sleep 2
+}
 for ((r = 0; r < STORM_ROUNDS; r++)); do
-    out=$(storm /app $STORM_PORT "$STORM_PID")
-    echo "  hotdesk $out"
-    echo "$out" >>"$WORK/storm.hotdesk"
-    sleep 2
-    out=$(storm /entry.xml $NGINX_PORT "$NGINX_PID")
-    echo "  nginx   $out"
-    echo "$out" >>"$WORK/storm.nginx"
-    sleep 2
+    storm_round hotdesk /app $STORM_PORT "$STORM_PID"
+    storm_round nginx /entry.xml $NGINX_PORT "$NGINX_PID"
 done
 declare -A STORM_OUT
 for who in hotdesk nginx; do
