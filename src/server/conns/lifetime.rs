@@ -12,7 +12,7 @@ use std::time::Duration;
 use hyper::body::{Body, Frame, SizeHint};
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::sync::watch;
-use tokio::time::{Instant, sleep, sleep_until};
+use tokio::time::sleep;
 
 /// Limits for one connection.
 #[derive(Debug, Clone, Copy)]
@@ -134,34 +134,36 @@ pub async fn drive<C>(
 where
     C: GracefulConnection,
 {
-    let quiet = async {
-        match (streams, life.idle) {
-            (Some(s), Some(after)) => quiet_for(s.watch(), after).await,
-            _ => std::future::pending().await,
+    tokio::pin!(conn);
+    let why = {
+        let quiet = async {
+            match (streams, life.idle) {
+                (Some(s), Some(after)) => quiet_for(s.watch(), after).await,
+                _ => std::future::pending().await,
+            }
+        };
+        // Biased: the connection ends first almost always, and an unbiased select draws a
+        // random number per poll (a boot storm polls this once per read and write).
+        tokio::select! {
+            biased;
+            result = conn.as_mut() => return (None, result),
+            () = quiet => Closing::Idle,
+            () = sleep(life.max_age) => Closing::MaxAge,
+            _ = stop.wait_for(|s| *s) => Closing::Shutdown,
         }
     };
-    let age = sleep(life.max_age);
-    // Armed when a shutdown is asked for.
-    let drain = sleep_until(Instant::now() + Duration::from_secs(86_400 * 365));
-    tokio::pin!(conn, quiet, age, drain);
-    let mut closing = None;
-    loop {
-        let why = tokio::select! {
-            result = conn.as_mut() => return (closing, result),
-            () = &mut drain, if closing.is_some() => return (closing, Ok(())),
-            () = &mut quiet, if closing.is_none() => Closing::Idle,
-            () = &mut age, if closing.is_none() => Closing::MaxAge,
-            _ = stop.wait_for(|s| *s), if closing.is_none() => Closing::Shutdown,
-        };
-        closing = Some(why);
-        conn.as_mut().graceful_shutdown();
-        drain.as_mut().reset(Instant::now() + life.drain);
+    conn.as_mut().graceful_shutdown();
+    // The drain timer exists only once a shutdown is asked for.
+    match tokio::time::timeout(life.drain, conn).await {
+        Ok(result) => (Some(why), result),
+        Err(_) => (Some(why), Ok(())),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::time::Instant;
 
     #[tokio::test]
     async fn quiet_restarts_whenever_a_stream_opens() {
