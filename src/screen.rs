@@ -40,6 +40,33 @@ impl Link {
     }
 }
 
+/// A screen with its fingerprint, a hash of its content (equal screens, equal
+/// fingerprints), so that a screen shown to many phones is hashed once rather than per
+/// request. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub screen: std::sync::Arc<Screen>,
+    pub fingerprint: u64,
+}
+
+impl Shared {
+    pub fn new(screen: Screen) -> Self {
+        static HASHER: std::sync::LazyLock<foldhash::fast::RandomState> =
+            std::sync::LazyLock::new(Default::default);
+        use std::hash::BuildHasher as _;
+        Self {
+            fingerprint: HASHER.hash_one(&screen),
+            screen: std::sync::Arc::new(screen),
+        }
+    }
+
+    /// The same content: the same screen, or an equal one.
+    pub fn same_as(&self, other: &Shared) -> bool {
+        self.fingerprint == other.fingerprint
+            && (std::sync::Arc::ptr_eq(&self.screen, &other.screen) || self.screen == other.screen)
+    }
+}
+
 /// What the phone shows (menu, input, message) or does (apply).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Screen {

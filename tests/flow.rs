@@ -457,6 +457,18 @@ async fn a_new_user_on_a_logged_in_phone_replaces_the_old_one_and_wipes_lists() 
     let logins = server.logins().await;
     assert_eq!(logins.len(), 1);
     assert_eq!(logins[0]["extension"], "1002");
+    // The entry screen is the new user's menu, not the one made for the old login.
+    let View::Menu { title, items } = a.open().await else {
+        panic!()
+    };
+    assert!(title.starts_with("1002 "), "{title}");
+    // And after a logout, the login menu again.
+    let (_, logout) = items.iter().find(|(l, _)| l == "Log out").unwrap().clone();
+    a.ok(&a.go(&logout).await).await;
+    let View::Menu { items, .. } = a.open().await else {
+        panic!("network choice")
+    };
+    assert!(items.iter().all(|(l, _)| l != "Log out"), "{items:?}");
 }
 
 #[tokio::test]

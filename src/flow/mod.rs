@@ -22,7 +22,7 @@ use crate::config::{Config, Policy};
 use crate::directory::{Directory, valid_extension};
 use crate::metrics::{LoginFailure, Metrics};
 use crate::phone::{Handset, Mac};
-use crate::screen::{Action, Link, Screen};
+use crate::screen::{Action, Link, Screen, Shared};
 use crate::store::{AuditEvent, BookError, Change, EventKind, LockoutRow, Login, LoginBook};
 pub use credentials::{AuthFailure, Authenticated, Channel, Claim};
 
@@ -96,6 +96,55 @@ pub struct Flow {
     metrics: Arc<Metrics>,
     /// One-time desk login codes (`[activation] phone_codes`).
     codes: Arc<crate::activation::Activations>,
+    /// Entry screens already made ([`Flow::entry_shared`]).
+    entries: crate::slots::Slots<EntryMemo>,
+}
+
+/// What an entry screen is made of, short of the screen itself: for the login menu, the
+/// config, the network the phone's address is in and whether it takes several fields at
+/// once; for the logged-in menu, the login. Both: a vendor its links carry. Addresses
+/// stand for the config and the login: the memo holds them, so no other can take theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum EntryKey {
+    Start {
+        config: usize,
+        here: Option<usize>,
+        multi_field_input: bool,
+        vendor: Option<crate::phone::Vendor>,
+    },
+    Menu {
+        login: usize,
+        vendor: Option<crate::phone::Vendor>,
+    },
+}
+
+/// What an [`EntryKey`]'s addresses point at, kept alive with it.
+enum MadeOf {
+    Config(Arc<Config>),
+    Login(Arc<Login>),
+}
+
+struct EntryMemo {
+    key: EntryKey,
+    _made_of: MadeOf,
+    screen: Shared,
+}
+
+/// Entry screens kept: the login menus of the kinds of phone in use and the logged-in menus
+/// most recently asked for (a newer one takes an older one's slot).
+const ENTRY_SLOTS: usize = 256;
+
+/// The index of the network whose CIDRs hold `source` (the one offered first), if any.
+/// `None` where the menu does not depend on it: one network and no login codes.
+fn here(config: &Config, source: IpAddr) -> Option<usize> {
+    let networks = &config.networks;
+    if networks.len() == 1 && !config.activation.phone_codes {
+        return None;
+    }
+    let ip = source.to_canonical();
+    networks
+        .values()
+        .position(|n| n.cidrs.iter().any(|c| c.contains(&ip)))
 }
 
 impl Flow {
@@ -128,6 +177,7 @@ impl Flow {
             clock,
             metrics,
             codes,
+            entries: crate::slots::Slots::new(ENTRY_SLOTS),
         }
     }
 
@@ -184,7 +234,8 @@ impl Flow {
         let h = req.handset;
         let logins = self.book.identities(&h.mac);
         if logins.is_empty() {
-            return self.start_login(req);
+            let config = self.config.load();
+            return self.start_login(&config, here(&config, req.source_ip), h);
         }
         if h.caps.identities > 1 {
             let rows: Vec<_> = logins
@@ -200,7 +251,67 @@ impl Flow {
             let add = room.then(|| self.link(h, "/app/login"));
             return screens::identities_menu(&rows, self.link(h, "/app/logout"), add);
         }
-        let login = &logins[0];
+        self.logged_in_menu(h, &logins[0])
+    }
+
+    /// The entry screen as [`Flow::entry`] makes it, shared: the login menu is the same for
+    /// every phone of a kind, and a logged-in menu the same for as long as its login lasts,
+    /// so each is made (and hashed) once rather than per request. A boot storm is all entry
+    /// screens; a logged-in phone polls its menu.
+    pub fn entry_shared(&self, req: &PhoneRequest<'_>) -> Shared {
+        let h = req.handset;
+        // Links that carry the phone's own MAC are its own.
+        if h.mac_from_query {
+            return Shared::new(self.entry(req));
+        }
+        let vendor = h.vendor_forced.then_some(h.vendor);
+        let config = self.config.load();
+        let (key, made_of) = match self.book.get(&h.mac) {
+            None => {
+                let key = EntryKey::Start {
+                    config: Arc::as_ptr(&config) as usize,
+                    here: here(&config, req.source_ip),
+                    multi_field_input: h.caps.multi_field_input,
+                    vendor,
+                };
+                (key, MadeOf::Config(arc_swap::Guard::into_inner(config)))
+            }
+            // Phones with several identities list them all.
+            Some(_) if h.caps.identities > 1 => return Shared::new(self.entry(req)),
+            Some(login) => {
+                let key = EntryKey::Menu {
+                    login: Arc::as_ptr(&login) as usize,
+                    vendor,
+                };
+                (key, MadeOf::Login(login))
+            }
+        };
+        let hash = self.entries.hash(key);
+        if let Some(hit) = self
+            .entries
+            .find(hash, |m| (m.key == key).then(|| m.screen.clone()))
+        {
+            return hit;
+        }
+        let screen = Shared::new(match (&key, &made_of) {
+            (EntryKey::Start { here, .. }, MadeOf::Config(config)) => {
+                self.start_login(config, *here, h)
+            }
+            (_, MadeOf::Login(login)) => self.logged_in_menu(h, login),
+            _ => unreachable!("keys and their parts are made together"),
+        });
+        self.entries.put(
+            hash,
+            EntryMemo {
+                key,
+                _made_of: made_of,
+                screen: screen.clone(),
+            },
+        );
+        screen
+    }
+
+    fn logged_in_menu(&self, h: &Handset, login: &Login) -> Screen {
         screens::logged_in_menu(
             &login.extension,
             &login.name,
@@ -210,26 +321,18 @@ impl Flow {
     }
 
     /// The network choice, skipped when only one network is configured.
-    fn start_login(&self, req: &PhoneRequest<'_>) -> Screen {
-        let config = self.config.load();
+    fn start_login(&self, config: &Config, here: Option<usize>, h: &Handset) -> Screen {
         let networks = &config.networks;
         let codes = config.activation.phone_codes;
         if networks.len() == 1 && !codes {
             let key = networks.keys().next().expect("validated non-empty");
-            return self.ask_credentials(req.handset, key);
+            return self.ask_credentials(h, key);
         }
-        // Phones from a network's CIDRs see that network first.
-        let ip = req.source_ip.to_canonical();
-        let here = networks
-            .values()
-            .position(|n| n.cidrs.iter().any(|c| c.contains(&ip)));
         let default_index = here.map_or(1, |i| i + 1);
         let mut items: Vec<_> = networks
             .iter()
             .map(|(key, n)| {
-                let link = self
-                    .link(req.handset, "/app/login")
-                    .with("net", key.clone());
+                let link = self.link(h, "/app/login").with("net", key.clone());
                 (key.clone(), n.label.clone(), link)
             })
             .collect();
@@ -240,7 +343,7 @@ impl Flow {
                 .get_index(here.unwrap_or(0))
                 .expect("validated non-empty");
             let link = self
-                .link(req.handset, "/app/login")
+                .link(h, "/app/login")
                 .with("net", key.clone())
                 .with("by", "code");
             items.push(("code".into(), screens::CODE_ITEM.into(), link));
@@ -260,7 +363,8 @@ impl Flow {
     async fn login(&self, req: &PhoneRequest<'_>) -> Screen {
         let h = req.handset;
         let Some(net) = req.param("net") else {
-            return self.start_login(req);
+            let config = self.config.load();
+            return self.start_login(&config, here(&config, req.source_ip), h);
         };
         let config = self.config.load_full();
         let Some(network) = config.networks.get(net) else {

@@ -532,53 +532,39 @@ async fn phone(
     };
     let reload = reload_for(app, handset.vendor);
     let effect = effect_of(reload, &handset.caps);
-    let mut screen = match step {
-        // The entry screen changes nothing and is the hot path: answered inline.
-        Step::Entry => app.flow.entry(&PhoneRequest {
-            handset: &handset,
-            source_ip: peer.ip(),
-            effect,
-            query,
-        }),
-        _ => run_to_completion(app, step, &handset, peer, effect, query).await,
-    };
-    super::reload::after_apply(app, &handset, peer.ip(), &mut screen, reload);
     let target = Target {
         handset: &handset,
         base,
         reload,
     };
-    // The entry screen (login menu or logged-in menu) changes nothing: the same screen for
-    // the same model in the same second is the same document.
-    let cacheable = step == Step::Entry;
-    let key = screen_cache::Key {
-        screen: &screen,
-        target,
-        second: now,
-    };
-    let doc = match cacheable.then(|| app.screens.get(&key)).flatten() {
-        Some(doc) => doc,
-        None => {
-            let unsigned = cacheable.then(|| screen.clone());
-            if let Some(signer) = &app.signer {
-                signer.sign_screen(&mut screen, now);
-            }
-            let rendered = vendor::render(&screen, target);
-            let doc = screen_cache::Document {
-                body: rendered.body.into(),
-                refresh: rendered.refresh.and_then(|(secs, url)| {
-                    HeaderValue::from_str(&format!("{secs}; url={url}")).ok()
-                }),
+    let doc = match step {
+        // The entry screen changes nothing and is the hot path: answered inline, and the same
+        // screen for the same model in the same second is the same document.
+        Step::Entry => {
+            let screen = app.flow.entry_shared(&PhoneRequest {
+                handset: &handset,
+                source_ip: peer.ip(),
+                effect,
+                query,
+            });
+            let key = screen_cache::Key {
+                screen: &screen,
+                target,
+                second: now,
             };
-            if let Some(unsigned) = unsigned {
-                let key = screen_cache::Key {
-                    screen: &unsigned,
-                    target,
-                    second: now,
-                };
-                app.screens.put(&key, doc.clone());
+            match app.screens.get(&key) {
+                Some(doc) => doc,
+                None => {
+                    let doc = document(app, (*screen.screen).clone(), target, now);
+                    app.screens.put(&key, doc.clone());
+                    doc
+                }
             }
-            doc
+        }
+        _ => {
+            let mut screen = run_to_completion(app, step, &handset, peer, effect, query).await;
+            super::reload::after_apply(app, &handset, peer.ip(), &mut screen, reload);
+            document(app, screen, target, now)
         }
     };
     let mut resp = respond::xml(doc.body);
@@ -586,6 +572,25 @@ async fn phone(
         resp.headers_mut().insert("refresh", v);
     }
     resp
+}
+
+/// `screen` with its links signed for `now`, rendered for `target`.
+fn document(
+    app: &App,
+    mut screen: crate::screen::Screen,
+    target: Target<'_>,
+    now: i64,
+) -> screen_cache::Document {
+    if let Some(signer) = &app.signer {
+        signer.sign_screen(&mut screen, now);
+    }
+    let rendered = vendor::render(&screen, target);
+    screen_cache::Document {
+        body: rendered.body.into(),
+        refresh: rendered
+            .refresh
+            .and_then(|(secs, url)| HeaderValue::from_str(&format!("{secs}; url={url}")).ok()),
+    }
 }
 
 /// Runs a step that may change state in its own task, so that it finishes (failure counted,

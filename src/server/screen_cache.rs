@@ -15,7 +15,7 @@ use http::HeaderValue;
 use crate::config::ReloadMethod;
 use crate::dialect::Target;
 use crate::phone::{Caps, Vendor};
-use crate::screen::Screen;
+use crate::screen::Shared;
 
 /// Slots in the cache: a site has a handful of models, each with an entry screen and a
 /// logged-in menu per phone; a slot holds a document of a few KB at most.
@@ -24,7 +24,7 @@ const SLOTS: usize = 256;
 /// What a cached document was made from.
 pub struct Key<'a> {
     /// The screen before its links were signed.
-    pub screen: &'a Screen,
+    pub screen: &'a Shared,
     pub target: Target<'a>,
     /// The second its links were (or would be) signed in.
     pub second: i64,
@@ -46,7 +46,7 @@ struct Slot {
     caps: Caps,
     base: String,
     reload: ReloadMethod,
-    screen: Screen,
+    screen: Shared,
     doc: Document,
 }
 
@@ -61,7 +61,7 @@ impl Slot {
             && self.model == h.model
             && self.firmware == h.firmware
             && self.base == key.target.base
-            && self.screen == *key.screen
+            && self.screen.same_as(key.screen)
     }
 }
 
@@ -91,7 +91,7 @@ impl ScreenCache {
             h.caps,
             key.target.base,
             key.target.reload,
-            key.screen,
+            key.screen.fingerprint,
         ))
     }
 
@@ -126,7 +126,7 @@ impl ScreenCache {
 mod tests {
     use super::*;
     use crate::phone::Handset;
-    use crate::screen::{Field, Input, Link, Screen};
+    use crate::screen::{Field, Input, Link, Screen, Shared};
 
     fn handset(model: &str) -> Handset {
         crate::vendor::identify(
@@ -137,8 +137,8 @@ mod tests {
         .unwrap()
     }
 
-    fn screen(title: &str) -> Screen {
-        Screen::Input(Input {
+    fn screen(title: &str) -> Shared {
+        Shared::new(Screen::Input(Input {
             title: title.into(),
             fields: vec![Field {
                 prompt: "PIN:".into(),
@@ -147,7 +147,7 @@ mod tests {
                 secret: true,
             }],
             submit: Link::new("/app/login").with("net", "internal"),
-        })
+        }))
     }
 
     fn doc(text: &'static str) -> Document {
@@ -157,7 +157,7 @@ mod tests {
         }
     }
 
-    fn key<'a>(screen: &'a Screen, handset: &'a Handset, base: &'a str, second: i64) -> Key<'a> {
+    fn key<'a>(screen: &'a Shared, handset: &'a Handset, base: &'a str, second: i64) -> Key<'a> {
         Key {
             screen,
             target: Target {
@@ -177,6 +177,21 @@ mod tests {
         cache.put(&key(&s, &t46, "http://h", 100), doc("<a/>"));
         let hit = cache.get(&key(&s, &t46, "http://h", 100)).unwrap();
         assert_eq!(hit.body, "<a/>");
+    }
+
+    #[test]
+    fn an_equal_screen_built_apart_is_the_same_key() {
+        let cache = ScreenCache::default();
+        let t46 = handset("T46S");
+        cache.put(
+            &key(&screen("Hot desk login"), &t46, "http://h", 100),
+            doc("<a/>"),
+        );
+        let again = screen("Hot desk login");
+        assert_eq!(
+            cache.get(&key(&again, &t46, "http://h", 100)).unwrap().body,
+            "<a/>"
+        );
     }
 
     #[test]
@@ -201,6 +216,14 @@ mod tests {
         assert!(
             cache.get(&key(&other, &t46, "http://h", 100)).is_none(),
             "other screen"
+        );
+        let colliding = Shared {
+            screen: other.screen.clone(),
+            fingerprint: s.fingerprint,
+        };
+        assert!(
+            cache.get(&key(&colliding, &t46, "http://h", 100)).is_none(),
+            "another screen under the same fingerprint"
         );
         let mut k = key(&s, &t46, "http://h", 100);
         k.target.reload = ReloadMethod::Reboot;
