@@ -61,7 +61,7 @@ impl Family for Aastra {
 
     /// `Aastra6737i MAC:00-08-5D-30-A6-CE V:3.2.2.6038-SIP`, `Mitel6930 MAC:… V:…-SIP`,
     /// `MitelMINET_6930 MAC:…` (AXAPI p.197; Mitel's PHP `Aastra_decode_HTTP_header`).
-    fn parse_user_agent(&self, ua: &str) -> Option<UaInfo> {
+    fn parse_user_agent<'a>(&self, ua: &'a str) -> Option<UaInfo<'a>> {
         let (head, rest) = ua.split_once(" MAC:")?;
         let (minet, model) = match head.strip_prefix("MitelMINET_") {
             Some(m) => (true, m),
@@ -76,15 +76,15 @@ impl Family for Aastra {
         }
         // MiNET phones keep the prefix in their model, so `unsupported` can refuse them.
         let model = if minet {
-            format!("{MINET}{model}")
+            format!("{MINET}{model}").into()
         } else {
-            model.to_owned()
+            model.into()
         };
-        let mut tokens = rest.split_whitespace();
+        let mut tokens = rest.split_ascii_whitespace();
         let mac = tokens.next()?.parse::<Mac>().ok();
         let firmware = tokens
             .find_map(|t| t.strip_prefix("V:"))
-            .map(|v| v.trim_end_matches("-SIP").to_owned())
+            .map(|v| v.trim_end_matches("-SIP"))
             .unwrap_or_default();
         Some(UaInfo {
             vendor: Vendor::new(self.id()),
@@ -97,7 +97,7 @@ impl Family for Aastra {
     /// MiNET firmware registers to MiVoice Business, not SIP: neither the SIP `<MAC>.cfg`
     /// nor the push can put a user on it (Mitel's PHP `Aastra_decode_HTTP_header` sets
     /// `minet` for this prefix).
-    fn unsupported(&self, ua: &UaInfo) -> Option<&'static str> {
+    fn unsupported(&self, ua: &UaInfo<'_>) -> Option<&'static str> {
         ua.model.starts_with(MINET).then_some(
             "MiNET firmware registers to MiVoice Business, not SIP; hotdesk logs in SIP phones only (install the SIP firmware)",
         )

@@ -50,8 +50,8 @@ impl Family for Htek {
     }
 
     /// `Htek UC903 2.0.4.2 00:1f:c1:1c:22:a9` (Wazo provd).
-    fn parse_user_agent(&self, ua: &str) -> Option<UaInfo> {
-        let mut tokens = ua.split_whitespace();
+    fn parse_user_agent<'a>(&self, ua: &'a str) -> Option<UaInfo<'a>> {
+        let mut tokens = ua.split_ascii_whitespace();
         if !tokens.next()?.eq_ignore_ascii_case(self.brand) {
             return None;
         }
@@ -60,8 +60,8 @@ impl Family for Htek {
         let mac = tokens.next().and_then(|t| t.parse::<Mac>().ok());
         valid_model(model).then(|| UaInfo {
             vendor: Vendor::new(self.id),
-            model: model.to_owned(),
-            firmware: firmware.to_owned(),
+            model: model.into(),
+            firmware,
             mac,
         })
     }

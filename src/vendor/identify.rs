@@ -1,7 +1,7 @@
 //! Who is calling: the User-Agent and `?vendor=`/`?mac=` become a [`Handset`] with the
 //! capabilities of its model.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use super::{all, by_name, family, parse_user_agent};
 use crate::phone::{BadMac, Handset, Mac, Vendor};
@@ -114,21 +114,25 @@ impl KnownAgents {
         if let Some(handset) = hit {
             return Ok(handset);
         }
-        let mut handset = identify_uncached(Some(ua), None, None, file)?;
-        // Phones of one model share its strings with the agent they displace (in a storm,
-        // almost always the same model), so the kept agents do not pin a page each.
-        self.0.find(hash, |(_, _, old)| {
-            if old.model == handset.model {
-                handset.model = old.model.clone();
-            }
-            if old.firmware == handset.firmware {
-                handset.firmware = old.firmware.clone();
-            }
-            None::<()>
-        });
+        let handset = identify_uncached(Some(ua), None, None, file)?;
         self.0.put(hash, (ua.into(), file, handset.clone()));
         Ok(handset)
     }
+}
+
+/// Model and firmware names, one copy each: the phones of a model share them, so a phone
+/// seen for the first time (every phone of a boot storm) costs no allocation for them, and
+/// the known agents do not pin a copy each.
+static NAMES: LazyLock<Slots<Arc<str>>> = LazyLock::new(|| Slots::new(128));
+
+fn interned(name: &str) -> Arc<str> {
+    let hash = NAMES.hash(name);
+    if let Some(hit) = NAMES.find(hash, |kept| (**kept == *name).then(|| kept.clone())) {
+        return hit;
+    }
+    let fresh: Arc<str> = name.into();
+    NAMES.put(hash, fresh.clone());
+    fresh
 }
 
 fn identify_uncached(
@@ -158,8 +162,8 @@ fn identify_uncached(
         }
         // Another family's dialect may be forced, but the phone's own MAC still counts: a
         // forced vendor must never turn a request into one for another desk.
-        (Some(f), Some(i)) => (Vendor::new(f.id()), "unknown".into(), String::new(), i.mac),
-        (Some(f), None) => (Vendor::new(f.id()), "unknown".into(), String::new(), None),
+        (Some(f), Some(i)) => (Vendor::new(f.id()), "unknown".into(), "", i.mac),
+        (Some(f), None) => (Vendor::new(f.id()), "unknown".into(), "", None),
         (None, Some(i)) => (i.vendor, i.model, i.firmware, i.mac),
         (None, None) => return Err(IdentifyError::Unknown),
     };
@@ -171,11 +175,11 @@ fn identify_uncached(
         (None, Some(b)) => b,
         (None, None) => return Err(IdentifyError::NoMac(vendor)),
     };
-    let caps = family(vendor).caps(&model, &firmware);
+    let caps = family(vendor).caps(&model, firmware);
     Ok(Handset {
         vendor,
-        model: model.into(),
-        firmware: firmware.into(),
+        model: interned(&model),
+        firmware: interned(firmware),
         mac,
         caps,
         vendor_forced: forced.is_some(),
@@ -201,7 +205,7 @@ mod tests {
                 );
             }
         }
-        // Phones of one model share its strings with the agent they displaced.
+        // Phones of one model share its strings.
         let fresh = KnownAgents::new(1);
         let (first, second) = (fresh.identify(a, false), fresh.identify(b, false));
         let (first, second) = (first.unwrap(), second.unwrap());

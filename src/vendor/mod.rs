@@ -22,10 +22,11 @@ use crate::screen::Screen;
 
 /// What a User-Agent says about the phone.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UaInfo {
+pub struct UaInfo<'a> {
     pub vendor: Vendor,
-    pub model: String,
-    pub firmware: String,
+    /// Borrowed from the User-Agent (owned only where a family rewrites it).
+    pub model: std::borrow::Cow<'a, str>,
+    pub firmware: &'a str,
     /// Absent in some firmware (older Snom, possibly Sangoma): `?mac=` fills the gap.
     pub mac: Option<Mac>,
 }
@@ -80,7 +81,7 @@ pub trait Family: Send + Sync + 'static {
         self.id()
     }
     /// Reads a User-Agent; `None` when it is not this family's.
-    fn parse_user_agent(&self, ua: &str) -> Option<UaInfo>;
+    fn parse_user_agent<'a>(&self, ua: &'a str) -> Option<UaInfo<'a>>;
     /// What this model and firmware can show and do.
     fn caps(&self, model: &str, firmware: &str) -> Caps;
     /// Renders `screen` with these text and item limits (the caller shrinks them until the
@@ -122,13 +123,13 @@ pub trait Family: Send + Sync + 'static {
     }
     /// Why hotdesk refuses this phone although it reads its User-Agent (firmware that cannot
     /// take a login), or `None`.
-    fn unsupported(&self, _ua: &UaInfo) -> Option<&'static str> {
+    fn unsupported(&self, _ua: &UaInfo<'_>) -> Option<&'static str> {
         None
     }
     /// For a device [`Family::unsupported`] refuses: whether its provisioning file is still
     /// served (devices without an XML browser, such as DECT bases, that may already take
     /// their base profile from hotdesk). `false` refuses the file too (MiNET: no SIP line).
-    fn file_served_when_unsupported(&self, _ua: &UaInfo) -> bool {
+    fn file_served_when_unsupported(&self, _ua: &UaInfo<'_>) -> bool {
         false
     }
     /// The `reboot` parameter of this family's check-sync NOTIFY when `[reload.sip] reboot`
@@ -188,7 +189,7 @@ pub fn shared_file(name: &str) -> Option<&'static dyn Family> {
 }
 
 /// Tries every family's parser; `None` when no vendor's format matches.
-pub fn parse_user_agent(ua: &str) -> Option<UaInfo> {
+pub fn parse_user_agent(ua: &str) -> Option<UaInfo<'_>> {
     let ua = ua.trim();
     REGISTRY.iter().find_map(|f| f.parse_user_agent(ua))
 }

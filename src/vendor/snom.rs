@@ -17,7 +17,7 @@ impl Family for Snom {
 
     /// `Mozilla/4.0 (compatible; snomD785-SIP 10.1.33.33 2010.12-00004-g9ba52f5 000413922D24
     /// SXM:0 UXM:0)`; older firmware omits the MAC (Wazo provd).
-    fn parse_user_agent(&self, ua: &str) -> Option<UaInfo> {
+    fn parse_user_agent<'a>(&self, ua: &'a str) -> Option<UaInfo<'a>> {
         let start = ua.find("snom")?;
         let after = &ua[start + 4..];
         let (model, rest) = after.split_once("-SIP")?;
@@ -27,13 +27,13 @@ impl Family for Snom {
         let mut tokens = rest
             .split(|c: char| c.is_whitespace() || c == ';' || c == ')' || c == '(')
             .filter(|t| !t.is_empty());
-        let firmware = tokens.next().unwrap_or_default().to_owned();
+        let firmware = tokens.next().unwrap_or_default();
         let mac = tokens
             .filter(|t| t.len() == 12)
             .find_map(|t| t.parse::<Mac>().ok());
         Some(UaInfo {
             vendor: Vendor::new(self.id()),
-            model: model.to_owned(),
+            model: model.into(),
             firmware,
             mac,
         })
@@ -102,13 +102,13 @@ impl Family for Snom {
 
     /// The PA1 paging amplifier has no display and no minibrowser; firmware before 7 reads
     /// no XML settings (Wazo provd rates it incompatible), so no login could reach it.
-    fn unsupported(&self, ua: &UaInfo) -> Option<&'static str> {
+    fn unsupported(&self, ua: &UaInfo<'_>) -> Option<&'static str> {
         if ua.model.eq_ignore_ascii_case("PA1") {
             return Some(
                 "the snom PA1 is a paging amplifier without a display or XML minibrowser; it cannot show hot-desk screens",
             );
         }
-        (super::firmware_tuple(&ua.firmware).0 < 7).then_some(
+        (super::firmware_tuple(ua.firmware).0 < 7).then_some(
             "Snom firmware before 7 reads no XML settings file, so a login could never reach the phone; update the firmware",
         )
     }

@@ -35,41 +35,37 @@ impl Family for Yealink {
 
     /// `Yealink SIP-T46G 28.72.0.1 00:15:65:4a:a9:37`, `yealink SIP-T28P …`,
     /// `Yealink SIP VP-T49G …`, `Yealink CP860 …`, `Yealink-T46G 28.71.0.81 …` (Wazo provd).
-    fn parse_user_agent(&self, ua: &str) -> Option<UaInfo> {
+    fn parse_user_agent<'a>(&self, ua: &'a str) -> Option<UaInfo<'a>> {
         let rest = strip_prefix_ci(ua, "yealink-")
             .or_else(|| strip_prefix_ci(ua, "yealink "))
             .or_else(|| {
                 (strip_prefix_ci(ua, "vp530").is_some() || strip_prefix_ci(ua, "w52p").is_some())
                     .then_some(ua)
             })?;
-        let mut tokens: Vec<&str> = rest.split_whitespace().collect();
+        let mut tokens = rest.split_ascii_whitespace();
+        let mut raw_model = tokens.next()?;
         // "SIP VP-T49G" is split in two tokens.
-        if tokens
-            .first()
-            .is_some_and(|t| t.eq_ignore_ascii_case("SIP"))
-        {
-            tokens.remove(0);
+        if raw_model.eq_ignore_ascii_case("SIP") {
+            raw_model = tokens.next()?;
         }
-        let raw_model = *tokens.first()?;
         let model = strip_prefix_ci(raw_model, "SIP-")
             .or_else(|| strip_prefix_ci(raw_model, "VP-"))
             .unwrap_or(raw_model);
-        let firmware = tokens.get(1).copied().unwrap_or_default();
-        let mac = tokens.get(2).and_then(|t| t.parse::<Mac>().ok());
+        let firmware = tokens.next().unwrap_or_default();
+        let mac = tokens.next().and_then(|t| t.parse::<Mac>().ok());
         valid_model(model).then(|| UaInfo {
             vendor: Vendor::new(self.id()),
-            model: model.to_owned(),
-            firmware: firmware.to_owned(),
+            model: model.into(),
+            firmware,
             mac,
         })
     }
 
     fn caps(&self, model: &str, _firmware: &str) -> Caps {
-        let upper = model.to_ascii_uppercase();
         // Small two-line displays: ask for one field at a time.
         let small = ["T19", "T20", "T21", "T22", "T26", "T28", "T30", "T31", "W5"]
             .iter()
-            .any(|p| upper.starts_with(p));
+            .any(|p| strip_prefix_ci(model, p).is_some());
         Caps {
             softkeys: 4,
             multi_field_input: !small,
@@ -106,13 +102,13 @@ impl Family for Yealink {
     /// DECT bases (W52P, W60B, W70B, W80B/W80DM, W90B/W90DM …: every Yealink `W<digits>` that
     /// sends HTTP requests) have no XML browser for hot-desk screens; their handsets are
     /// registered to the base, not logged in at a desk.
-    fn unsupported(&self, ua: &UaInfo) -> Option<&'static str> {
+    fn unsupported(&self, ua: &UaInfo<'_>) -> Option<&'static str> {
         is_dect_base(&ua.model)
             .then_some("Yealink W-series DECT bases have no XML browser for hot-desk screens")
     }
 
     /// A DECT base that takes its base profile from hotdesk keeps getting it.
-    fn file_served_when_unsupported(&self, ua: &UaInfo) -> bool {
+    fn file_served_when_unsupported(&self, ua: &UaInfo<'_>) -> bool {
         is_dect_base(&ua.model)
     }
 
