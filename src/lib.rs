@@ -19,6 +19,7 @@ pub mod config;
 pub mod dialect;
 pub mod directory;
 pub mod flow;
+pub mod hex;
 pub mod log_writer;
 pub mod metrics;
 pub mod phone;

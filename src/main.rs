@@ -114,7 +114,7 @@ fn main() -> anyhow::Result<()> {
         Command::NewApiKey { name } => {
             let mut bytes = [0u8; 24];
             getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-            let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let key = hotdesk::hex::lower(&bytes);
             println!("key: {key}");
             println!();
             println!("[[admin.keys]]");

@@ -43,15 +43,10 @@ fn identity(name: &str, user: &str, domain: &str) -> String {
 
 fn ha1(algorithm: Ha1Algorithm, user: &str, realm: &str, password: &str) -> String {
     let input = format!("{user}:{realm}:{password}");
-    let mut out = String::with_capacity(64);
-    let bytes: Vec<u8> = match algorithm {
-        Ha1Algorithm::Md5 => Md5::digest(input.as_bytes()).to_vec(),
-        Ha1Algorithm::Sha256 => Sha256::digest(input.as_bytes()).to_vec(),
-    };
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
+    match algorithm {
+        Ha1Algorithm::Md5 => crate::hex::lower(&Md5::digest(input.as_bytes())),
+        Ha1Algorithm::Sha256 => crate::hex::lower(&Sha256::digest(input.as_bytes())),
     }
-    out
 }
 
 fn algorithm_name(a: Ha1Algorithm) -> &'static str {

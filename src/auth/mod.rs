@@ -61,13 +61,7 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 pub fn hash_api_key(key: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(key.as_bytes());
-    format!(
-        "sha256:{}",
-        digest
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    )
+    format!("sha256:{}", crate::hex::lower(&digest))
 }
 
 /// The 32 digest bytes of a `sha256:<hex>` string.

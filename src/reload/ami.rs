@@ -302,10 +302,7 @@ async fn read_message<R: AsyncBufReadExt + Unpin>(
 fn random_id() -> String {
     let mut b = [0u8; 6];
     let _ = getrandom::fill(&mut b);
-    format!(
-        "hotdesk-{}",
-        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-    )
+    format!("hotdesk-{}", crate::hex::lower(&b))
 }
 
 #[cfg(test)]

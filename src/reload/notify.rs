@@ -189,7 +189,7 @@ fn random_hex(bytes: usize) -> String {
             *b = (nanos >> ((i % 16) * 8)) as u8;
         }
     }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::lower(buf)
 }
 
 /// rsip 0.4 prints an IPv6 host without the brackets RFC 3261 `IPv6reference` requires, so
