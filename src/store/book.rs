@@ -336,9 +336,20 @@ impl LoginBook {
         self.shared.outbox_ready.clone()
     }
 
-    fn queue(&self, change: &mut Change, mac: Mac, method: WriteMethod, body: String) {
+    /// Queues a write-back; `body` is made only when write-back is on.
+    fn queue(
+        &self,
+        change: &mut Change,
+        mac: Mac,
+        method: WriteMethod,
+        body: impl FnOnce() -> String,
+    ) {
         if self.writeback {
-            change.outbox.push(NewOutboxItem { mac, method, body });
+            change.outbox.push(NewOutboxItem {
+                mac,
+                method,
+                body: body(),
+            });
         }
     }
 
@@ -477,7 +488,7 @@ impl LoginBook {
                 Policy::Exclusive => {
                     for old in &elsewhere {
                         change.remove.push((old.mac, Some(old.identity)));
-                        let body = serde_json::json!({ "identity": old.identity }).to_string();
+                        let body = || serde_json::json!({ "identity": old.identity }).to_string();
                         self.queue(&mut change, old.mac, WriteMethod::Delete, body);
                         change.events.push(
                             AuditEvent::new(
@@ -519,12 +530,9 @@ impl LoginBook {
             let mut event = AuditEvent::new(EventKind::Login, detail).about(&login);
             event.source_ip = Some(login.source_ip.clone());
             change.events.push(event);
-            self.queue(
-                &mut change,
-                login.mac,
-                WriteMethod::Put,
-                device_body(&login),
-            );
+            self.queue(&mut change, login.mac, WriteMethod::Put, || {
+                device_body(&login)
+            });
             change.put.push(login);
             change.lockouts_cleared = forgiven.clone();
             Ok((Some(change), outcome))
@@ -629,7 +637,7 @@ impl LoginBook {
                 event.source_ip = Some(source_ip.to_owned());
                 change.events.push(event);
             }
-            let body = match identity {
+            let body = || match identity {
                 Some(i) => serde_json::json!({ "identity": i }).to_string(),
                 None => "{}".to_owned(),
             };
