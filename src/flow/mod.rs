@@ -120,7 +120,10 @@ enum EntryKey {
 
 /// What an [`EntryKey`]'s addresses point at, kept alive with it.
 enum MadeOf {
-    Config(Arc<Config>),
+    Config {
+        config: Arc<Config>,
+        here: Option<usize>,
+    },
     Login(Arc<Login>),
 }
 
@@ -257,7 +260,7 @@ impl Flow {
     /// The entry screen as [`Flow::entry`] makes it, shared: the login menu is the same for
     /// every phone of a kind, and a logged-in menu the same for as long as its login lasts,
     /// so each is made (and hashed) once rather than per request. A boot storm is all entry
-    /// screens; a logged-in phone polls its menu.
+    /// screens.
     pub fn entry_shared(&self, req: &PhoneRequest<'_>) -> Shared {
         let h = req.handset;
         // Links that carry the phone's own MAC are its own.
@@ -268,13 +271,15 @@ impl Flow {
         let config = self.config.load();
         let (key, made_of) = match self.book.get(&h.mac) {
             None => {
+                let here = here(&config, req.source_ip);
                 let key = EntryKey::Start {
                     config: Arc::as_ptr(&config) as usize,
-                    here: here(&config, req.source_ip),
+                    here,
                     multi_field_input: h.caps.multi_field_input,
                     vendor,
                 };
-                (key, MadeOf::Config(arc_swap::Guard::into_inner(config)))
+                let config = arc_swap::Guard::into_inner(config);
+                (key, MadeOf::Config { config, here })
             }
             // Phones with several identities list them all.
             Some(_) if h.caps.identities > 1 => return Shared::new(self.entry(req)),
@@ -293,12 +298,9 @@ impl Flow {
         {
             return hit;
         }
-        let screen = Shared::new(match (&key, &made_of) {
-            (EntryKey::Start { here, .. }, MadeOf::Config(config)) => {
-                self.start_login(config, *here, h)
-            }
-            (_, MadeOf::Login(login)) => self.logged_in_menu(h, login),
-            _ => unreachable!("keys and their parts are made together"),
+        let screen = Shared::new(match &made_of {
+            MadeOf::Config { config, here } => self.start_login(config, *here, h),
+            MadeOf::Login(login) => self.logged_in_menu(h, login),
         });
         self.entries.put(
             hash,
