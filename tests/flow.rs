@@ -558,22 +558,61 @@ async fn unknown_or_malformed_phones_get_a_plain_400() {
 async fn garbage_input_gets_screens_not_errors() {
     let server = Server::start("").await;
     let phone = Phone::new(server.addr, AASTRA_6737I);
+    let again = "That network is not configured any more. Please choose again.";
+    let long_pin = format!("/app/login?net=internal&ext=1001&pin={}", "1".repeat(40));
+    // Each bad input gets the screen that says what is wrong. Nonsense extensions are wrong
+    // credentials like any other: counted against the phone, then it is locked.
     let cases = [
-        "/app/login?net=nowhere",
-        "/app/login?net=internal&ext=&pin=",
-        "/app/login?net=internal&pin=1",
-        "/app/login?net=internal&ext=1001&pin=",
-        "/app/login?net=internal&ext=%00%01%FF&pin=1",
-        "/app/login?net=internal&ext=%3Cscript%3E&pin=1",
-        "/app/login?net=%E2%82&ext=1",
-        "/app/logout",
-        "/app/apply?t=forged",
+        ("/app/login?net=nowhere", "Login", again),
+        ("/app/login?net=%E2%82&ext=1", "Login", again),
+        (
+            "/app/login?net=internal&ext=&pin=",
+            "Login",
+            "Please enter your extension.",
+        ),
+        (
+            "/app/login?net=internal&pin=1",
+            "Login",
+            "Please enter your extension.",
+        ),
+        (
+            "/app/login?net=internal&ext=1001&pin=",
+            "Login",
+            "Please enter your PIN.",
+        ),
+        (
+            "/app/login?net=internal&ext=%00%01%FF&pin=1",
+            "Login failed",
+            "Wrong extension or PIN, 2 tries left.",
+        ),
+        (
+            "/app/login?net=internal&ext=%3Cscript%3E&pin=1",
+            "Login failed",
+            "Wrong extension or PIN, 1 try left.",
+        ),
+        (
+            &long_pin,
+            "Login locked",
+            "Too many failed attempts. Try again in 15 minutes.",
+        ),
+        (
+            "/app/logout",
+            "Not logged in",
+            "Nobody is logged in on this phone.",
+        ),
     ];
-    for path in cases {
+    for (path, title, text) in cases {
         let r = phone.fetch(path).await;
         assert_eq!(r.status, 200, "{path}");
-        phone.read(&r.body); // parses as a proper screen
+        assert_eq!(message(&phone.read(&r.body)), (title, text), "{path}");
     }
+    // A forged apply token changes nothing on the phone.
+    let r = phone.fetch("/app/apply?t=forged").await;
+    assert_eq!(r.status, 200);
+    let View::Execute { commands } = phone.read(&r.body) else {
+        panic!("{}", r.text())
+    };
+    assert!(commands.is_empty(), "{commands:?}");
 }
 
 #[tokio::test]
