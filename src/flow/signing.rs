@@ -139,12 +139,8 @@ impl Signer {
 
 /// `digest` as lower-case hex, written into a stack buffer.
 fn hex(digest: &[u8; 32]) -> Hex {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 64];
-    for (pair, b) in out.chunks_exact_mut(2).zip(digest) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 0x0f)];
-    }
+    crate::hex::lower_into(digest, &mut out);
     out
 }
 

@@ -53,12 +53,8 @@ impl Mac {
     /// The twelve lower-case hex digits, on the stack: every access line and screen link
     /// shows a MAC.
     pub fn hex(&self) -> [u8; 12] {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut out = [0u8; 12];
-        for (i, b) in self.0.iter().enumerate() {
-            out[2 * i] = HEX[usize::from(b >> 4)];
-            out[2 * i + 1] = HEX[usize::from(b & 0xf)];
-        }
+        crate::hex::lower_into(&self.0, &mut out);
         out
     }
 }

@@ -34,16 +34,6 @@ pub enum Denied {
     Wrong,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    out
-}
-
 fn md5_hex(parts: &[&str]) -> String {
     let mut h = Md5::new();
     for (i, p) in parts.iter().enumerate() {
@@ -52,7 +42,7 @@ fn md5_hex(parts: &[&str]) -> String {
         }
         h.update(p.as_bytes());
     }
-    hex(&h.finalize())
+    crate::hex::lower(&h.finalize())
 }
 
 /// The parameters of an `Authorization: Digest ...` header (quoted or token values).
