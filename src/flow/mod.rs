@@ -268,9 +268,9 @@ impl Flow {
             return Shared::new(self.entry(req));
         }
         let vendor = h.vendor_forced.then_some(h.vendor);
-        let config = self.config.load();
         let (key, made_of) = match self.book.get(&h.mac) {
             None => {
+                let config = self.config.load();
                 let here = here(&config, req.source_ip);
                 let key = EntryKey::Start {
                     config: Arc::as_ptr(&config) as usize,
