@@ -33,6 +33,7 @@ pub mod slots;
 pub mod store;
 pub mod upstream;
 pub mod vendor;
+pub mod workers;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -200,7 +200,7 @@ fn serve(path: PathBuf, log_format: Option<String>) -> anyhow::Result<()> {
     }
     // Read the time zone while the process still has one thread (time refuses later).
     let clock = std::sync::Arc::new(hotdesk::clock::SystemClock::detect());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = hotdesk::workers::watch(&mut tokio::runtime::Builder::new_multi_thread())
         .enable_all()
         .build()?;
     // Everything runs in a task on the workers, the accept loop included: run by block_on it
