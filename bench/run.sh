@@ -10,14 +10,15 @@
 #           the entry screen once, against hotdesk with its default config and against nginx,
 #           BENCH_STORM_ROUNDS times each (5), alternating: phones without an answer and
 #           listen drops (/proc/net/netstat) over all rounds, the median p99 and CPU per phone.
-#   logins  logins/s and p99 at 1, 16 and 64 phones at once, the store on disk.
+#   logins  logins/s and p99 at 1, 16 and 64 phones at once, the store on disk: BENCH_LOGIN_ROUNDS
+#           rounds (3) of each, every login by a fresh phone; the median round's rate and p99.
 #   memory  hotdesk's RSS idle, with BENCH_IDLE (10,000) idle keep-alive connections,
 #           BENCH_AFTER seconds (60) after they closed, and as long after the storm.
 #
 # Knobs (environment): BENCH_SECONDS (5, per wrk run), BENCH_ROUNDS (3), BENCH_CONNS (64),
 # BENCH_STORM (10000), BENCH_STORM_ROUNDS (5), BENCH_IDLE (10000), BENCH_AFTER (60),
-# BENCH_LOGINS (2000, at 16 and 64; a tenth at 1). Loopback only; everything started here
-# is stopped on exit.
+# BENCH_LOGINS (2000 per round, at 16 and 64; a tenth at 1), BENCH_LOGIN_ROUNDS (3).
+# Loopback only; everything started here is stopped on exit.
 set -euo pipefail
 
 SECONDS_EACH=${BENCH_SECONDS:-5}
@@ -28,6 +29,7 @@ STORM_ROUNDS=${BENCH_STORM_ROUNDS:-5}
 IDLE=${BENCH_IDLE:-10000}
 AFTER=${BENCH_AFTER:-60}
 LOGINS=${BENCH_LOGINS:-2000}
+LOGIN_ROUNDS=${BENCH_LOGIN_ROUNDS:-3}
 SERVER_CPU=0
 CLIENT_CPU=1
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -74,7 +76,7 @@ trap cleanup EXIT
 # --- directory: 1001 for the pages, then one user per login -------------------------------
 {
     printf '[[user]]\nextension = "1001"\nname = "Ada Lovelace"\nvoicemail_pin = "7391"\nsip_password = "s3cret-1001"\n'
-    for ((e = 20000; e < 20000 + 4 * LOGINS; e++)); do
+    for ((e = 20000; e < 20000 + (21 * LOGINS / 10) * LOGIN_ROUNDS; e++)); do
         printf '[[user]]\nextension = "%d"\nname = "Bench %d"\nvoicemail_pin = "7391"\nsip_password = "s-%d"\n' "$e" "$e" "$e"
     done
 } >"$WORK/directory.toml"
@@ -215,21 +217,26 @@ for page in $PAGES; do
 done
 
 # --- logins -----------------------------------------------------------------------------
-declare -A LOGIN
+declare -A LOGIN_RATE LOGIN_P99
 first=20000
+# One field from every line of a file, one per line.
+fields() { tr ' ' '\n' <"$1" | sed -n "s/^$2=//p"; }
 # The page rounds leave hundreds of MB of access logs (hotdesk's and nginx's) in the page
 # cache; written back now, so the logins' own fsyncs do not queue behind them.
 sync
 for conc in 1 16 64; do
     n=$LOGINS
     [ "$conc" = 1 ] && n=$((LOGINS / 10))
-    LOGIN[$conc]=$(taskset -c $CLIENT_CPU "$ANCHORS" logins "127.0.0.1:$PAGE_PORT" "$conc" "$n" "$first")
-    first=$((first + n))
-    echo "  ${LOGIN[$conc]}"
+    : >"$WORK/logins.$conc"
+    for ((r = 0; r < LOGIN_ROUNDS; r++)); do
+        taskset -c $CLIENT_CPU "$ANCHORS" logins "127.0.0.1:$PAGE_PORT" "$conc" "$n" "$first" |
+            tee -a "$WORK/logins.$conc" | sed 's/^/  /'
+        first=$((first + n))
+    done
+    LOGIN_RATE[$conc]=$(fields "$WORK/logins.$conc" per_s | median)
+    LOGIN_P99[$conc]=$(fields "$WORK/logins.$conc" p99_ms | median)
 done
 field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
-# One field from every line of a file, one per line.
-fields() { tr ' ' '\n' <"$1" | sed -n "s/^$2=//p"; }
 sum() { awk '{s += $1} END {print s + 0}'; }
 
 # --- memory ------------------------------------------------------------------------------
@@ -322,7 +329,7 @@ printf '| %-34s | %12s | %12s | %12s | %8s | %8s | %s |\n' "  CPU µs per phone"
     "$(ratio "$(field "$STORM_HD" cpu_us)" "$(field "$STORM_NX" cpu_us)")" - ""
 for conc in 1 16 64; do
     printf '| %-34s | %12s | %12s | %12s | %8s | %8s | %s |\n' "logins/s at $conc (p99 ms)" \
-        "$(field "${LOGIN[$conc]}" per_s) ($(field "${LOGIN[$conc]}" p99_ms))" - - - - \
+        "${LOGIN_RATE[$conc]} (${LOGIN_P99[$conc]})" - - - - \
         "$([ "$conc" = 64 ] && echo "≥ 6000 (p99 ≤ 15)")"
 done
 per_conn=$(awk -v a="$RSS_HELD" -v b="$RSS_IDLE" -v n="$IDLE" 'BEGIN {printf "%.1f", (a - b) / n}')
