@@ -1,53 +1,108 @@
-//! When the request workers last ran out of work. The runtime's park hook counts each time a
-//! worker finds nothing to do; the store's writer reads the count to stop waiting for more
-//! changes to join a commit once waiting would leave a worker idle.
+//! Whether a request worker has run out of work. The runtime's park hooks count the workers
+//! that are parked; the store's writer, about to commit under load, waits while none is (a
+//! busy worker is likely making the next change) and goes ahead the moment one parks.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Condvar, Mutex};
+use std::time::Instant;
 
-/// 0 while no runtime reports (a book driven directly, as in unit tests); then 1 + the parks
-/// so far.
-static PARKS: AtomicU64 = AtomicU64::new(0);
+/// Whether a runtime reports (else there is nothing to wait for).
+static WATCHED: AtomicBool = AtomicBool::new(false);
+/// Workers parked now.
+static PARKED: AtomicUsize = AtomicUsize::new(0);
+/// Threads in [`wait_idle`]: a parking worker wakes them only when there are any.
+static WAITING: AtomicUsize = AtomicUsize::new(0);
+static LOCK: Mutex<()> = Mutex::new(());
+static IDLE: Condvar = Condvar::new();
 
-/// Makes `builder`'s workers report when they park.
+/// Makes `builder`'s workers report when they park and unpark.
 pub fn watch(builder: &mut tokio::runtime::Builder) -> &mut tokio::runtime::Builder {
-    let _ = PARKS.compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed);
-    builder.on_thread_park(|| {
-        PARKS.fetch_add(1, Ordering::Relaxed);
-    })
+    WATCHED.store(true, SeqCst);
+    builder
+        .on_thread_park(|| {
+            PARKED.fetch_add(1, SeqCst);
+            // Both sides are SeqCst: either the waiter sees this park, or this sees the
+            // waiter and wakes it under the lock it checks under.
+            if WAITING.load(SeqCst) > 0 {
+                let _held = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+                IDLE.notify_all();
+            }
+        })
+        .on_thread_unpark(|| {
+            PARKED.fetch_sub(1, SeqCst);
+        })
 }
 
-/// How many times a worker has parked, or `None` while no runtime reports.
-pub fn parks() -> Option<u64> {
-    match PARKS.load(Ordering::Relaxed) {
-        0 => None,
-        n => Some(n),
+/// Returns once a worker is parked (at once if one is, or if no runtime reports), or at
+/// `deadline`.
+pub fn wait_idle(deadline: Instant) {
+    if !WATCHED.load(SeqCst) {
+        return;
     }
+    WAITING.fetch_add(1, SeqCst);
+    let mut held = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    while PARKED.load(SeqCst) == 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        held = IDLE
+            .wait_timeout(held, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    drop(held);
+    WAITING.fetch_sub(1, SeqCst);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
 
+    /// One test: the counts are process-wide.
     #[test]
-    fn a_watched_runtime_counts_its_workers_going_idle() {
+    fn waits_while_the_only_worker_is_busy_and_not_once_it_parks() {
         let runtime = watch(&mut tokio::runtime::Builder::new_multi_thread())
             .worker_threads(1)
             .build()
             .unwrap();
-        let before = parks().expect("a watched runtime reports");
-        // The only task waits for us: its worker has nothing to do and parks.
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let (go, wait) = tokio::sync::oneshot::channel::<()>();
-        runtime.spawn(async move {
-            let _ = wait.await;
-            let _ = tx.send(());
+        // Nothing to do: the worker parks, and the wait ends long before its deadline.
+        let start = Instant::now();
+        wait_idle(start + Duration::from_secs(30));
+        assert!(start.elapsed() < Duration::from_secs(30));
+
+        // The worker spins until released: the wait lasts until its deadline.
+        let (running, release) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (r, l) = (running.clone(), release.clone());
+        let busy = runtime.spawn(async move {
+            r.store(true, SeqCst);
+            while !l.load(SeqCst) {
+                std::hint::spin_loop();
+            }
         });
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while parks() == Some(before) && std::time::Instant::now() < deadline {
+        while !running.load(SeqCst) {
             std::thread::yield_now();
         }
-        assert!(parks() > Some(before), "the idle worker was counted");
-        go.send(()).unwrap();
-        rx.recv().unwrap();
+        let start = Instant::now();
+        wait_idle(start + Duration::from_millis(50));
+        assert!(
+            start.elapsed() >= Duration::from_millis(50),
+            "returned while the worker was busy"
+        );
+
+        // Released, the worker finishes, parks, and wakes a waiter well before its deadline.
+        let waiter = std::thread::spawn(|| {
+            let start = Instant::now();
+            wait_idle(start + Duration::from_secs(30));
+            start.elapsed()
+        });
+        release.store(true, SeqCst);
+        assert!(waiter.join().unwrap() < Duration::from_secs(30));
+        runtime.block_on(busy).unwrap();
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Group commit: one writer thread takes every change that is waiting, commits them in one
 //! transaction (one sync), then updates memory and answers each caller with its own result.
-//! Under load (the last batch had company) it first waits, up to 2 ms, for more changes while
-//! the request workers are busy making them.
+//! Under load (the last batch had company, every request worker busy) it first waits, up to
+//! 2 ms, for a worker to run out of work, so that the changes it makes meanwhile join.
 //! Memory only ever shows what is durable, and nothing is locked across a commit.
 //!
 //! Decisions that read logins (exclusive takeover, the concurrent cap, a phone's free
@@ -33,11 +33,8 @@ use super::{
 const PRUNE_BATCH: usize = 1000;
 /// At most this many changes share one transaction (bounds one commit's work).
 const MAX_BATCH: usize = 256;
-/// How long a busy writer waits at most for more changes to join a commit, and how often it
-/// looks (see `gather`): measured at 64 phones logging in at once on one core, the CPU per
-/// login fell by a tenth and the p99 by a millisecond; a lone login does not wait.
+/// How long a busy writer waits at most for more changes to join a commit (see `gather`).
 const LINGER: Duration = Duration::from_millis(2);
-const LINGER_STEP: Duration = Duration::from_micros(200);
 use crate::config::Policy;
 use crate::phone::Mac;
 
@@ -233,29 +230,21 @@ impl Shared {
 }
 
 /// The first job and what is waiting behind it. When the last batch had company (changes
-/// arriving together, a shift start), waits in steps for more to join while the request
-/// workers stay busy: a sync costs about the same for one row as for sixty, and a busy worker
-/// is likely making the next change. It commits once a worker has run out of work (`parks`
-/// moved: waiting longer would leave it idle), after `LINGER`, or with `MAX_BATCH`. A lone
-/// change, or no runtime reporting, commits at once.
+/// arriving together, a shift start) and every request worker is busy, first waits, up to
+/// `LINGER`, until one runs out of work (`wait_idle`): a sync costs about the same for one row
+/// as for sixty, and a busy worker is likely making the next change. A lone change commits at
+/// once, and so does one that finds a worker idle.
 fn gather(
     jobs: &mpsc::Receiver<Job>,
     first: Job,
     company: bool,
-    parks: impl Fn() -> Option<u64>,
+    wait_idle: impl FnOnce(Instant),
 ) -> Vec<Job> {
     let mut batch = vec![first];
     batch.extend(jobs.try_iter().take(MAX_BATCH - 1));
-    let Some(idle) = parks().filter(|_| company) else {
-        return batch;
-    };
-    let deadline = Instant::now() + LINGER;
-    while batch.len() < MAX_BATCH && Instant::now() < deadline {
-        std::thread::sleep(LINGER_STEP);
+    if company && batch.len() < MAX_BATCH {
+        wait_idle(Instant::now() + LINGER);
         batch.extend(jobs.try_iter().take(MAX_BATCH - batch.len()));
-        if parks() != Some(idle) {
-            break;
-        }
     }
     batch
 }
@@ -264,7 +253,7 @@ fn gather(
 fn write_batches(store: Arc<dyn Store>, shared: Arc<Shared>, jobs: mpsc::Receiver<Job>) {
     let mut company = false;
     while let Ok(first) = jobs.recv() {
-        let batch = gather(&jobs, first, company, crate::workers::parks);
+        let batch = gather(&jobs, first, company, crate::workers::wait_idle);
         company = batch.len() > 1;
         let changes: Vec<&Change> = batch.iter().map(|j| &j.change).collect();
         // A panic in the store must not stop every later write: the batch counts as failed
@@ -838,63 +827,40 @@ mod tests {
     }
 
     #[test]
-    fn a_lone_change_or_no_reporting_runtime_commits_at_once() {
+    fn a_lone_change_commits_at_once_with_what_was_waiting() {
         let (tx, rx) = mpsc::channel();
         tx.send(job()).unwrap();
-        let looked = std::cell::Cell::new(0);
-        // The last batch was alone: no waiting, whatever the workers do.
-        let batch = gather(&rx, job(), false, || {
-            looked.set(looked.get() + 1);
-            Some(1)
-        });
-        assert_eq!(
-            (batch.len(), looked.get()),
-            (2, 1),
-            "took what was waiting, did not wait"
-        );
-        // Company, but no runtime reports its workers (a book driven directly).
-        let batch = gather(&rx, job(), true, || None);
-        assert_eq!(batch.len(), 1);
+        let batch = gather(&rx, job(), false, |_| panic!("a lone change waited"));
+        assert_eq!(batch.len(), 2);
     }
 
     #[test]
-    fn a_busy_writer_waits_while_the_workers_are_busy_and_stops_when_one_idles() {
+    fn with_company_the_changes_made_while_waiting_join() {
         let (tx, rx) = mpsc::channel();
-        let looks = std::cell::Cell::new(0);
-        // From the second look on, a change arrives at each look; at the fourth, a worker has
-        // parked.
-        let batch = gather(&rx, job(), true, || {
-            looks.set(looks.get() + 1);
-            if looks.get() > 1 {
-                tx.send(job()).unwrap();
-            }
-            Some(if looks.get() < 4 { 7 } else { 8 })
+        tx.send(job()).unwrap();
+        let before = Instant::now();
+        let batch = gather(&rx, job(), true, |deadline| {
+            assert!(deadline >= before + LINGER, "waits up to LINGER");
+            // What a busy worker queues meanwhile.
+            tx.send(job()).unwrap();
+            tx.send(job()).unwrap();
         });
-        // Looks: the start, then one per step; the changes sent at looks 2 and 3 joined.
-        assert_eq!(looks.get(), 4);
-        assert_eq!(
-            batch.len(),
-            3,
-            "the changes that came while the workers were busy"
-        );
+        assert_eq!(batch.len(), 4);
+    }
+
+    #[test]
+    fn a_full_batch_does_not_wait() {
+        let (tx, rx) = mpsc::channel();
+        for _ in 0..MAX_BATCH {
+            tx.send(job()).unwrap();
+        }
+        let batch = gather(&rx, job(), true, |_| panic!("a full batch waited"));
+        assert_eq!(batch.len(), MAX_BATCH);
         assert_eq!(
             rx.try_iter().count(),
             1,
-            "the one sent at the last look waits its turn"
+            "the rest waits for the next batch"
         );
-    }
-
-    #[test]
-    fn a_busy_writer_waits_no_longer_than_the_linger() {
-        let (tx, rx) = mpsc::channel();
-        let start = Instant::now();
-        // Busy workers throughout: only the deadline ends the wait.
-        let batch = gather(&rx, job(), true, || {
-            let _ = tx.send(job());
-            Some(1)
-        });
-        assert!(start.elapsed() >= LINGER);
-        assert!(batch.len() > 1 && batch.len() <= MAX_BATCH);
     }
 
     /// Holds the store's write connection, as a slow sync would, until `open`: the writer
