@@ -253,11 +253,13 @@ pub async fn serve(
             // (and overwrites it with its output) several times between spawn and completion;
             // boxed, each of those copies a pointer. In a boot storm those copies were a
             // sixth of the instructions per connection.
-            tokio::spawn(Box::pin(async move {
-                let _held = held;
-                let (closing, result) = conns::drive(conn, None, h1_life, stopped).await;
+            // A combinator, not an async block: a block would keep `conn` twice, captured
+            // and inside the `drive` future.
+            let run = conns::drive(conn, None, h1_life, stopped);
+            tokio::spawn(Box::pin(run.map(move |(closing, result)| {
                 ended(peer, closing, result);
-            }));
+                drop(held);
+            })));
             continue;
         }
         let acceptor = tls

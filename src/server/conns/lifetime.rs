@@ -125,38 +125,49 @@ pub enum Closing {
 /// Drives `conn` to its end within `life`; `stop` turning true asks it to finish too.
 /// Returns why it was asked to close (if it was) and how it ended; `Ok(())` also when it
 /// was dropped after `drain`.
-pub async fn drive<C>(
-    conn: C,
+///
+/// A plain fn around an `async move` block that uses `conn` where it was captured: an
+/// `async fn` keeps every argument twice (as passed, and as its local), and every idle
+/// connection keeps this future for its whole life. `Unpin` (hyper's connections over
+/// tokio's streams are) lets it be polled in place without pinning it into another local.
+pub fn drive<C>(
+    mut conn: C,
     streams: Option<&Streams>,
     life: Lifetime,
     mut stop: watch::Receiver<bool>,
-) -> (Option<Closing>, Result<(), C::Error>)
+) -> impl Future<Output = (Option<Closing>, Result<(), C::Error>)>
 where
-    C: GracefulConnection,
+    C: GracefulConnection + Unpin,
 {
-    tokio::pin!(conn);
-    let why = {
-        let quiet = async {
-            match (streams, life.idle) {
-                (Some(s), Some(after)) => quiet_for(s.watch(), after).await,
-                _ => std::future::pending().await,
+    // Boxed, and only where streams are counted (HTTP/2).
+    let mut quiet = match (streams, life.idle) {
+        (Some(s), Some(after)) => Some(Box::pin(quiet_for(s.watch(), after))),
+        _ => None,
+    };
+    async move {
+        let why = {
+            let quiet = async {
+                match quiet.as_mut() {
+                    Some(q) => q.await,
+                    None => std::future::pending().await,
+                }
+            };
+            // Biased: the connection ends first almost always, and an unbiased select draws
+            // a random number per poll (a boot storm polls this once per read and write).
+            tokio::select! {
+                biased;
+                result = &mut conn => return (None, result),
+                () = quiet => Closing::Idle,
+                () = sleep(life.max_age) => Closing::MaxAge,
+                _ = stop.wait_for(|s| *s) => Closing::Shutdown,
             }
         };
-        // Biased: the connection ends first almost always, and an unbiased select draws a
-        // random number per poll (a boot storm polls this once per read and write).
-        tokio::select! {
-            biased;
-            result = conn.as_mut() => return (None, result),
-            () = quiet => Closing::Idle,
-            () = sleep(life.max_age) => Closing::MaxAge,
-            _ = stop.wait_for(|s| *s) => Closing::Shutdown,
+        Pin::new(&mut conn).graceful_shutdown();
+        // The drain timer exists only once a shutdown is asked for.
+        match tokio::time::timeout(life.drain, &mut conn).await {
+            Ok(result) => (Some(why), result),
+            Err(_) => (Some(why), Ok(())),
         }
-    };
-    conn.as_mut().graceful_shutdown();
-    // The drain timer exists only once a shutdown is asked for.
-    match tokio::time::timeout(life.drain, conn).await {
-        Ok(result) => (Some(why), result),
-        Err(_) => (Some(why), Ok(())),
     }
 }
 
