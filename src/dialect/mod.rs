@@ -33,18 +33,33 @@ pub struct Limits {
     pub items: usize,
 }
 
+/// A document is written into this thread's buffer, kept from one document to the next (and
+/// between the attempts of one that must shrink to fit its phone), then copied out at its exact
+/// size. A buffer grown past this by a huge document is not kept.
+const KEPT_BUFFER: usize = 64 * 1024;
+
+thread_local! {
+    static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Builds an XML document with the declaration every vendor accepts.
 pub fn document(
     build: impl FnOnce(&mut quick_xml::Writer<Vec<u8>>) -> std::io::Result<()>,
 ) -> Vec<u8> {
     use quick_xml::events::{BytesDecl, Event};
-    let mut w = quick_xml::Writer::new_with_indent(Vec::with_capacity(2048), b' ', 1);
+    let mut buf = BUFFER.take();
+    buf.clear();
+    let mut w = quick_xml::Writer::new_with_indent(buf, b' ', 1);
     // Writing to a Vec cannot fail.
     w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))
         .and_then(|()| build(&mut w))
         .expect("writing XML to memory");
-    let mut body = w.into_inner();
-    body.push(b'\n');
+    let mut buf = w.into_inner();
+    buf.push(b'\n');
+    let body = buf.clone();
+    if buf.capacity() <= KEPT_BUFFER {
+        BUFFER.set(buf);
+    }
     body
 }
 
