@@ -237,8 +237,7 @@ impl Flow {
         let h = req.handset;
         let logins = self.book.identities(&h.mac);
         if logins.is_empty() {
-            let config = self.config.load();
-            return self.start_login(&config, here(&config, req.source_ip), h);
+            return self.login_menu(req);
         }
         if h.caps.identities > 1 {
             let rows: Vec<_> = logins
@@ -322,6 +321,12 @@ impl Flow {
         )
     }
 
+    /// The login menu for this phone under the current config.
+    fn login_menu(&self, req: &PhoneRequest<'_>) -> Screen {
+        let config = self.config.load();
+        self.start_login(&config, here(&config, req.source_ip), req.handset)
+    }
+
     /// The network choice, skipped when only one network is configured.
     fn start_login(&self, config: &Config, here: Option<usize>, h: &Handset) -> Screen {
         let networks = &config.networks;
@@ -365,8 +370,7 @@ impl Flow {
     async fn login(&self, req: &PhoneRequest<'_>) -> Screen {
         let h = req.handset;
         let Some(net) = req.param("net") else {
-            let config = self.config.load();
-            return self.start_login(&config, here(&config, req.source_ip), h);
+            return self.login_menu(req);
         };
         let config = self.config.load_full();
         let Some(network) = config.networks.get(net) else {
